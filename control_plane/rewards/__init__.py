@@ -1,0 +1,1 @@
+"""Reward epochs: scores, allocations and the Merkle tree the RewardDistributor checks."""
