@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 from web3 import AsyncWeb3
 
+from control_plane.app import create_app
+from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.migrate import upgrade
+from control_plane.models import Base
+from control_plane.settings import Settings
 from tests.chain import Anvil, deploy, running_anvil
+from tests.database import admin_database_url, scratch_database
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +61,53 @@ async def isolated_chain(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     snapshot = (await w3.provider.make_request("evm_snapshot", []))["result"]
     yield
     await w3.provider.make_request("evm_revert", [snapshot])
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database for this session, at the latest migration."""
+    with admin_database_url() as admin_url, scratch_database(admin_url) as url:
+        asyncio.run(upgrade(url))
+        yield url
+
+
+@pytest.fixture
+async def clean_database(database_url: str) -> AsyncIterator[str]:
+    """The session's database, emptied after the test (every table, in one statement)."""
+    yield database_url
+    engine = create_async_engine(database_url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture
+def settings(clean_database: str, anvil: Anvil, deployments_dir: Path) -> Settings:
+    return Settings(
+        database_url=clean_database,
+        rpc_url=anvil.rpc_url,
+        chain_id=31337,
+        deployments_dir=deployments_dir,
+        public_url="http://testserver",
+        jwt_secret=secrets.token_urlsafe(32),
+        api_key_secret=secrets.token_urlsafe(32),
+        data_key=secrets.token_urlsafe(32),
+        run_jobs=False,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, anvil: Anvil, deployment: Deployment) -> AsyncIterator[FastAPI]:
+    """The real application (real database, real chain), its lifespan running."""
+    chain = Web3ChainReader.connect(anvil.rpc_url, deployment, timeout=10)
+    application = create_app(settings, chain=chain)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http

@@ -1,0 +1,1 @@
+"""What node agents use: the desired peer set (long-poll), heartbeats and metrics."""

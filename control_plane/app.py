@@ -1,0 +1,163 @@
+"""The FastAPI application: `create_app(settings)` wires routers, errors, observability, the
+database, the chain reader and the jobs. Nothing connects at import time."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from sqlalchemy import text
+
+from control_plane import __version__
+from control_plane.agent.router import router as agent_router
+from control_plane.auth.router import router as auth_router
+from control_plane.chain.client import ChainReader, Web3ChainReader
+from control_plane.chain.contracts import Deployment
+from control_plane.configs.router import router as configs_router
+from control_plane.db import make_engine, make_sessionmaker
+from control_plane.errors import error_body, install_error_handlers
+from control_plane.jobs import Job, Services, start_scheduler
+from control_plane.logging_setup import configure_logging, request_id_var
+from control_plane.nodes.router import router as nodes_router
+from control_plane.settings import Settings
+from control_plane.subscriptions.router import router as subscriptions_router
+
+MAX_BODY_BYTES = 64 * 1024  # the largest legitimate body (a CSR) is a few KiB
+
+
+def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
+    """Every background job and its interval (filled in by the domains that own jobs)."""
+    return {}
+
+
+def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
+    """The application. `chain` replaces the JSON-RPC reader (tests pass one bound to anvil)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessions = make_sessionmaker(engine)
+        if chain is None:
+            deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
+            app.state.chain = Web3ChainReader.connect(
+                settings.rpc_url, deployment, settings.rpc_timeout_seconds
+            )
+        else:
+            app.state.chain = chain
+        app.state.services = Services(settings, app.state.sessions, app.state.chain)
+        scheduler = (
+            start_scheduler(app.state.services, scheduled_jobs(settings))
+            if settings.run_jobs
+            else None
+        )
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Nodus control plane",
+        version=__version__,
+        lifespan=lifespan,
+        description="A decentralized VPN paid on-chain. Errors are always "
+        '`{"error": {"code", "message"}}`.',
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    _install_observability(app)
+
+    for router in (auth_router, subscriptions_router, nodes_router, configs_router, agent_router):
+        app.include_router(router, prefix="/v1")
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """The process is alive (touches nothing)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    async def readyz(request: Request) -> JSONResponse:
+        """The database and the chain RPC both answer."""
+        checks = {
+            "database": await _database_ok(request),
+            "chain": await request.app.state.chain.ping(),
+        }
+        ready = all(checks.values())
+        body = {"status": "ok" if ready else "unavailable", "checks": checks}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    return app
+
+
+async def _database_ok(request: Request) -> bool:
+    try:
+        async with request.app.state.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def _install_observability(app: FastAPI) -> None:
+    registry = CollectorRegistry()
+    requests = Counter(
+        "nodus_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "nodus_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
+    )
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
+            request_id = uuid.uuid4().hex
+        request.state.request_id = request_id
+        token = request_id_var.set(request_id)
+        try:
+            length = request.headers.get("content-length")
+            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+                response: Response = JSONResponse(
+                    error_body(
+                        "payload_too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
+                    ),
+                    status_code=413,
+                )
+            else:
+                started = time.perf_counter()
+                response = await call_next(request)
+                route: Any = request.scope.get("route")
+                path = getattr(route, "path", "unmatched")
+                latency.labels(request.method, path).observe(time.perf_counter() - started)
+                requests.labels(request.method, path, str(response.status_code)).inc()
+            response.headers["x-request-id"] = request_id
+            return response
+        finally:
+            request_id_var.reset(token)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def build_from_env() -> FastAPI:
+    """uvicorn factory: `uvicorn --factory control_plane.app:build_from_env`."""
+    settings = Settings()  # type: ignore[call-arg]  # required secrets come from the environment
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,183 @@
+"""The one place the control plane talks to the chain: timeouts, retries with full-jitter
+exponential backoff, and a circuit breaker, around typed reads of the Nodus contracts.
+
+`ChainReader` is the seam (a Protocol): services depend on it, tests use the real
+`Web3ChainReader` against anvil.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError, Web3Exception
+from web3.types import FilterParams, LogReceipt
+
+from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.errors import ChainUnavailable
+
+T = TypeVar("T")
+
+NODE_STATUSES = ("none", "active", "exiting", "withdrawn")
+
+
+@dataclass(frozen=True, slots=True)
+class OnChainNode:
+    node_id: str
+    operator: str  # lower-case
+    agent: str  # lower-case
+    stake: int
+    status: str  # none | active | exiting | withdrawn
+    unbonding_end: int
+    metadata_uri: str
+    active: bool
+
+
+class ChainReader(Protocol):
+    chain_id: int
+    deployment: Deployment
+
+    async def block_number(self) -> int: ...
+    async def block_hash(self, number: int) -> str: ...
+    async def block_timestamp(self, number: int) -> int: ...
+    async def subscription_expiry(self, address: str) -> int: ...
+    async def price_per_period(self) -> int: ...
+    async def node(self, node_id: str) -> OnChainNode: ...
+    async def get_logs(self, params: FilterParams) -> list[LogReceipt]: ...
+    async def ping(self) -> bool: ...
+
+
+class CircuitBreaker:
+    """Opens after `threshold` consecutive failures; while open, calls fail at once for
+    `cooldown` seconds, then one trial call decides (half-open)."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
+        self.threshold, self.cooldown = threshold, cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        return time.monotonic() - self.opened_at >= self.cooldown
+
+    def success(self) -> None:
+        self.failures, self.opened_at = 0, None
+
+    def failure(self) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold:
+            self.opened_at = time.monotonic()
+
+
+class Web3ChainReader:
+    """ChainReader over JSON-RPC. Contract reverts are answers, not outages: they are not
+    retried and do not count against the breaker."""
+
+    def __init__(
+        self,
+        w3: Web3Client,
+        deployment: Deployment,
+        *,
+        attempts: int = 3,
+        base_delay: float = 0.1,
+        max_delay: float = 2.0,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        self.w3 = w3
+        self.deployment = deployment
+        self.chain_id = deployment.chain_id
+        self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
+        self.breaker = breaker or CircuitBreaker()
+        self.subscriptions = contract(w3, deployment, "SubscriptionManager")
+        self.registry = contract(w3, deployment, "NodeRegistry")
+
+    @classmethod
+    def connect(cls, rpc_url: str, deployment: Deployment, timeout: float) -> Web3ChainReader:
+        provider = AsyncWeb3.AsyncHTTPProvider(
+            rpc_url,
+            request_kwargs={"timeout": timeout},
+            exception_retry_configuration=None,  # retries live here, in one place
+        )
+        return cls(AsyncWeb3(provider), deployment)
+
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        if not self.breaker.allow():
+            raise ChainUnavailable()
+        for attempt in range(self.attempts):
+            try:
+                result = await operation()
+            except ContractLogicError:
+                self.breaker.success()
+                raise
+            except (OSError, TimeoutError, Web3Exception) as exc:
+                self.breaker.failure()
+                if attempt + 1 == self.attempts or not self.breaker.allow():
+                    raise ChainUnavailable() from exc
+                # Full jitter: a random delay up to the exponential bound.
+                bound = min(self.max_delay, self.base_delay * 2**attempt)
+                await asyncio.sleep(random.uniform(0, bound))  # noqa: S311
+            except Exception as exc:
+                # aiohttp's client errors and the like: an outage, not an answer.
+                if type(exc).__module__.startswith(("aiohttp", "httpx")):
+                    self.breaker.failure()
+                    raise ChainUnavailable() from exc
+                raise
+            else:
+                self.breaker.success()
+                return result
+        raise ChainUnavailable()  # pragma: no cover - the loop returns or raises
+
+    async def block_number(self) -> int:
+        return int(await self.call(lambda: self.w3.eth.block_number))
+
+    async def block_hash(self, number: int) -> str:
+        block = await self.call(lambda: self.w3.eth.get_block(number))
+        return "0x" + bytes(block["hash"]).hex()
+
+    async def block_timestamp(self, number: int) -> int:
+        block = await self.call(lambda: self.w3.eth.get_block(number))
+        return int(block["timestamp"])
+
+    async def subscription_expiry(self, address: str) -> int:
+        checksum = AsyncWeb3.to_checksum_address(address)
+        result: Any = await self.call(
+            lambda: self.subscriptions.functions.expiresAt(checksum).call()
+        )
+        return int(result)
+
+    async def price_per_period(self) -> int:
+        result: Any = await self.call(lambda: self.subscriptions.functions.pricePerPeriod().call())
+        return int(result)
+
+    async def node(self, node_id: str) -> OnChainNode:
+        key = bytes.fromhex(node_id.removeprefix("0x"))
+        raw: Any = await self.call(lambda: self.registry.functions.getNode(key).call())
+        operator, agent, stake, status, unbonding_end, metadata_uri = raw
+        active: Any = await self.call(lambda: self.registry.functions.isActive(key).call())
+        return OnChainNode(
+            node_id=node_id.lower(),
+            operator=operator.lower(),
+            agent=agent.lower(),
+            stake=int(stake),
+            status=NODE_STATUSES[int(status)],
+            unbonding_end=int(unbonding_end),
+            metadata_uri=metadata_uri,
+            active=bool(active),
+        )
+
+    async def get_logs(self, params: FilterParams) -> list[LogReceipt]:
+        logs = await self.call(lambda: self.w3.eth.get_logs(params))
+        return list(logs)
+
+    async def ping(self) -> bool:
+        try:
+            await self.block_number()
+        except ChainUnavailable:
+            return False
+        return True

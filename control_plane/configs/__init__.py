@@ -1,0 +1,1 @@
+"""Device configs: WireGuard and OpenVPN credentials, address allocation, revocation."""

@@ -1,0 +1,117 @@
+"""One error shape for every failure: `{"error": {"code": "...", "message": "..."}}`.
+
+Services raise `AppError` subclasses; FastAPI's own validation and HTTP errors are mapped to the
+same shape; anything unexpected becomes a 500 with no detail (and a log line with the request id).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("nodus.errors")
+
+
+class AppError(Exception):
+    """An error a client can act on: an HTTP status, a stable code and a readable message."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers
+
+
+class Unauthorized(AppError):
+    status_code, code = 401, "unauthorized"
+
+
+class Forbidden(AppError):
+    status_code, code = 403, "forbidden"
+
+
+class NotFound(AppError):
+    status_code, code = 404, "not_found"
+
+
+class Conflict(AppError):
+    status_code, code = 409, "conflict"
+
+
+class PaymentRequired(AppError):
+    status_code, code = 402, "payment_required"
+
+
+class Invalid(AppError):
+    status_code, code = 422, "invalid"
+
+
+class RateLimited(AppError):
+    status_code, code = 429, "rate_limited"
+
+
+class ChainUnavailable(AppError):
+    status_code, code = 503, "chain_unavailable"
+
+    def __init__(self, message: str = "the chain RPC is unreachable; retry shortly") -> None:
+        super().__init__(message, headers={"Retry-After": "5"})
+
+
+def error_body(code: str, message: str, **extra: object) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, **extra}}
+
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    429: "rate_limited",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return JSONResponse(
+            error_body(exc.code, exc.message), status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"loc": [str(p) for p in e.get("loc", ())], "message": str(e.get("msg", ""))}
+            for e in exc.errors()
+        ]
+        message = "; ".join(f"{'.'.join(f['loc'])}: {f['message']}" for f in fields[:5])
+        return JSONResponse(error_body("invalid", message, fields=fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception(
+            "unhandled error", extra={"request_id": getattr(request.state, "request_id", None)}
+        )
+        return JSONResponse(
+            error_body("internal", "internal error; it has been logged"), status_code=500
+        )

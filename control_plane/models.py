@@ -1,0 +1,25 @@
+"""Every table, imported in one place for Alembic and the test fixtures."""
+
+from control_plane.agent.models import Heartbeat, PeerMetric
+from control_plane.auth.models import AgentChallenge, ApiKey, AuthNonce
+from control_plane.chain.models import ChainCursor, IndexedBlock
+from control_plane.configs.models import DeviceConfig
+from control_plane.db import Base
+from control_plane.nodes.models import ChainNode, Node
+from control_plane.subscriptions.models import Payment, Subscriber
+
+__all__ = [
+    "AgentChallenge",
+    "ApiKey",
+    "AuthNonce",
+    "Base",
+    "ChainCursor",
+    "ChainNode",
+    "DeviceConfig",
+    "Heartbeat",
+    "IndexedBlock",
+    "Node",
+    "Payment",
+    "PeerMetric",
+    "Subscriber",
+]

@@ -1,0 +1,1 @@
+"""VPN nodes: registration by their on-chain operator, public listing, agent key rotation."""

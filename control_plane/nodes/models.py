@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, LargeBinary, Numeric, String, Text, func
+from sqlalchemy.dialects.postgresql import ARRAY, CIDR
+from sqlalchemy.orm import Mapped, mapped_column
+
+from control_plane.db import Base
+
+
+class Node(Base):
+    """A VPN node as its operator registered it with the control plane. On-chain truth (active,
+    operator, agent key) lives in `ChainNode`; this row holds what the chain does not."""
+
+    __tablename__ = "nodes"
+
+    id: Mapped[str] = mapped_column(String(66), primary_key=True)  # bytes32 as 0x-hex, lower
+    operator: Mapped[str] = mapped_column(String(42), index=True)
+    protocols: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
+    endpoint: Mapped[str] = mapped_column(String(262))  # host:port
+    country: Mapped[str] = mapped_column(String(2), index=True)
+    wireguard_public_key: Mapped[str | None] = mapped_column(String(44))
+    ipv4_pool: Mapped[str] = mapped_column(CIDR)
+    ipv6_pool: Mapped[str] = mapped_column(CIDR)
+    # OpenVPN: the node's CA and server credentials, generated here; keys encrypted at rest.
+    openvpn_ca_cert: Mapped[str | None] = mapped_column(Text)
+    openvpn_ca_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    openvpn_server_cert: Mapped[str | None] = mapped_column(Text)
+    openvpn_server_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    openvpn_tls_crypt_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Monotonic revision of the node's desired peer set; bumped by every change to it.
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+    deleted_at: Mapped[datetime | None]
+
+
+class ChainNode(Base):
+    """NodeRegistry state as the indexer learned it from events (the indexer alone writes it).
+    `active` mirrors `NodeRegistry.isActive`, re-read whenever an event touches the node or the
+    minimum stake changes."""
+
+    __tablename__ = "chain_nodes"
+
+    node_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(42), index=True)
+    agent: Mapped[str] = mapped_column(String(42))
+    stake: Mapped[int] = mapped_column(Numeric(78, 0))
+    status: Mapped[str] = mapped_column(String(16))  # active | exiting | withdrawn
+    active: Mapped[bool]
+    updated_block: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,40 @@
+"""`nodus-control-plane`: migrate the database and serve the API (with its jobs)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from control_plane.migrate import upgrade
+from control_plane.settings import Settings
+
+app = typer.Typer(help="Nodus control plane.", no_args_is_help=True)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (NODUS_DATABASE_URL)."""
+    settings = Settings()  # type: ignore[call-arg]
+    asyncio.run(upgrade(settings.database_url))
+    typer.echo("database is at the latest schema")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    workers: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """Serve the API and run the jobs."""
+    uvicorn.run(
+        "control_plane.app:build_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        proxy_headers=True,
+        log_config=None,
+    )

@@ -1,0 +1,1 @@
+"""Subscribers' on-chain payments and expiries."""
