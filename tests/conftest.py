@@ -11,6 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from pydantic import SecretStr
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 from web3 import AsyncWeb3
@@ -90,9 +91,9 @@ def settings(clean_database: str, anvil: Anvil, deployments_dir: Path) -> Settin
         chain_id=31337,
         deployments_dir=deployments_dir,
         public_url="http://testserver",
-        jwt_secret=secrets.token_urlsafe(32),
-        api_key_secret=secrets.token_urlsafe(32),
-        data_key=secrets.token_urlsafe(32),
+        jwt_secret=SecretStr(secrets.token_urlsafe(32)),
+        api_key_secret=SecretStr(secrets.token_urlsafe(32)),
+        data_key=SecretStr(secrets.token_urlsafe(32)),
         run_jobs=False,
     )
 

