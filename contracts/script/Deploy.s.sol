@@ -12,7 +12,8 @@ import {NodusDeployment} from "./NodusDeployment.sol";
 /// Any other chain takes the production delays below; override each with its NODUS_* variable.
 contract Deploy is Script {
     /// anvil's default mnemonic accounts 0..9 ("test test ... junk").
-    string internal constant ANVIL_MNEMONIC = "test test test test test test test test test test test junk";
+    string internal constant ANVIL_MNEMONIC =
+        "test test test test test test test test test test test junk";
 
     function run() external returns (NodusDeployment.Deployment memory d) {
         uint256 deployerKey = vm.envUint("PRIVATE_KEY");
@@ -34,7 +35,9 @@ contract Deploy is Script {
             devAccounts[i] = vm.addr(vm.deriveKey(ANVIL_MNEMONIC, i));
         }
         address defaultOracle = vm.addr(vm.deriveKey(ANVIL_MNEMONIC, 1));
-        p = NodusDeployment.localParams(deployer, vm.envOr("NODUS_ORACLE", defaultOracle), devAccounts);
+        p = NodusDeployment.localParams(
+            deployer, vm.envOr("NODUS_ORACLE", defaultOracle), devAccounts
+        );
         if (!local) {
             // Production defaults: a day to react to a bad root, a week-scale vote, two weeks to
             // unbond (more than challenge window plus voting period), no preset liquidity.

@@ -48,7 +48,7 @@ library NodusDeployment {
         NodusSwap swap;
     }
 
-    error UnbondingTooShort(uint64 unbondingPeriod, uint256 challengePlusVoting);
+    error UnbondingTooShort(uint64 unbondingPeriod, uint256 slashPath);
 
     /// @notice The defaults of a local chain: delays of seconds to minutes, funded dev accounts.
     function localParams(address admin, address oracle, address[] memory devAccounts)
@@ -79,10 +79,11 @@ library NodusDeployment {
     /// @notice Deploys everything, funds it, hands every role to the timelock and renounces the
     /// deployer's. The rest of the supply goes to the treasury (the timelock).
     function deploy(Params memory p) internal returns (Deployment memory d) {
-        uint256 challengePlusVoting = uint256(p.challengePeriod) + p.votingPeriod;
-        if (p.unbondingPeriod <= challengePlusVoting) {
-            revert UnbondingTooShort(p.unbondingPeriod, challengePlusVoting);
-        }
+        // A slash for a bad epoch needs the challenge window to spot it, then a full governance
+        // round (delay, vote, timelock): an operator must not be able to exit faster than that.
+        uint256 slashPath =
+            uint256(p.challengePeriod) + p.votingDelay + p.votingPeriod + p.timelockDelay;
+        if (p.unbondingPeriod <= slashPath) revert UnbondingTooShort(p.unbondingPeriod, slashPath);
 
         d.token = new NDSToken(p.admin, p.totalSupply);
 
@@ -94,7 +95,8 @@ library NodusDeployment {
         );
         address timelock = address(d.timelock);
 
-        d.rewards = new RewardDistributor(d.token, timelock, p.oracle, p.epochBudget, p.challengePeriod);
+        d.rewards =
+            new RewardDistributor(d.token, timelock, p.oracle, p.epochBudget, p.challengePeriod);
         d.subscriptions = new SubscriptionManager(
             d.token, address(d.rewards), timelock, timelock, p.pricePerPeriod, p.rewardBps
         );

@@ -54,7 +54,11 @@ contract NodeRegistry is Ownable {
     mapping(bytes32 nodeId => Node) private _nodes;
 
     event NodeRegistered(
-        bytes32 indexed nodeId, address indexed operator, address indexed agent, uint256 stake, string metadataURI
+        bytes32 indexed nodeId,
+        address indexed operator,
+        address indexed agent,
+        uint256 stake,
+        string metadataURI
     );
     event AgentChanged(bytes32 indexed nodeId, address indexed oldAgent, address indexed newAgent);
     event StakeIncreased(bytes32 indexed nodeId, uint256 amount, uint256 newStake);
@@ -146,7 +150,10 @@ contract NodeRegistry is Ownable {
     }
 
     /// @notice Replaces the node's metadata URI.
-    function setMetadataURI(bytes32 nodeId, string calldata metadataURI) external onlyOperator(nodeId) {
+    function setMetadataURI(bytes32 nodeId, string calldata metadataURI)
+        external
+        onlyOperator(nodeId)
+    {
         Node storage node = _nodes[nodeId];
         if (node.status != Status.Active) revert WrongStatus(nodeId, node.status);
         node.metadataURI = metadataURI;
@@ -218,7 +225,15 @@ contract NodeRegistry is Ownable {
         )
     {
         Node storage node = _nodes[nodeId];
-        return (node.operator, node.agent, node.stake, node.status, node.unbondingEnd, node.metadataURI);
+        return
+            (
+                node.operator,
+                node.agent,
+                node.stake,
+                node.status,
+                node.unbondingEnd,
+                node.metadataURI
+            );
     }
 
     /// @notice True while the node is registered, not exiting, and staked at least `minStake`.

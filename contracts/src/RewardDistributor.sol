@@ -75,9 +75,15 @@ contract RewardDistributor is IRewardPool, AccessControl {
     mapping(address account => uint256 amount) public claimed;
 
     event RootProposed(
-        uint64 indexed epoch, bytes32 root, uint256 totalCumulative, bytes32 dataHash, uint64 validAt
+        uint64 indexed epoch,
+        bytes32 root,
+        uint256 totalCumulative,
+        bytes32 dataHash,
+        uint64 validAt
     );
-    event RootAccepted(uint64 indexed epoch, bytes32 root, uint256 totalCumulative, bytes32 dataHash);
+    event RootAccepted(
+        uint64 indexed epoch, bytes32 root, uint256 totalCumulative, bytes32 dataHash
+    );
     event RootRevoked(uint64 indexed epoch, bytes32 root);
     event Claimed(address indexed account, uint256 amount, uint256 cumulativeAmount);
     event Funded(address indexed from, uint256 amount, uint256 totalFunded);
@@ -167,7 +173,8 @@ contract RewardDistributor is IRewardPool, AccessControl {
         uint64 epoch = _pendingEpoch;
         if (epoch <= currentEpoch) revert NoPendingRoot();
         if (block.timestamp < _pendingValidAt) revert ChallengeWindowOpen(_pendingValidAt);
-        (bytes32 root, bytes32 dataHash, uint128 total) = (_pendingRoot, _pendingDataHash, _pendingTotal);
+        (bytes32 root, bytes32 dataHash, uint128 total) =
+            (_pendingRoot, _pendingDataHash, _pendingTotal);
         currentRoot = root;
         currentDataHash = dataHash;
         totalCumulative = total;
@@ -204,7 +211,9 @@ contract RewardDistributor is IRewardPool, AccessControl {
     /// @notice The root waiting for its challenge window (all zero when none).
     function pendingRoot() external view returns (PendingRoot memory pending) {
         if (_pendingEpoch > currentEpoch) {
-            pending = PendingRoot(_pendingRoot, _pendingDataHash, _pendingTotal, _pendingEpoch, _pendingValidAt);
+            pending = PendingRoot(
+                _pendingRoot, _pendingDataHash, _pendingTotal, _pendingEpoch, _pendingValidAt
+            );
         }
     }
 

@@ -26,8 +26,9 @@ contract SubscriptionManager is ISubscriptionManager, Ownable {
     uint32 public constant MAX_MONTHS = 36;
     /// @notice Basis-point denominator of the revenue split.
     uint16 public constant BPS = 10_000;
-    /// @notice Upper bound on the price per period, so a price times months never overflows.
-    uint256 public constant MAX_PRICE = type(uint128).max / MAX_MONTHS;
+    /// @notice Upper bound on the price per period, so one payment's reward share always fits the
+    /// packed accrual (uint112).
+    uint256 public constant MAX_PRICE = type(uint112).max / MAX_MONTHS;
 
     /// @notice The NDS token.
     IERC20 public immutable token;
@@ -53,7 +54,11 @@ contract SubscriptionManager is ISubscriptionManager, Ownable {
     /// @notice A payment: `payer` bought `months` periods for `subscriber`, whose access now ends
     /// at `expiresAt`.
     event Subscribed(
-        address indexed subscriber, address indexed payer, uint32 months, uint256 paid, uint64 expiresAt
+        address indexed subscriber,
+        address indexed payer,
+        uint32 months,
+        uint256 paid,
+        uint64 expiresAt
     );
     /// @notice Governance changed the price of one period.
     event PriceChanged(uint256 oldPrice, uint256 newPrice);
@@ -128,17 +133,18 @@ contract SubscriptionManager is ISubscriptionManager, Ownable {
         uint64 start = current > block.timestamp ? current : uint64(block.timestamp);
         newExpiry = start + uint64(months) * PERIOD_64;
         expiresAt[beneficiary] = newExpiry;
-        _revenue.accruedRewards = SafeCast.toUint112(
-            revenue.accruedRewards + paid * revenue.rewardBps / BPS
-        );
+        _revenue.accruedRewards =
+            SafeCast.toUint112(revenue.accruedRewards + paid * revenue.rewardBps / BPS);
 
         emit Subscribed(beneficiary, msg.sender, months, paid, newExpiry);
         token.safeTransferFrom(msg.sender, address(this), paid);
     }
 
-    /// @notice `subscribe` with an EIP-2612 permit instead of a prior approve. A permit that fails
-    /// (for example because someone front-ran it to the token) is ignored: the payment still goes
-    /// through if the allowance is already in place.
+    /// @notice `subscribe` with an EIP-2612 permit instead of a prior approve. Sign the permit
+    /// for `maxPrice * months` (what you authorise; saturating at 2**256 - 1), so a price cut in
+    /// flight does not break it.
+    /// A permit that fails (for example because someone front-ran it to the token) is ignored:
+    /// the payment still goes through if the allowance is already in place.
     function subscribeWithPermit(
         address beneficiary,
         uint32 months,
@@ -148,10 +154,14 @@ contract SubscriptionManager is ISubscriptionManager, Ownable {
         bytes32 r,
         bytes32 s
     ) external returns (uint64 newExpiry) {
+        // Saturating: a wallet passing type(uint256).max as maxPrice signs an unlimited permit.
+        uint256 value = months == 0 || maxPrice <= type(uint256).max / months
+            ? maxPrice * months
+            : type(uint256).max;
         // The allowance may already be set (a front-run permit); subscribe fails cleanly if not.
-        try IERC20Permit(address(token)).permit(
-            msg.sender, address(this), uint256(_revenue.pricePerPeriod) * months, deadline, v, r, s
-        ) {} catch {}
+        try IERC20Permit(address(token))
+            .permit(msg.sender, address(this), value, deadline, v, r, s) {}
+            catch {}
         return subscribe(beneficiary, months, maxPrice);
     }
 
@@ -183,7 +193,7 @@ contract SubscriptionManager is ISubscriptionManager, Ownable {
     function _setPrice(uint256 newPrice) private {
         if (newPrice == 0 || newPrice > MAX_PRICE) revert InvalidPrice(newPrice);
         emit PriceChanged(_revenue.pricePerPeriod, newPrice);
-        // casting to uint128 is safe: newPrice <= MAX_PRICE < 2**128
+        // casting to uint128 is safe: newPrice <= MAX_PRICE < 2**112
         // forge-lint: disable-next-line(unsafe-typecast)
         _revenue.pricePerPeriod = uint128(newPrice);
     }

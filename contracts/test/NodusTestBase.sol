@@ -42,6 +42,6 @@ abstract contract NodusTestBase is Test {
         params = NodusDeployment.localParams(address(this), oracle, dev);
         NodusDeployment.Deployment memory d = NodusDeployment.deploy(params);
         (token, timelock, governor, rewards, subscriptions, registry, swap) =
-            (d.token, d.timelock, d.governor, d.rewards, d.subscriptions, d.registry, d.swap);
+        (d.token, d.timelock, d.governor, d.rewards, d.subscriptions, d.registry, d.swap);
     }
 }
