@@ -39,13 +39,14 @@ contract Deploy is Script {
             deployer, vm.envOr("NODUS_ORACLE", defaultOracle), devAccounts
         );
         if (!local) {
-            // Production defaults: a day to react to a bad root, a week-scale vote, two weeks to
-            // unbond (more than challenge window plus voting period), no preset liquidity.
+            // Production defaults: a governance round takes 5 days (delay 1 + vote 3 + timelock
+            // 1), so a bad root waits 6 days (weekly epochs), and unbonding (14 days) outlasts
+            // challenge window plus a governance round (11 days). No preset liquidity.
             p.unbondingPeriod = 14 days;
-            p.challengePeriod = 1 days;
+            p.challengePeriod = 6 days;
             p.votingDelay = 1 days;
-            p.votingPeriod = 5 days;
-            p.timelockDelay = 2 days;
+            p.votingPeriod = 3 days;
+            p.timelockDelay = 1 days;
             p.proposalThreshold = 100_000 ether;
             p.rewardPoolFunding = 0;
             p.swapNds = 0;

@@ -49,6 +49,7 @@ library NodusDeployment {
     }
 
     error UnbondingTooShort(uint64 unbondingPeriod, uint256 slashPath);
+    error ChallengeWindowTooShort(uint64 challengePeriod, uint256 governancePath);
 
     /// @notice The defaults of a local chain: delays of seconds to minutes, funded dev accounts.
     function localParams(address admin, address oracle, address[] memory devAccounts)
@@ -64,11 +65,11 @@ library NodusDeployment {
         p.minStake = 100 ether;
         p.unbondingPeriod = 1 hours;
         p.epochBudget = 10_000 ether;
-        p.challengePeriod = 60;
+        p.challengePeriod = 120;
         p.votingDelay = 1;
-        p.votingPeriod = 300;
+        p.votingPeriod = 60;
         p.proposalThreshold = 0;
-        p.timelockDelay = 60;
+        p.timelockDelay = 30;
         p.rewardPoolFunding = 1_000_000 ether;
         p.swapNds = 1_000_000 ether;
         p.swapEth = 100 ether;
@@ -79,10 +80,15 @@ library NodusDeployment {
     /// @notice Deploys everything, funds it, hands every role to the timelock and renounces the
     /// deployer's. The rest of the supply goes to the treasury (the timelock).
     function deploy(Params memory p) internal returns (Deployment memory d) {
-        // A slash for a bad epoch needs the challenge window to spot it, then a full governance
-        // round (delay, vote, timelock): an operator must not be able to exit faster than that.
-        uint256 slashPath =
-            uint256(p.challengePeriod) + p.votingDelay + p.votingPeriod + p.timelockDelay;
+        // The DAO (the guardian) must be able to revoke a bad root before anyone may accept it:
+        // a whole governance round (delay, vote, timelock) fits inside the challenge window.
+        uint256 governancePath = uint256(p.votingDelay) + p.votingPeriod + p.timelockDelay;
+        if (p.challengePeriod <= governancePath) {
+            revert ChallengeWindowTooShort(p.challengePeriod, governancePath);
+        }
+        // A slash for a bad epoch needs the challenge window to spot it, then a governance
+        // round: an operator must not be able to exit faster than that.
+        uint256 slashPath = p.challengePeriod + governancePath;
         if (p.unbondingPeriod <= slashPath) revert UnbondingTooShort(p.unbondingPeriod, slashPath);
 
         d.token = new NDSToken(p.admin, p.totalSupply);

@@ -94,6 +94,7 @@ contract RewardDistributor is IRewardPool, AccessControl {
     error WrongEpoch(uint64 epoch, uint64 expected);
     error PendingRootExists(uint64 epoch);
     error NoPendingRoot();
+    error NotPending(uint64 epoch, bytes32 root);
     error CumulativeDecreased(uint256 totalCumulative, uint256 current);
     error BudgetExceeded(uint256 increase, uint256 budget);
     error Underfunded(uint256 totalCumulative, uint256 totalFunded);
@@ -183,11 +184,26 @@ contract RewardDistributor is IRewardPool, AccessControl {
         emit RootAccepted(epoch, root, total, dataHash);
     }
 
-    /// @notice The guardian (governance) revokes the pending root: its epoch is settled and pays
-    /// nothing; the oracle proposes the next epoch.
+    /// @notice The guardian revokes whatever root is pending: its epoch is settled and pays
+    /// nothing; the oracle proposes the next epoch. For a guardian acting in real time; a
+    /// governance proposal, which executes days after it is written, uses `revokeEpoch`.
     function revokeRoot() external onlyRole(GUARDIAN_ROLE) {
         uint64 epoch = _pendingEpoch;
         if (epoch <= currentEpoch) revert NoPendingRoot();
+        _revoke(epoch);
+    }
+
+    /// @notice Revokes the pending root only if it is `root` for `epoch`, so a vote about one
+    /// root can never settle another that was proposed while the vote ran.
+    function revokeEpoch(uint64 epoch, bytes32 root) external onlyRole(GUARDIAN_ROLE) {
+        if (_pendingEpoch <= currentEpoch) revert NoPendingRoot();
+        if (epoch != _pendingEpoch || root != _pendingRoot) {
+            revert NotPending(epoch, root);
+        }
+        _revoke(epoch);
+    }
+
+    function _revoke(uint64 epoch) private {
         currentEpoch = epoch;
         emit RootRevoked(epoch, _pendingRoot);
     }
