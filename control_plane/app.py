@@ -21,25 +21,31 @@ from prometheus_client import (
 from sqlalchemy import text
 
 from control_plane import __version__
+from control_plane.agent.feed import PeerFeed
 from control_plane.agent.router import router as agent_router
 from control_plane.auth.router import router as auth_router
+from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
 from control_plane.db import make_engine, make_sessionmaker
-from control_plane.errors import error_body, install_error_handlers
+from control_plane.errors import install_error_handlers
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
 from control_plane.settings import Settings
 from control_plane.subscriptions.router import router as subscriptions_router
 
-MAX_BODY_BYTES = 64 * 1024  # the largest legitimate body (a CSR) is a few KiB
-
 
 def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """Every background job and its interval (filled in by the domains that own jobs)."""
-    return {}
+    from control_plane.chain.indexer import sync_chain
+    from control_plane.subscriptions.expiry import expire_lapsed
+
+    return {
+        "chain_sync": (settings.chain_sync_interval_seconds, sync_chain),
+        "expiry": (settings.expiry_interval_seconds, expire_lapsed),
+    }
 
 
 def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
@@ -63,11 +69,13 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
             if settings.run_jobs
             else None
         )
+        app.state.feed = await PeerFeed.start(settings.database_url, app.state.sessions)
         try:
             yield
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            await app.state.feed.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -80,6 +88,7 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     _install_observability(app)
+    app.add_middleware(BodyLimitMiddleware)
 
     for router in (auth_router, subscriptions_router, nodes_router, configs_router, agent_router):
         app.include_router(router, prefix="/v1")
@@ -131,21 +140,12 @@ def _install_observability(app: FastAPI) -> None:
         request.state.request_id = request_id
         token = request_id_var.set(request_id)
         try:
-            length = request.headers.get("content-length")
-            if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-                response: Response = JSONResponse(
-                    error_body(
-                        "payload_too_large", f"bodies are limited to {MAX_BODY_BYTES} bytes"
-                    ),
-                    status_code=413,
-                )
-            else:
-                started = time.perf_counter()
-                response = await call_next(request)
-                route: Any = request.scope.get("route")
-                path = getattr(route, "path", "unmatched")
-                latency.labels(request.method, path).observe(time.perf_counter() - started)
-                requests.labels(request.method, path, str(response.status_code)).inc()
+            started = time.perf_counter()
+            response = await call_next(request)
+            route: Any = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            latency.labels(request.method, path).observe(time.perf_counter() - started)
+            requests.labels(request.method, path, str(response.status_code)).inc()
             response.headers["x-request-id"] = request_id
             return response
         finally:

@@ -1,5 +1,105 @@
+"""What node agents use: the desired peer set (long-poll), heartbeats and metrics. Every route
+takes a node-agent token and serves only the token's own node."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter(tags=["agent"])
+from fastapi import APIRouter, Depends, Query, Request
+
+from control_plane.agent import service
+from control_plane.agent.feed import PeerFeed
+from control_plane.agent.schemas import (
+    INT64_MAX,
+    HeartbeatIn,
+    HeartbeatOut,
+    MetricsIn,
+    MetricsOut,
+    PeerSet,
+)
+from control_plane.auth.dependencies import NodePrincipal, SettingsDep
+from control_plane.auth.principal import Principal
+from control_plane.db import Session
+from control_plane.errors import Forbidden, Invalid
+
+router = APIRouter(prefix="/agent", tags=["agent"])
+
+
+def _feed(request: Request) -> PeerFeed:
+    feed: PeerFeed = request.app.state.feed
+    return feed
+
+
+Feed = Annotated[PeerFeed, Depends(_feed)]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("missing or invalid token"),
+    403: _error("not a node token, or another node's"),
+    404: _error("the token's node does not exist"),
+    422: _error("invalid input"),
+}
+
+
+def _own_node(principal: Principal, node_id: str | None = None) -> str:
+    if principal.node_id is None:
+        raise Forbidden("this token is not scoped to a node")
+    own = principal.node_id.lower()
+    if node_id is not None and node_id.lower() != own:
+        raise Forbidden("a node token reads only its own node")
+    return own
+
+
+@router.get(
+    "/peers",
+    responses={**_ERRORS, 429: _error("too many long-polls parked; retry after Retry-After")},
+)
+async def get_peers(
+    principal: NodePrincipal,
+    session: Session,
+    feed: Feed,
+    settings: SettingsDep,
+    since: Annotated[
+        int | None,
+        Query(ge=0, le=INT64_MAX, description="The revision you have; absent: send everything."),
+    ] = None,
+    wait: Annotated[
+        int,
+        Query(
+            ge=0,
+            description="Seconds to wait for a change after `since` (0 to the "
+            "long_poll_max_seconds setting, 60 by default).",
+        ),
+    ] = 0,
+    node_id: Annotated[
+        str | None,
+        Query(max_length=66, description="Optional; must be the token's own node."),
+    ] = None,
+) -> PeerSet:
+    """The node's desired peer set and its monotonic revision. Answers at once when the
+    revision is past `since` (or `since` is absent); otherwise waits up to `wait` seconds for a
+    change, then answers `{"revision": since, "changed": false, "peers": null}`: keep your set.
+    Each peer carries its subscriber's expiry: remove it then even if this API is unreachable."""
+    if wait > settings.long_poll_max_seconds:
+        raise Invalid(f"wait: at most {settings.long_poll_max_seconds} seconds")
+    return await service.peer_set(session, feed, _own_node(principal, node_id), since, wait)
+
+
+@router.post("/heartbeat", responses=_ERRORS)
+async def post_heartbeat(
+    principal: NodePrincipal, session: Session, report: HeartbeatIn
+) -> HeartbeatOut:
+    """Stores the agent's report of itself and marks the node as heard from now. Answers the
+    node's current revision: an agent whose applied revision is older polls again."""
+    return await service.record_heartbeat(session, _own_node(principal), report)
+
+
+@router.post("/metrics", responses=_ERRORS)
+async def post_metrics(principal: NodePrincipal, session: Session, report: MetricsIn) -> MetricsOut:
+    """Per-peer handshake time and cumulative byte counters, stored for scoring (at most
+    10,000 peers per report). Peers that are not configs on this node are ignored and counted."""
+    return await service.record_metrics(session, _own_node(principal), report)

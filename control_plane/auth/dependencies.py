@@ -29,17 +29,35 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-async def current_principal(request: Request, session: Session, settings: SettingsDep) -> Principal:
+def _bearer_credential(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential:
         raise Unauthorized("missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return credential
+
+
+async def current_principal(request: Request, session: Session, settings: SettingsDep) -> Principal:
+    credential = _bearer_credential(request)
     if credential.startswith(API_KEY_PREFIX):
         return await principal_for_api_key(session, settings, credential)
     return decode_access_token(settings, credential)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def signed_in_wallet(request: Request, principal: CurrentPrincipal) -> Principal:
+    """A wallet that signed in with its own signature (a JWT): not a node agent, and not an
+    API key, so a leaked key cannot mint keys that outlive its own revocation."""
+    if principal.node_id is not None or not principal.has(Role.SUBSCRIBER):
+        raise Forbidden("this needs a wallet's token (a node token cannot do this)")
+    if _bearer_credential(request).startswith(API_KEY_PREFIX):
+        raise Forbidden("an API key cannot do this; sign in with your wallet")
+    return principal
+
+
+SignedInWalletPrincipal = Annotated[Principal, Depends(signed_in_wallet)]
 
 
 def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:

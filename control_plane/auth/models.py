@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, String, func
+from sqlalchemy import LargeBinary, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db import Base
@@ -19,12 +19,17 @@ class AuthNonce(Base):
 
 
 class AgentChallenge(Base):
-    """A challenge a node agent signs with its on-chain agent key; consumed by one login."""
+    """The open challenge of one node: its agent signs it with the on-chain agent key, and one
+    login consumes it.
+
+    One per node (the key), so a login that names only the node finds the challenge without
+    guessing, and nobody can flood a node with challenges to crowd out its agent's: asking again
+    while it is fresh returns the same text (harmless: only the agent key can sign it)."""
 
     __tablename__ = "agent_challenges"
 
-    challenge: Mapped[str] = mapped_column(String(128), primary_key=True)
-    node_id: Mapped[str] = mapped_column(String(66))
+    node_id: Mapped[str] = mapped_column(String(66), primary_key=True)  # 0x-hex, lower-case
+    challenge: Mapped[str] = mapped_column(Text)  # the exact text the agent signs
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 

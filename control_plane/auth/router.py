@@ -1,5 +1,176 @@
+"""Sign-in routes: wallets (SIWE), node agents (challenge signed with the on-chain agent key),
+who-am-I, and API keys. The unauthenticated routes are rate limited per client IP
+(auth/rate_limit.py)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Any
 
-router = APIRouter(tags=["auth"])
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from control_plane.auth import api_keys, service
+from control_plane.auth.dependencies import (
+    CurrentPrincipal,
+    SettingsDep,
+    SignedInWalletPrincipal,
+    SubscriberPrincipal,
+)
+from control_plane.auth.rate_limit import rate_limit
+from control_plane.auth.schemas import (
+    AgentChallengeIn,
+    AgentChallengeOut,
+    AgentLoginIn,
+    AgentLoginOut,
+    ApiKeyCreatedOut,
+    ApiKeyCreateIn,
+    ApiKeyList,
+    LoginIn,
+    LoginOut,
+    MeOut,
+    NonceOut,
+)
+from control_plane.chain.client import ChainReader
+from control_plane.db import Session
+
+router = APIRouter()
+
+
+def _chain(request: Request) -> ChainReader:
+    chain: ChainReader = request.app.state.chain
+    return chain
+
+
+Chain = Annotated[ChainReader, Depends(_chain)]
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description}
+
+
+_RATE_LIMITED = _error(
+    "too many requests from this client (30 a minute per route, counted per replica); "
+    "see Retry-After"
+)
+_UNAUTHORIZED = _error("missing, invalid, expired or revoked credentials")
+
+
+@router.get(
+    "/auth/nonce",
+    tags=["auth"],
+    dependencies=[Depends(rate_limit("auth_nonce"))],
+    responses={429: _RATE_LIMITED},
+)
+async def get_nonce(session: Session, settings: SettingsDep) -> NonceOut:
+    """A single-use nonce (valid for 5 minutes) and the fields of the EIP-4361 message to sign
+    with it: `domain`, `uri`, `chain_id` and a suggested `statement`."""
+    return await service.issue_nonce(session, settings)
+
+
+@router.post(
+    "/auth/login",
+    tags=["auth"],
+    dependencies=[Depends(rate_limit("auth_login"))],
+    responses={
+        401: _error("the message, its signature, its nonce or its times did not check out"),
+        422: _error("malformed body"),
+        429: _RATE_LIMITED,
+    },
+)
+async def login(body: LoginIn, session: Session, settings: SettingsDep) -> LoginOut:
+    """Sign-In with Ethereum: send the EIP-4361 message built from GET /v1/auth/nonce and the
+    wallet's personal_sign signature of it. Checks the signature (a wallet key; contract wallets
+    are not supported), domain, URI, chain ID, issued-at / expiration / not-before, and consumes
+    the nonce. Answers a short-lived bearer token with the wallet's roles."""
+    return await service.sign_in(session, settings, body.message, body.signature)
+
+
+@router.get("/auth/me", tags=["auth"], responses={401: _UNAUTHORIZED})
+async def me(principal: CurrentPrincipal) -> MeOut:
+    """Who the credential (token or API key) says you are."""
+    return MeOut(
+        subject=principal.subject, roles=sorted(principal.roles), node_id=principal.node_id
+    )
+
+
+@router.post(
+    "/agent/challenge",
+    tags=["agent"],
+    dependencies=[Depends(rate_limit("agent_challenge"))],
+    responses={422: _error("malformed node id"), 429: _RATE_LIMITED},
+)
+async def agent_challenge(
+    body: AgentChallengeIn, session: Session, settings: SettingsDep
+) -> AgentChallengeOut:
+    """A challenge for the node's agent to sign with its on-chain agent key (single use,
+    5 minutes). Then POST /v1/agent/login."""
+    return await service.open_agent_challenge(session, settings, body.node_id)
+
+
+@router.post(
+    "/agent/login",
+    tags=["agent"],
+    dependencies=[Depends(rate_limit("agent_login"))],
+    responses={
+        401: _error("no open challenge, or not signed by the node's on-chain agent key"),
+        403: _error("the node is not Active on-chain"),
+        422: _error("malformed body"),
+        429: _RATE_LIMITED,
+        503: _error("the chain is unreachable; see Retry-After"),
+    },
+)
+async def agent_login(
+    body: AgentLoginIn, session: Session, settings: SettingsDep, chain: Chain
+) -> AgentLoginOut:
+    """Exchanges the personal_sign signature of the node's open challenge, made with the agent
+    key NodeRegistry holds for the node, for a token scoped to that node."""
+    return await service.agent_sign_in(session, settings, chain, body.node_id, body.signature)
+
+
+@router.post(
+    "/api-keys",
+    tags=["api-keys"],
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        401: _UNAUTHORIZED,
+        403: _error("not a wallet's token (node tokens and API keys cannot create keys)"),
+        409: _error("too many live keys"),
+    },
+)
+async def create_api_key(
+    body: ApiKeyCreateIn,
+    principal: SignedInWalletPrincipal,
+    session: Session,
+    settings: SettingsDep,
+) -> ApiKeyCreatedOut:
+    """A new API key for automation, acting as you. The `key` is in this answer only: the
+    server keeps just a keyed hash of it."""
+    return await api_keys.create_api_key(session, settings, principal.address, body.name)
+
+
+@router.get(
+    "/api-keys",
+    tags=["api-keys"],
+    responses={401: _UNAUTHORIZED, 403: _error("not a wallet's credential")},
+)
+async def list_api_keys(principal: SubscriberPrincipal, session: Session) -> ApiKeyList:
+    """Your live API keys (never their secrets)."""
+    return await api_keys.list_api_keys(session, principal.address)
+
+
+@router.delete(
+    "/api-keys/{key_id}",
+    tags=["api-keys"],
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={
+        401: _UNAUTHORIZED,
+        403: _error("not a wallet's credential"),
+        404: _error("you have no live key with this id"),
+    },
+)
+async def revoke_api_key(
+    key_id: uuid.UUID, principal: SubscriberPrincipal, session: Session
+) -> None:
+    """Revokes one of your keys, at once."""
+    await api_keys.revoke_api_key(session, principal.address, key_id)

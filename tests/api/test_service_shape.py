@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 
 
@@ -31,3 +33,13 @@ async def test_metrics_count_requests_by_route(client: httpx.AsyncClient) -> Non
     await client.get("/healthz")
     body = (await client.get("/metrics")).text
     assert 'nodus_http_requests_total{method="GET",route="/healthz",status="200"}' in body
+
+
+async def test_oversized_chunked_body_without_length_is_rejected(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(70):
+            yield b"x" * 1024
+
+    response = await client.post("/v1/auth/login", content=chunks())
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "payload_too_large"

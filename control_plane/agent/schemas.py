@@ -1,0 +1,189 @@
+"""What node agents send and receive. Every number is a strict, non-negative integer that fits
+its column; every list is bounded; a WireGuard key is 32 bytes of canonical base64."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, Self
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+MAX_METRIC_PEERS = 10_000
+# A handshake reported further ahead of our clock than this is a broken clock, not a handshake.
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
+Counter = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+
+
+def _wireguard_key(value: str) -> str:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("not base64") from exc
+    if len(raw) != 32 or base64.b64encode(raw).decode() != value:
+        raise ValueError("a WireGuard key is 32 bytes in canonical base64 (44 characters)")
+    return value
+
+
+WireGuardKey = Annotated[str, Field(min_length=44, max_length=44), AfterValidator(_wireguard_key)]
+CertSerial = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Fa-f]+$")]
+
+
+def _not_in_future(value: datetime | None) -> datetime | None:
+    if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
+        raise ValueError("is in the future")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- GET /v1/agent/peers -----------------------------------------------------------------------
+
+
+class WireGuardPeer(BaseModel):
+    protocol: Literal["wireguard"] = "wireguard"
+    public_key: str
+    allowed_ips: list[str] = Field(description='["<ipv4>/32", "<ipv6>/128"]')
+    expires_at: datetime = Field(
+        description="The subscriber's expiry (UTC): the agent removes the peer then by itself."
+    )
+
+
+class OpenVpnPeer(BaseModel):
+    protocol: Literal["openvpn"] = "openvpn"
+    cert_serial: str = Field(description="The client certificate's serial number.")
+    allowed_ips: list[str] = Field(description='["<ipv4>/32", "<ipv6>/128"]')
+    expires_at: datetime = Field(
+        description="The subscriber's expiry (UTC): the agent removes the peer then by itself."
+    )
+
+
+Peer = Annotated[WireGuardPeer | OpenVpnPeer, Field(discriminator="protocol")]
+
+
+class PeerSet(BaseModel):
+    """The node's desired peer set at `revision`, or, when nothing changed after `since`,
+    `changed: false` and `peers: null` (keep the set you have: null never means "no peers")."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "revision": 42,
+                    "changed": True,
+                    "peers": [
+                        {
+                            "protocol": "wireguard",
+                            "public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+                            "allowed_ips": ["10.8.0.2/32", "fd00:8::2/128"],
+                            "expires_at": "2030-01-31T12:00:00Z",
+                        },
+                        {
+                            "protocol": "openvpn",
+                            "cert_serial": "5f3a9c0e11",
+                            "allowed_ips": ["10.8.0.3/32", "fd00:8::3/128"],
+                            "expires_at": "2030-02-28T12:00:00Z",
+                        },
+                    ],
+                },
+                {"revision": 42, "changed": False, "peers": None},
+            ]
+        }
+    )
+
+    revision: int = Field(description="Monotonic per node; poll again with since=<revision>.")
+    changed: bool = Field(description="False when the revision is still `since`.")
+    peers: list[Peer] | None
+
+
+# --- POST /v1/agent/heartbeat ------------------------------------------------------------------
+
+
+class HeartbeatIn(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "agent_version": "0.1.0",
+                    "applied_revision": 42,
+                    "active_peers": 17,
+                    "rx_bytes_total": 123456789,
+                    "tx_bytes_total": 987654321,
+                }
+            ]
+        },
+    )
+
+    agent_version: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")
+    applied_revision: Counter
+    active_peers: Count
+    rx_bytes_total: Counter
+    tx_bytes_total: Counter
+
+
+class HeartbeatOut(BaseModel):
+    revision: int = Field(description="The node's current revision: if yours is older, re-poll.")
+
+
+# --- POST /v1/agent/metrics --------------------------------------------------------------------
+
+
+class PeerMetricIn(_Strict):
+    """One peer: `public_key` (WireGuard) or `cert_serial` (OpenVPN), exactly one. Byte counts
+    are the interface's cumulative counters; `last_handshake_at` is null if none happened."""
+
+    public_key: WireGuardKey | None = None
+    cert_serial: CertSerial | None = None
+    last_handshake_at: Annotated[AwareDatetime | None, AfterValidator(_not_in_future)] = None
+    rx_bytes: Counter
+    tx_bytes: Counter
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> Self:
+        if (self.public_key is None) == (self.cert_serial is None):
+            raise ValueError("give exactly one of public_key (WireGuard) or cert_serial (OpenVPN)")
+        return self
+
+
+class MetricsIn(_Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "peers": [
+                        {
+                            "public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+                            "last_handshake_at": "2030-01-01T12:00:00Z",
+                            "rx_bytes": 1048576,
+                            "tx_bytes": 4194304,
+                        }
+                    ]
+                }
+            ]
+        },
+    )
+
+    peers: list[PeerMetricIn] = Field(max_length=MAX_METRIC_PEERS)
+
+    @model_validator(mode="after")
+    def _each_peer_once(self) -> Self:
+        identities = [(p.public_key, p.cert_serial) for p in self.peers]
+        if len(set(identities)) != len(identities):
+            raise ValueError("a peer appears more than once")
+        return self
+
+
+class MetricsOut(BaseModel):
+    accepted: int = Field(description="Rows stored.")
+    ignored: int = Field(
+        description="Entries for peers that are not configs on this node (not stored)."
+    )

@@ -1,0 +1,126 @@
+"""The agent feed's rules: when a poll answers, what the desired peer set is, what a report
+stores. Raises AppErrors; never commits (the request owns the transaction)."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.agent import repository
+from control_plane.agent.feed import FeedBusy, PeerFeed
+from control_plane.agent.models import Heartbeat
+from control_plane.agent.repository import MetricRow, PeerRow
+from control_plane.agent.schemas import (
+    HeartbeatIn,
+    HeartbeatOut,
+    MetricsIn,
+    MetricsOut,
+    OpenVpnPeer,
+    PeerSet,
+    WireGuardPeer,
+)
+from control_plane.errors import NotFound, RateLimited
+
+
+async def peer_set(
+    session: AsyncSession, feed: PeerFeed, node_id: str, since: int | None, wait: int
+) -> PeerSet:
+    """The node's desired set if its revision is not `since` (or `since` is absent); otherwise
+    waits up to `wait` seconds for it to move, and answers `changed: false` if it did not.
+
+    A poll whose revision is still `since` is answered from the feed's memory: no SQL at all
+    (while the feed is live). A `since` ahead of the revision we know is checked against the
+    database once (this replica may not have heard of the change yet); if the database is behind
+    it too (restored, or a confused agent) the agent gets the full set to start over from."""
+    if since is not None:
+        revision = await _known_revision(session, feed, node_id)
+        if revision < since:
+            revision = await _database_revision(session, feed, node_id)
+        if revision == since and wait > 0:
+            try:
+                await feed.wait_past(node_id, since, wait)
+            except FeedBusy as exc:
+                raise RateLimited(str(exc), headers={"Retry-After": "5"}) from exc
+            revision = await _known_revision(session, feed, node_id)
+        if revision == since:
+            return PeerSet(revision=since, changed=False, peers=None)
+    return await _full_set(session, feed, node_id)
+
+
+async def _known_revision(session: AsyncSession, feed: PeerFeed, node_id: str) -> int:
+    """From memory; a node the map does not know (or a feed that is reconnecting) is read from
+    the database, once: the answer is remembered."""
+    revision = feed.revision(node_id)
+    if revision is None:
+        revision = await _database_revision(session, feed, node_id)
+    return revision
+
+
+async def _database_revision(session: AsyncSession, feed: PeerFeed, node_id: str) -> int:
+    node = await repository.node_revision(session, node_id)
+    if node is None:
+        raise NotFound("no such node")
+    feed.observe(node_id, node.revision)
+    return node.revision
+
+
+async def _full_set(session: AsyncSession, feed: PeerFeed, node_id: str) -> PeerSet:
+    # The revision is read before the peers. Under READ COMMITTED each statement sees the
+    # latest commits, so the peers can only be newer than the revision (the agent then gets them
+    # again on its next poll), never older (which would hide a change behind its revision).
+    async with feed.reads:
+        node = await repository.node_revision(session, node_id)
+        if node is None:
+            raise NotFound("no such node")
+        rows = [] if node.deleted else await repository.desired_peers(session, node_id)
+    feed.observe(node_id, node.revision)
+    return PeerSet(revision=node.revision, changed=True, peers=[_peer(row) for row in rows])
+
+
+def _peer(row: PeerRow) -> WireGuardPeer | OpenVpnPeer:
+    allowed_ips = [
+        f"{ipaddress.ip_interface(row.ipv4).ip}/32",
+        f"{ipaddress.ip_interface(row.ipv6).ip}/128",
+    ]
+    expires_at = row.expires_at.astimezone(UTC)
+    if row.protocol == "openvpn":
+        assert row.cert_serial is not None  # the query selects only peers with an identity
+        return OpenVpnPeer(
+            cert_serial=row.cert_serial, allowed_ips=allowed_ips, expires_at=expires_at
+        )
+    assert row.public_key is not None
+    return WireGuardPeer(public_key=row.public_key, allowed_ips=allowed_ips, expires_at=expires_at)
+
+
+async def record_heartbeat(
+    session: AsyncSession, node_id: str, report: HeartbeatIn
+) -> HeartbeatOut:
+    revision = await repository.record_heartbeat_time(session, node_id)
+    if revision is None:
+        raise NotFound("no such node")
+    await repository.add_heartbeat(session, Heartbeat(node_id=node_id, **report.model_dump()))
+    return HeartbeatOut(revision=revision)
+
+
+async def record_metrics(session: AsyncSession, node_id: str, report: MetricsIn) -> MetricsOut:
+    """Stores one row per reported peer that is a config on this node (live or revoked: a
+    report can race a revocation, and traffic served before it is real). Other entries are
+    ignored and counted, so one stale peer does not lose the whole report."""
+    if not await repository.live_node_exists(session, node_id):
+        raise NotFound("no such node")
+    if not report.peers:
+        return MetricsOut(accepted=0, ignored=0)
+    rows = [
+        MetricRow(
+            public_key=p.public_key,
+            cert_serial=p.cert_serial,
+            last_handshake_at=p.last_handshake_at,
+            rx_bytes=p.rx_bytes,
+            tx_bytes=p.tx_bytes,
+        )
+        for p in report.peers
+    ]
+    accepted = await repository.add_peer_metrics(session, node_id, rows)
+    return MetricsOut(accepted=accepted, ignored=len(rows) - accepted)
