@@ -6,6 +6,7 @@ from control_plane.chain.models import ChainCursor, IndexedBlock
 from control_plane.configs.models import DeviceConfig
 from control_plane.db import Base
 from control_plane.nodes.models import ChainNode, Node
+from control_plane.rewards.models import RewardEpoch
 from control_plane.subscriptions.models import Payment, Subscriber
 
 __all__ = [
@@ -21,5 +22,6 @@ __all__ = [
     "Node",
     "Payment",
     "PeerMetric",
+    "RewardEpoch",
     "Subscriber",
 ]

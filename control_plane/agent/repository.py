@@ -68,7 +68,7 @@ async def node_revision(session: AsyncSession, node_id: str) -> NodeRevision | N
     return NodeRevision(revision=int(row.revision), deleted=row.deleted_at is not None)
 
 
-async def desired_peers(session: AsyncSession, node_id: str) -> list[PeerRow]:
+async def desired_peers(session: AsyncSession, node_id: str, now: datetime) -> list[PeerRow]:
     """The node's live configs whose subscriber's expiry is still ahead, oldest first."""
     statement = (
         select(
@@ -83,7 +83,7 @@ async def desired_peers(session: AsyncSession, node_id: str) -> list[PeerRow]:
         .where(
             DeviceConfig.node_id == node_id,
             DeviceConfig.revoked_at.is_(None),
-            Subscriber.expires_at > func.now(),
+            Subscriber.expires_at > now,
             or_(
                 (DeviceConfig.protocol == "wireguard") & DeviceConfig.public_key.is_not(None),
                 (DeviceConfig.protocol == "openvpn") & DeviceConfig.cert_serial.is_not(None),

@@ -59,6 +59,7 @@ def _own_node(principal: Principal, node_id: str | None = None) -> str:
     responses={**_ERRORS, 429: _error("too many long-polls parked; retry after Retry-After")},
 )
 async def get_peers(
+    request: Request,
     principal: NodePrincipal,
     session: Session,
     feed: Feed,
@@ -86,7 +87,9 @@ async def get_peers(
     Each peer carries its subscriber's expiry: remove it then even if this API is unreachable."""
     if wait > settings.long_poll_max_seconds:
         raise Invalid(f"wait: at most {settings.long_poll_max_seconds} seconds")
-    return await service.peer_set(session, feed, _own_node(principal, node_id), since, wait)
+    return await service.peer_set(
+        session, feed, request.app.state.chain, _own_node(principal, node_id), since, wait
+    )
 
 
 @router.post("/heartbeat", responses=_ERRORS)

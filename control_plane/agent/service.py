@@ -21,11 +21,18 @@ from control_plane.agent.schemas import (
     PeerSet,
     WireGuardPeer,
 )
+from control_plane.chain.client import ChainReader
 from control_plane.errors import NotFound, RateLimited
+from control_plane.subscriptions.expiry import chain_now
 
 
 async def peer_set(
-    session: AsyncSession, feed: PeerFeed, node_id: str, since: int | None, wait: int
+    session: AsyncSession,
+    feed: PeerFeed,
+    chain: ChainReader,
+    node_id: str,
+    since: int | None,
+    wait: int,
 ) -> PeerSet:
     """The node's desired set if its revision is not `since` (or `since` is absent); otherwise
     waits up to `wait` seconds for it to move, and answers `changed: false` if it did not.
@@ -46,7 +53,7 @@ async def peer_set(
             revision = await _known_revision(session, feed, node_id)
         if revision == since:
             return PeerSet(revision=since, changed=False, peers=None)
-    return await _full_set(session, feed, node_id)
+    return await _full_set(session, feed, chain, node_id)
 
 
 async def _known_revision(session: AsyncSession, feed: PeerFeed, node_id: str) -> int:
@@ -66,7 +73,9 @@ async def _database_revision(session: AsyncSession, feed: PeerFeed, node_id: str
     return node.revision
 
 
-async def _full_set(session: AsyncSession, feed: PeerFeed, node_id: str) -> PeerSet:
+async def _full_set(
+    session: AsyncSession, feed: PeerFeed, chain: ChainReader, node_id: str
+) -> PeerSet:
     # The revision is read before the peers. Under READ COMMITTED each statement sees the
     # latest commits, so the peers can only be newer than the revision (the agent then gets them
     # again on its next poll), never older (which would hide a change behind its revision).
@@ -74,7 +83,9 @@ async def _full_set(session: AsyncSession, feed: PeerFeed, node_id: str) -> Peer
         node = await repository.node_revision(session, node_id)
         if node is None:
             raise NotFound("no such node")
-        rows = [] if node.deleted else await repository.desired_peers(session, node_id)
+        # Lapsed means lapsed on the chain's clock (a dev chain can run ahead of the wall).
+        now = await chain_now(chain)
+        rows = [] if node.deleted else await repository.desired_peers(session, node_id, now)
     feed.observe(node_id, node.revision)
     return PeerSet(revision=node.revision, changed=True, peers=[_peer(row) for row in rows])
 

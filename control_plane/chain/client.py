@@ -12,10 +12,10 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, Web3Exception
+from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
 from web3.types import FilterParams, LogReceipt
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
@@ -38,12 +38,34 @@ class OnChainNode:
     active: bool
 
 
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """What the indexer needs of a block: where it sits, what it builds on, and when."""
+
+    number: int
+    hash: str  # 0x-hex, lower-case
+    parent_hash: str  # 0x-hex, lower-case
+    timestamp: int  # unix seconds
+
+
+class LogQueryRejected(Exception):
+    """The node answered `eth_getLogs` with an error (range or result set too large, a server-side
+    timeout, a rate limit): the query, not the connection, is the problem, so it is not retried
+    here and does not trip the breaker; the indexer asks again for fewer blocks."""
+
+
+def hex0x(value: bytes) -> str:
+    """Bytes (HexBytes included) as lower-case 0x-hex."""
+    return "0x" + bytes(value).hex()
+
+
 class ChainReader(Protocol):
     chain_id: int
     deployment: Deployment
 
     async def block_number(self) -> int: ...
     async def block_hash(self, number: int) -> str: ...
+    async def block_header(self, block: int | Literal["latest"]) -> BlockHeader: ...
     async def block_timestamp(self, number: int) -> int: ...
     async def subscription_expiry(self, address: str) -> int: ...
     async def price_per_period(self) -> int: ...
@@ -138,7 +160,16 @@ class Web3ChainReader:
 
     async def block_hash(self, number: int) -> str:
         block = await self.call(lambda: self.w3.eth.get_block(number))
-        return "0x" + bytes(block["hash"]).hex()
+        return hex0x(block["hash"])
+
+    async def block_header(self, block: int | Literal["latest"]) -> BlockHeader:
+        data = await self.call(lambda: self.w3.eth.get_block(block))
+        return BlockHeader(
+            number=int(data["number"]),
+            hash=hex0x(data["hash"]),
+            parent_hash=hex0x(data["parentHash"]),
+            timestamp=int(data["timestamp"]),
+        )
 
     async def block_timestamp(self, number: int) -> int:
         block = await self.call(lambda: self.w3.eth.get_block(number))
@@ -172,8 +203,16 @@ class Web3ChainReader:
         )
 
     async def get_logs(self, params: FilterParams) -> list[LogReceipt]:
-        logs = await self.call(lambda: self.w3.eth.get_logs(params))
-        return list(logs)
+        """Raises LogQueryRejected when the node refuses the query (ask for fewer blocks), and
+        ChainUnavailable when it cannot be reached."""
+
+        async def fetch() -> list[LogReceipt]:
+            try:
+                return list(await self.w3.eth.get_logs(params))
+            except Web3RPCError as exc:
+                raise LogQueryRejected(str(exc)) from exc
+
+        return await self.call(fetch)
 
     async def ping(self) -> bool:
         try:

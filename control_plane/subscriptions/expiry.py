@@ -1,19 +1,39 @@
 """A subscriber's expiry, read from the SubscriptionManager contract (the truth), so a user who
 just paid never waits for the indexer. Reads are cached for `expiry_cache_seconds`; an
-unreachable chain raises ChainUnavailable (503), never a guess."""
+unreachable chain raises ChainUnavailable (503), never a guess.
+
+The expiry recorded in `subscribers` drives the nodes' desired peer sets (a live config belongs
+in its node's set while its subscriber's expiry is in the future), so every change that moves a
+subscriber across "now" bumps the revisions of the nodes holding its live configs:
+- a renewal of a lapsed subscriber, at once (`record_expiry` says so, and its callers, the
+  indexer and every direct read, call `bump_nodes_of`);
+- a lapse, within a minute, by the `expire_lapsed` job, exactly once per expiry.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.agent.revisions import bump_revision
 from control_plane.chain.client import ChainReader
-from control_plane.subscriptions.models import Subscriber
+from control_plane.errors import ChainUnavailable
+from control_plane.jobs import Services
+from control_plane.subscriptions.repository import SubscriberRepository
+
+log = logging.getLogger("nodus.expiry")
+
+NEVER = datetime.fromtimestamp(0, UTC)
+"""The expiry of a subscriber none of whose payments remain on the chain (after a reorg)."""
+
+LAPSES_PER_RUN = 1_000
 
 _cache: dict[tuple[int, str], tuple[float, int]] = {}
+_price_cache: dict[int, tuple[float, int]] = {}
 
 
 async def chain_expiry(chain: ChainReader, address: str, max_age: float) -> int:
@@ -28,21 +48,103 @@ async def chain_expiry(chain: ChainReader, address: str, max_age: float) -> int:
     return expiry
 
 
+async def chain_price(chain: ChainReader, max_age: float) -> int:
+    """`pricePerPeriod()` in NDS wei, at most `max_age` seconds old."""
+    cached = _price_cache.get(chain.chain_id)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < max_age:
+        return cached[1]
+    price = await chain.price_per_period()
+    _price_cache[chain.chain_id] = (now, price)
+    return price
+
+
+async def chain_now(chain: ChainReader) -> datetime:
+    """The later of the wall clock and the chain head's timestamp: the contract decides with
+    `block.timestamp`, which a dev chain can move ahead of the wall clock (evm_increaseTime).
+    With the chain unreachable, the wall clock alone (a lapse is still a lapse)."""
+    wall = datetime.now(UTC)
+    try:
+        head = await chain.block_header("latest")
+    except ChainUnavailable:
+        return wall
+    return max(wall, datetime.fromtimestamp(head.timestamp, UTC))
+
+
 async def current_expiry(
     session: AsyncSession, chain: ChainReader, address: str, max_age: float
 ) -> datetime | None:
     """The subscriber's expiry from the chain, recorded in `subscribers` (the expiry job's
-    input); None if the address never paid."""
+    input); None if the address never paid. A renewal of a lapsed subscriber bumps its nodes'
+    revisions in this transaction."""
     seconds = await chain_expiry(chain, address, max_age)
     if seconds == 0:
         return None
     expires_at = datetime.fromtimestamp(seconds, UTC)
-    statement = insert(Subscriber).values(address=address.lower(), expires_at=expires_at)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=[Subscriber.address],
-            set_={"expires_at": statement.excluded.expires_at},
-            where=Subscriber.expires_at != statement.excluded.expires_at,
-        )
-    )
+    # A cached read may be a few seconds old: it can add what the indexer has not seen yet,
+    # never take back what it has (on-chain expiries only grow; reorgs are the indexer's).
+    if await record_expiry(session, address, expires_at, datetime.now(UTC), only_grow=True):
+        await bump_nodes_of(session, [address.lower()])
     return expires_at
+
+
+async def record_expiry(
+    session: AsyncSession,
+    address: str,
+    expires_at: datetime,
+    now: datetime,
+    *,
+    only_grow: bool,
+) -> bool:
+    """Records the subscriber's expiry (`only_grow`: never lower it); a row it changes stays
+    locked until the transaction ends. True if the subscriber's live configs are back in their
+    nodes' peer sets: it was out of them (its expiry had passed, or its lapse was announced)
+    and the new expiry is in the future; the caller then bumps those nodes (`bump_nodes_of`).
+    A move the other way (a reorg taking a payment back) is left to `expire_lapsed`, which
+    announces it once."""
+    address = address.lower()
+    repository = SubscriberRepository(session)
+    if only_grow:  # the common case, a read of what is already known: no lock needed
+        known = await repository.get(address)
+        if known is not None and known.expires_at >= expires_at:
+            return False
+    state = await repository.get(address, lock=True)
+    if state is None:
+        if await repository.create(address, expires_at):
+            return expires_at > now
+        state = await repository.get(address, lock=True)  # created concurrently
+        assert state is not None
+    old = state.expires_at
+    new = max(old, expires_at) if only_grow else expires_at
+    if new == old:
+        return False
+    await repository.set_expiry(address, new)
+    was_out = old <= now or (
+        state.lapse_processed_until is not None and state.lapse_processed_until >= old
+    )
+    return was_out and new > now
+
+
+async def bump_nodes_of(session: AsyncSession, subscribers: Sequence[str]) -> list[str]:
+    """Bumps, once each, the revision of every node holding a live config of `subscribers`;
+    returns those nodes."""
+    nodes = await SubscriberRepository(session).nodes_with_live_configs(subscribers)
+    for node_id in nodes:  # sorted: concurrent bumpers lock nodes in the same order
+        await bump_revision(session, node_id)
+    if nodes:
+        log.info("peer sets changed", extra={"subscribers": len(subscribers), "nodes": len(nodes)})
+    return nodes
+
+
+async def expire_lapsed(services: Services, session: AsyncSession) -> None:
+    """The expiry job: each subscriber whose expiry has passed since the last run leaves its
+    nodes' desired sets, once: every node holding one of its live configs gets one revision
+    bump (the agent's next poll no longer sees the peer), and the lapse is marked processed."""
+    now = await chain_now(services.chain)
+    repository = SubscriberRepository(session)
+    lapsed = await repository.lock_unprocessed_lapses(now, LAPSES_PER_RUN)
+    if not lapsed:
+        return
+    await repository.mark_lapses_processed(lapsed)
+    nodes = await bump_nodes_of(session, lapsed)
+    log.info("subscriptions lapsed", extra={"subscribers": len(lapsed), "nodes": len(nodes)})

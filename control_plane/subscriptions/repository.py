@@ -1,0 +1,139 @@
+"""Every query of the subscriptions domain: payments (append-only, keyed by chain position) and
+subscribers' expiries. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.configs.models import DeviceConfig
+from control_plane.subscriptions.models import Payment, Subscriber
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberState:
+    expires_at: datetime
+    lapse_processed_until: datetime | None
+
+
+class PaymentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def insert_many(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Inserts payments that are not there yet (keyed by chain id, tx hash, log index);
+        returns how many were new."""
+        if not rows:
+            return 0
+        inserted = await self.session.scalars(
+            insert(Payment)
+            .values(list(rows))
+            .on_conflict_do_nothing(
+                index_elements=[Payment.chain_id, Payment.tx_hash, Payment.log_index]
+            )
+            .returning(Payment.log_index)
+        )
+        return len(inserted.all())
+
+    async def delete_after_block(self, chain_id: int, block: int) -> list[str]:
+        """Deletes payments in blocks after `block`; returns the subscriber of each."""
+        subscribers = await self.session.scalars(
+            delete(Payment)
+            .where(Payment.chain_id == chain_id, Payment.block_number > block)
+            .returning(Payment.subscriber)
+        )
+        return list(subscribers.all())
+
+    async def latest_expiry(self, chain_id: int, subscriber: str) -> datetime | None:
+        """The expiry set by the subscriber's latest payment (the chain's expiry only grows)."""
+        return await self.session.scalar(
+            select(Payment.expires_at)
+            .where(Payment.chain_id == chain_id, Payment.subscriber == subscriber)
+            .order_by(Payment.block_number.desc(), Payment.log_index.desc())
+            .limit(1)
+        )
+
+    async def history(
+        self, chain_id: int, subscriber: str, *, limit: int, offset: int
+    ) -> Sequence[Payment]:
+        """The subscriber's payments, newest first."""
+        rows = await self.session.scalars(
+            select(Payment)
+            .where(Payment.chain_id == chain_id, Payment.subscriber == subscriber)
+            .order_by(Payment.block_number.desc(), Payment.log_index.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return rows.all()
+
+
+class SubscriberRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, address: str, *, lock: bool = False) -> SubscriberState | None:
+        """The subscriber's row (`lock`: locked until the transaction ends)."""
+        statement = select(Subscriber.expires_at, Subscriber.lapse_processed_until).where(
+            Subscriber.address == address
+        )
+        if lock:
+            statement = statement.with_for_update()
+        row = (await self.session.execute(statement)).one_or_none()
+        return None if row is None else SubscriberState(row[0], row[1])
+
+    async def create(self, address: str, expires_at: datetime) -> bool:
+        """Inserts the subscriber; False if another transaction did first."""
+        created = await self.session.scalar(
+            insert(Subscriber)
+            .values(address=address, expires_at=expires_at)
+            .on_conflict_do_nothing(index_elements=[Subscriber.address])
+            .returning(Subscriber.address)
+        )
+        return created is not None
+
+    async def set_expiry(self, address: str, expires_at: datetime) -> None:
+        await self.session.execute(
+            update(Subscriber).where(Subscriber.address == address).values(expires_at=expires_at)
+        )
+
+    async def lock_unprocessed_lapses(self, now: datetime, limit: int) -> list[str]:
+        """Subscribers whose current expiry has passed and whose lapse is not yet announced,
+        locked (rows another transaction holds are left for the next run)."""
+        rows = await self.session.scalars(
+            select(Subscriber.address)
+            .where(
+                Subscriber.expires_at <= now,
+                (Subscriber.lapse_processed_until.is_(None))
+                | (Subscriber.lapse_processed_until < Subscriber.expires_at),
+            )
+            .order_by(Subscriber.address)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return list(rows)
+
+    async def mark_lapses_processed(self, addresses: Sequence[str]) -> None:
+        await self.session.execute(
+            update(Subscriber)
+            .where(Subscriber.address.in_(addresses))
+            .values(lapse_processed_until=Subscriber.expires_at)
+        )
+
+    async def nodes_with_live_configs(self, subscribers: Sequence[str]) -> list[str]:
+        """Nodes holding a live (unrevoked) config of any of `subscribers`, sorted (the order in
+        which their revisions are bumped, so concurrent bumpers never deadlock)."""
+        if not subscribers:
+            return []
+        rows = await self.session.scalars(
+            select(DeviceConfig.node_id)
+            .where(DeviceConfig.subscriber.in_(subscribers), DeviceConfig.revoked_at.is_(None))
+            .distinct()
+            .order_by(DeviceConfig.node_id)
+        )
+        return list(rows)
