@@ -35,3 +35,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # A line per job run every few seconds drowns everything else; failures still log.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
