@@ -17,7 +17,7 @@ def load_compose() -> dict[str, Any]:
 
 def test_every_long_running_service_has_a_healthcheck() -> None:
     services = load_compose()["services"]
-    assert {"postgres", "chain", "deployer"} <= services.keys()
+    assert {"postgres", "chain", "deployer", "migrate", "control-plane", "nginx"} <= services.keys()
     for name, service in services.items():
         if service.get("restart") == "no":  # one-shot jobs exit; they need no health
             continue
@@ -35,8 +35,30 @@ def test_built_image_and_commands_exist_in_the_repository() -> None:
         command = service.get("command", [])
         if command and command[0].startswith("scripts/"):
             assert (REPO_ROOT / command[0]).is_file(), f"{name} runs missing {command[0]}"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./docker/"):
+                assert (REPO_ROOT / source).is_file(), f"{name} mounts missing {source}"
 
 
 def test_deployer_waits_for_a_healthy_chain() -> None:
     deployer = load_compose()["services"]["deployer"]
     assert deployer["depends_on"]["chain"]["condition"] == "service_healthy"
+
+
+def test_control_plane_commands_are_console_scripts_of_the_package() -> None:
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    services = load_compose()["services"]
+    for name in ("migrate", "control-plane"):
+        assert services[name]["command"][0] == "nodus-control-plane"
+    assert 'nodus-control-plane = "control_plane.server:app"' in pyproject
+
+
+def test_replicas_are_migrated_and_deployed_before_they_start() -> None:
+    control_plane = load_compose()["services"]["control-plane"]
+    assert control_plane["deploy"]["replicas"] >= 2
+    conditions = {k: v["condition"] for k, v in control_plane["depends_on"].items()}
+    assert conditions == {
+        "migrate": "service_completed_successfully",
+        "deployer": "service_completed_successfully",
+    }
