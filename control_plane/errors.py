@@ -12,9 +12,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("nodus.errors")
+
+TRANSIENT_SQLSTATES = {"40001", "40P01"}  # serialization failure, deadlock detected
 
 
 class AppError(Exception):
@@ -115,3 +118,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(
             error_body("internal", "internal error; it has been logged"), status_code=500
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A deadlock or serialization failure between concurrent requests is transient: the
+        # transaction was rolled back whole, so the client can simply retry.
+        if getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES:
+            return JSONResponse(
+                error_body("retry", "a concurrent request conflicted; retry"),
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        return await _unexpected(request, exc)

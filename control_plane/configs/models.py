@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy import ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -25,6 +25,7 @@ class DeviceConfig(Base):
     public_key: Mapped[str | None] = mapped_column(String(44))
     cert_serial: Mapped[str | None] = mapped_column(String(64))
     cert_not_after: Mapped[datetime | None]
+    certificate: Mapped[str | None] = mapped_column(Text)  # OpenVPN: the signed client cert (PEM)
     ipv4: Mapped[str] = mapped_column(INET)
     ipv6: Mapped[str] = mapped_column(INET)
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
@@ -51,5 +52,13 @@ class DeviceConfig(Base):
             "public_key",
             unique=True,
             postgresql_where=text("revoked_at IS NULL AND public_key IS NOT NULL"),
+        ),
+        # A CA never issues a serial twice (RFC 5280), live or revoked.
+        Index(
+            "uq_device_configs_cert_serial",
+            "node_id",
+            "cert_serial",
+            unique=True,
+            postgresql_where=text("cert_serial IS NOT NULL"),
         ),
     )

@@ -1,5 +1,122 @@
+"""Device configs of the calling subscriber: issue, list, read, revoke. A config is private: any
+other wallet gets 404 for it."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+import uuid
+from typing import Annotated, Any
 
-router = APIRouter(tags=["configs"])
+from fastapi import APIRouter, Body, Query, Request, Response
+
+from control_plane.auth.dependencies import SettingsDep, SubscriberPrincipal
+from control_plane.auth.principal import Principal, Role
+from control_plane.chain.client import ChainReader
+from control_plane.configs import service
+from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
+from control_plane.db import Session
+from control_plane.errors import Forbidden, Invalid, error_body
+
+router = APIRouter(prefix="/configs", tags=["configs"])
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(code, message)}},
+    }
+
+
+_UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
+_FORBIDDEN = _error("not a wallet's token", "forbidden", "this needs the subscriber role")
+_NOT_FOUND = _error("no such live config of yours", "not_found", "no such config")
+
+
+def _wallet(principal: Principal) -> str:
+    if principal.node_id is not None or principal.has(Role.NODE):
+        raise Forbidden("a wallet's token is needed, not a node's")
+    return principal.address.lower()
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        401: _UNAUTHORIZED,
+        402: _error(
+            "the subscription is not active (the message says since when, or never paid)",
+            "payment_required",
+            "the subscription expired at 2026-04-01T12:00:00+00:00; renew it on-chain",
+        ),
+        403: _FORBIDDEN,
+        404: _error("no such node (or it was deleted)", "not_found", "no such node"),
+        409: _error(
+            "the node is not Active on-chain, the device limit is reached, or the key is "
+            "already live on this node",
+            "conflict",
+            "device limit reached (5 live configs); revoke one first",
+        ),
+        422: _error(
+            "invalid key or CSR, or the node does not serve the protocol",
+            "invalid",
+            "body.wireguard.public_key: the all-zero key is not a public key",
+        ),
+        503: _error(
+            "the chain is unreachable (Retry-After)",
+            "chain_unavailable",
+            "the chain RPC is unreachable; retry shortly",
+        ),
+    },
+)
+async def create_config(
+    request: Request,
+    principal: SubscriberPrincipal,
+    session: Session,
+    settings: SettingsDep,
+    body: Annotated[ConfigIn, Body()],
+) -> ConfigOut:
+    """Issues a device config on a node. WireGuard: send your public key (`wg pubkey`); the
+    wg-quick text comes back with `PrivateKey = <insert your private key>` to fill in. OpenVPN:
+    send a CSR; you get a certificate signed by the node's CA (valid until your subscription's
+    expiry) in an inline profile whose `<key>` block you fill with your private key. `address`
+    is `["<IPv4>/32", "<IPv6>/128"]`. Needs an active on-chain subscription (402 otherwise)."""
+    chain: ChainReader = request.app.state.chain
+    return await service.create_config(session, chain, settings, _wallet(principal), body)
+
+
+@router.get("", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN})
+async def list_configs(
+    principal: SubscriberPrincipal,
+    session: Session,
+    settings: SettingsDep,
+    limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+) -> ConfigPage:
+    """Your live configs, oldest first (revoked ones are gone), without their text."""
+    if limit > settings.max_page_size:
+        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    return await service.list_configs(session, _wallet(principal), cursor, limit)
+
+
+@router.get("/{config_id}", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND})
+async def get_config(
+    principal: SubscriberPrincipal, session: Session, settings: SettingsDep, config_id: uuid.UUID
+) -> ConfigOut:
+    """One of your live configs with its text, rebuilt with the node's current endpoint and
+    keys (fetch it again after the operator changes them)."""
+    return await service.get_config(session, settings, _wallet(principal), config_id)
+
+
+@router.delete(
+    "/{config_id}",
+    status_code=204,
+    response_class=Response,
+    responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND},
+)
+async def revoke_config(
+    principal: SubscriberPrincipal, session: Session, config_id: uuid.UUID
+) -> None:
+    """Revokes one of your configs: the node drops the peer; an OpenVPN certificate joins the
+    node's CRL."""
+    await service.revoke_config(session, _wallet(principal), config_id)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, LargeBinary, Numeric, String, Text, func
+from sqlalchemy import BigInteger, Integer, LargeBinary, Numeric, String, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,7 +18,9 @@ class Node(Base):
     id: Mapped[str] = mapped_column(String(66), primary_key=True)  # bytes32 as 0x-hex, lower
     operator: Mapped[str] = mapped_column(String(42), index=True)
     protocols: Mapped[list[str]] = mapped_column(ARRAY(String(16)))
-    endpoint: Mapped[str] = mapped_column(String(262))  # host:port
+    endpoint: Mapped[str] = mapped_column(String(262))  # host:port; OpenVPN uses its host
+    # OpenVPN's UDP port on the endpoint's host (a node serving both protocols needs two ports).
+    openvpn_port: Mapped[int | None] = mapped_column(Integer)
     country: Mapped[str] = mapped_column(String(2), index=True)
     wireguard_public_key: Mapped[str | None] = mapped_column(String(44))
     ipv4_pool: Mapped[str] = mapped_column(CIDR)

@@ -1,5 +1,167 @@
+"""Nodes: register (the on-chain operator of an Active node), list and read (public), change and
+delete (the operator only: another wallet gets 403, since nodes are public anyway)."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
 
-router = APIRouter(tags=["nodes"])
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from control_plane.auth.dependencies import CurrentPrincipal, SettingsDep, current_principal
+from control_plane.auth.principal import Principal, Role
+from control_plane.chain.client import ChainReader
+from control_plane.db import Session
+from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.nodes import service
+from control_plane.nodes.repository import NodeFilter
+from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
+
+router = APIRouter(prefix="/nodes", tags=["nodes"])
+
+NodeIdPath = Annotated[
+    str,
+    Path(
+        pattern=r"^0x[0-9a-fA-F]{64}$",
+        description="the node's on-chain id (bytes32 as 0x-hex)",
+        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
+    ),
+]
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(code, message)}},
+    }
+
+
+_UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
+_INVALID = _error("invalid input", "invalid", "country: an ISO 3166-1 alpha-2 country code")
+_NOT_FOUND = _error("no such node (or it was deleted)", "not_found", "no such node")
+_NOT_OWNER = _error(
+    "not the node's operator", "forbidden", "only the node's operator can change it"
+)
+_CHAIN = _error(
+    "the chain is unreachable (Retry-After)",
+    "chain_unavailable",
+    "the chain RPC is unreachable; retry shortly",
+)
+
+
+def _wallet(principal: Principal) -> str:
+    if principal.node_id is not None or principal.has(Role.NODE):
+        raise Forbidden("a wallet's token is needed, not a node's")
+    return principal.address.lower()
+
+
+def _chain(request: Request) -> ChainReader:
+    chain: ChainReader = request.app.state.chain
+    return chain
+
+
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        401: _UNAUTHORIZED,
+        403: _error(
+            "the node is not Active in NodeRegistry, or the caller is not its operator",
+            "forbidden",
+            "only the node's on-chain operator can register it",
+        ),
+        409: _error("already registered", "conflict", "this node is already registered"),
+        422: _INVALID,
+        503: _CHAIN,
+    },
+)
+async def register_node(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: Session,
+    settings: SettingsDep,
+    body: NodeIn,
+) -> NodeOut:
+    """Registers a node staked in NodeRegistry. Any signed-in wallet may call; the node must be
+    Active on-chain (read live) and the caller its operator. Address pools default to
+    `10.x.0.0/16` and `fdxx:xxxx:xxxx::/112` derived from the node id (index 1 of each is the
+    node's own address). An OpenVPN node gets its own CA, server certificate and tls-crypt key
+    here (private keys are stored encrypted); the response carries the CA certificate."""
+    return await service.register_node(session, _chain(request), settings, _wallet(principal), body)
+
+
+@router.get("", responses={422: _INVALID})
+async def list_nodes(
+    session: Session,
+    settings: SettingsDep,
+    country: Annotated[
+        str | None,
+        Query(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2", examples=["DE"]),
+    ] = None,
+    protocol: Annotated[Protocol | None, Query(description="nodes serving it")] = None,
+    online: Annotated[
+        bool | None,
+        Query(description="true: a heartbeat within 60 s; false: none within 60 s"),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        Query(
+            ge=0,
+            description="only nodes scored at least this; no node has a score yet, so any "
+            "value above 0 returns none",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+) -> NodePage:
+    """Live nodes (deleted ones are hidden), oldest first, a page at a time (keyset cursor)."""
+    if limit > settings.max_page_size:
+        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    filters = NodeFilter(
+        country=country.upper() if country else None,
+        protocol=protocol,
+        online=online,
+        min_score=min_score,
+    )
+    return await service.list_nodes(session, filters, cursor, limit)
+
+
+@router.get("/{node_id}", responses={401: _UNAUTHORIZED, 404: _NOT_FOUND, 422: _INVALID})
+async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> NodeOut:
+    """A live node. Public; with the operator's token the pools and the OpenVPN CA certificate
+    are included too (an invalid token is a 401, no token is fine)."""
+    caller: str | None = None
+    if request.headers.get("authorization"):
+        principal = await current_principal(request, session, request.app.state.settings)
+        caller = None if principal.node_id is not None else principal.address
+    return await service.get_node(session, node_id.lower(), caller)
+
+
+@router.patch(
+    "/{node_id}",
+    responses={401: _UNAUTHORIZED, 403: _NOT_OWNER, 404: _NOT_FOUND, 422: _INVALID},
+)
+async def update_node(
+    principal: CurrentPrincipal,
+    session: Session,
+    settings: SettingsDep,
+    node_id: NodeIdPath,
+    patch: NodePatch,
+) -> NodeOut:
+    """Changes the endpoint, country, protocols, WireGuard public key or OpenVPN port. The
+    operator only (others: 403). Dropping a protocol revokes the node's live configs of it."""
+    return await service.update_node(session, settings, _wallet(principal), node_id.lower(), patch)
+
+
+@router.delete(
+    "/{node_id}",
+    status_code=204,
+    response_class=Response,
+    responses={401: _UNAUTHORIZED, 403: _NOT_OWNER, 404: _NOT_FOUND},
+)
+async def delete_node(principal: CurrentPrincipal, session: Session, node_id: NodeIdPath) -> None:
+    """Soft-deletes the node: it disappears from the API, its live configs are revoked and its
+    agent's next poll gets an empty set. The operator only (others: 403). It can be registered
+    again later (with POST)."""
+    await service.delete_node(session, _wallet(principal), node_id.lower())

@@ -1,0 +1,135 @@
+"""What the configs API takes and returns."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from control_plane.configs.openvpn import load_csr
+from control_plane.nodes.schemas import NodeId, WireGuardPublicKey
+
+MAX_CSR_CHARS = 16_384  # an RSA-8192 CSR is ~3.3 KB of PEM
+
+
+def _csr(value: str) -> str:
+    load_csr(value)
+    return value
+
+
+Csr = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_CSR_CHARS,
+        description="PEM certificate signing request; key EC P-256/P-384 or RSA >= 2048 bits "
+        "(its subject and extensions are ignored)",
+    ),
+    AfterValidator(_csr),
+]
+
+
+class WireGuardConfigIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "node_id": "0x6e6f6465000000000000000000000000000000000000000000000000000000a1",
+                "protocol": "wireguard",
+                "public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+            }
+        },
+    )
+
+    node_id: NodeId
+    protocol: Literal["wireguard"]
+    public_key: WireGuardPublicKey
+
+
+class OpenVpnConfigIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "example": {
+                "node_id": "0x6e6f6465000000000000000000000000000000000000000000000000000000a1",
+                "protocol": "openvpn",
+                "csr": "-----BEGIN CERTIFICATE REQUEST-----\n...\n"
+                "-----END CERTIFICATE REQUEST-----\n",
+            }
+        },
+    )
+
+    node_id: NodeId
+    protocol: Literal["openvpn"]
+    csr: Csr
+
+
+ConfigIn = Annotated[WireGuardConfigIn | OpenVpnConfigIn, Field(discriminator="protocol")]
+
+_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "id": "5b0c6f3e-8a51-4c1e-9a0b-2f8d6c1e7a42",
+    "node_id": "0x6e6f6465000000000000000000000000000000000000000000000000000000a1",
+    "protocol": "wireguard",
+    "address": ["10.110.4.17/32", "fd3c:9a41:27be::411/128"],
+    "public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
+    "cert_serial": None,
+    "expires_at": "2026-06-01T12:00:00Z",
+    "created_at": "2026-05-02T08:15:00Z",
+}
+
+
+class ConfigSummary(BaseModel):
+    """One of the caller's live configs (without the config text: GET /v1/configs/{id})."""
+
+    model_config = ConfigDict(json_schema_extra={"example": _SUMMARY_EXAMPLE})
+
+    id: uuid.UUID
+    node_id: str
+    protocol: Literal["wireguard", "openvpn"]
+    address: list[str] = Field(
+        description='the device\'s tunnel addresses: ["<IPv4>/32", "<IPv6>/128"] (what '
+        "wg-quick's Address line holds)"
+    )
+    public_key: str | None = Field(description="WireGuard: the device's public key")
+    cert_serial: str | None = Field(
+        description="OpenVPN: the certificate's serial, lower-case hex without leading zeros"
+    )
+    expires_at: datetime | None = Field(
+        description="WireGuard: the subscription's expiry; OpenVPN: the certificate's notAfter "
+        "(the earlier of it and the subscription's expiry). The node drops the peer then; a "
+        "renewal brings a WireGuard peer back, an OpenVPN device needs a new certificate."
+    )
+    created_at: datetime
+
+
+class ConfigOut(ConfigSummary):
+    """A config with its text: a wg-quick file whose `PrivateKey = <insert your private key>`
+    the client fills, or an inline OpenVPN profile whose `<key>` block holds the same
+    placeholder for the private key the CSR was made with."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                **_SUMMARY_EXAMPLE,
+                "config": "[Interface]\nPrivateKey = <insert your private key>\n"
+                "Address = 10.110.4.17/32, fd3c:9a41:27be::411/128\n"
+                "DNS = 9.9.9.10, 2620:fe::10\n\n[Peer]\n"
+                "PublicKey = xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=\n"
+                "Endpoint = vpn.example.net:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n"
+                "PersistentKeepalive = 25\n",
+            }
+        }
+    )
+
+    config: str
+
+
+class ConfigPage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"items": [_SUMMARY_EXAMPLE], "next_cursor": None}}
+    )
+
+    items: list[ConfigSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")

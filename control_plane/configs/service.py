@@ -1,0 +1,262 @@
+"""Device configs: issuance (checks, address allocation, certificate), listing, revocation.
+Raises AppErrors; never commits (the request owns the transaction).
+
+Allocation is safe across replicas because the database decides: a random free host index is
+inserted in a SAVEPOINT, and a unique-index violation (another request took the address first)
+rolls back only that savepoint and tries another address, up to `ALLOCATION_ATTEMPTS` times.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane import crypto
+from control_plane.agent.revisions import bump_revision
+from control_plane.chain.client import ChainReader
+from control_plane.configs import openvpn, wireguard
+from control_plane.configs.addresses import FIRST_DEVICE_INDEX, Pools, device_address
+from control_plane.configs.models import DeviceConfig
+from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
+from control_plane.configs.schemas import (
+    ConfigOut,
+    ConfigPage,
+    ConfigSummary,
+    OpenVpnConfigIn,
+    WireGuardConfigIn,
+)
+from control_plane.errors import Conflict, Invalid, NotFound, PaymentRequired
+from control_plane.nodes.models import Node
+from control_plane.nodes.repository import NodeRepository
+from control_plane.nodes.schemas import openvpn_port_of, parse_endpoint
+from control_plane.settings import Settings
+from control_plane.subscriptions.expiry import chain_now, current_expiry
+
+ALLOCATION_ATTEMPTS = 10
+CANDIDATES_PER_ATTEMPT = 32  # random host indexes checked at once before an insert is tried
+FULL_SCAN_MAX_CAPACITY = 1 << 20  # pools up to this size are scanned when the random picks miss
+
+
+async def create_config(
+    session: AsyncSession,
+    chain: ChainReader,
+    settings: Settings,
+    subscriber: str,
+    body: WireGuardConfigIn | OpenVpnConfigIn,
+) -> ConfigOut:
+    """Issues a config on the node for the subscriber. Checks, in order: the node exists and is
+    not deleted (404), is Active on-chain (409), serves the protocol (422); the subscription is
+    active on-chain (402, with the expiry); the device limit (409); the WireGuard key is not
+    already live on this node (409). The body's key or CSR was checked before (422)."""
+    subscriber = subscriber.lower()
+    nodes = NodeRepository(session)
+    node = await nodes.get(body.node_id)
+    if node is None or node.deleted_at is not None:
+        raise NotFound("no such node")
+    if not (await chain.node(node.id)).active:
+        raise Conflict("the node is not Active in NodeRegistry; pick another node")
+    if body.protocol not in node.protocols:
+        raise Invalid(f"the node does not serve {body.protocol} (it serves: {node.protocols})")
+
+    now = await chain_now(chain)
+    expires_at = await current_expiry(session, chain, subscriber, settings.expiry_cache_seconds)
+    if expires_at is None:
+        raise PaymentRequired("no subscription: this wallet has never paid; subscribe on-chain")
+    if expires_at <= now:
+        raise PaymentRequired(
+            f"the subscription expired at {expires_at.isoformat()}; renew it on-chain"
+        )
+
+    configs = ConfigRepository(session)
+    await configs.lock_subscriber_devices(subscriber)
+    if await configs.count_live(subscriber) >= settings.device_limit:
+        raise Conflict(
+            f"device limit reached ({settings.device_limit} live configs); revoke one first"
+        )
+    if isinstance(body, WireGuardConfigIn) and await configs.public_key_live(
+        node.id, body.public_key
+    ):
+        raise Conflict("this public key already has a live config on this node")
+
+    config_id = uuid.uuid4()
+    await _allocate(settings, configs, node, subscriber, config_id, body, expires_at)
+    await bump_revision(session, node.id)
+    if not await nodes.is_live(node.id):  # deleted while we were at it (we now hold its row)
+        raise NotFound("no such node")
+    view = await configs.get_live_owned(config_id, subscriber)
+    assert view is not None
+    return _config_out(settings, node, view)
+
+
+async def _allocate(
+    settings: Settings,
+    configs: ConfigRepository,
+    node: Node,
+    subscriber: str,
+    config_id: uuid.UUID,
+    body: WireGuardConfigIn | OpenVpnConfigIn,
+    expires_at: datetime,
+) -> None:
+    """Inserts the config at a random free address (and, for OpenVPN, with a freshly signed
+    certificate), retrying on a unique-index collision."""
+    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool))
+    csr = openvpn.load_csr(body.csr) if isinstance(body, OpenVpnConfigIn) else None
+    for _ in range(ALLOCATION_ATTEMPTS):
+        index = await _free_index(configs, node.id, pools)
+        ipv4, ipv6 = pools.addresses(index)
+        values: dict[str, Any] = {
+            "id": config_id,
+            "node_id": node.id,
+            "subscriber": subscriber,
+            "protocol": body.protocol,
+            "ipv4": ipv4,
+            "ipv6": ipv6,
+        }
+        if isinstance(body, WireGuardConfigIn):
+            values["public_key"] = body.public_key
+        else:
+            assert csr is not None
+            assert node.openvpn_ca_cert is not None
+            assert node.openvpn_ca_key_encrypted is not None
+            cert = openvpn.sign_client_certificate(
+                ca_cert_pem=node.openvpn_ca_cert,
+                ca_key_pem=crypto.decrypt(settings, node.openvpn_ca_key_encrypted),
+                csr=csr,
+                common_name=str(config_id),
+                not_after=expires_at,
+            )
+            values |= {
+                "cert_serial": openvpn.serial_hex(cert.serial),
+                "cert_not_after": cert.not_after,
+                "certificate": cert.pem,
+            }
+        violated = await configs.try_insert(values)
+        if violated is None:
+            return
+        if violated == LIVE_PUBLIC_KEY:
+            raise Conflict("this public key already has a live config on this node")
+        # Another request took the address (or, astronomically rarely, the serial): again.
+    raise Conflict("could not allocate an address on this node (heavy contention); retry")
+
+
+async def _free_index(configs: ConfigRepository, node_id: str, pools: Pools) -> int:
+    """A random host index that no live config holds (as far as committed data shows)."""
+    candidates = {pools.addresses(i)[0]: i for i in pools.random_indexes(CANDIDATES_PER_ATTEMPT)}
+    used = await configs.used_ipv4(node_id, list(candidates))
+    free = [index for address, index in candidates.items() if address not in used]
+    if not free and pools.capacity <= FULL_SCAN_MAX_CAPACITY:
+        taken = {pools.index_of(address) for address in await configs.all_used_ipv4(node_id)}
+        free = [i for i in range(FIRST_DEVICE_INDEX, pools.last_index + 1) if i not in taken]
+    if not free:
+        raise Conflict("this node's address pool is full; pick another node")
+    return secrets.choice(free)
+
+
+def _expires_at(config: DeviceConfig, subscriber_expires_at: datetime | None) -> datetime | None:
+    if config.cert_not_after is None:
+        return subscriber_expires_at
+    if subscriber_expires_at is None:
+        return config.cert_not_after
+    return min(config.cert_not_after, subscriber_expires_at)
+
+
+def _summary_fields(view: ConfigView) -> dict[str, Any]:
+    config = view.config
+    return {
+        "id": config.id,
+        "node_id": config.node_id,
+        "protocol": config.protocol,
+        "address": device_address(str(config.ipv4), str(config.ipv6)),
+        "public_key": config.public_key,
+        "cert_serial": config.cert_serial,
+        "expires_at": _expires_at(config, view.subscriber_expires_at),
+        "created_at": config.created_at,
+    }
+
+
+def render_config(settings: Settings, node: Node, config: DeviceConfig) -> str:
+    """The config's text as of now (the node's current endpoint and keys)."""
+    address = device_address(str(config.ipv4), str(config.ipv6))
+    if config.protocol == "wireguard":
+        assert node.wireguard_public_key is not None
+        return wireguard.client_config(
+            address=address, server_public_key=node.wireguard_public_key, endpoint=node.endpoint
+        )
+    assert node.openvpn_ca_cert is not None
+    assert config.certificate is not None
+    assert node.openvpn_tls_crypt_key_encrypted is not None
+    host, _ = parse_endpoint(node.endpoint)
+    return openvpn.client_profile(
+        host=host,
+        port=openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port),
+        node_id=node.id,
+        ca_cert=node.openvpn_ca_cert,
+        client_cert=config.certificate,
+        tls_crypt=crypto.decrypt(settings, node.openvpn_tls_crypt_key_encrypted).decode(),
+    )
+
+
+def _config_out(settings: Settings, node: Node, view: ConfigView) -> ConfigOut:
+    return ConfigOut(**_summary_fields(view), config=render_config(settings, node, view.config))
+
+
+def _encode_cursor(config: DeviceConfig) -> str:
+    raw = json.dumps([config.created_at.isoformat(), str(config.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, config_id = json.loads(raw)
+        after = datetime.fromisoformat(created_at)
+        if after.tzinfo is None:
+            raise ValueError("naive time")
+        return after, uuid.UUID(config_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise Invalid("cursor: not a cursor this API returned") from exc
+
+
+async def list_configs(
+    session: AsyncSession, subscriber: str, cursor: str | None, limit: int
+) -> ConfigPage:
+    """The subscriber's live configs, oldest first (revoked ones are gone)."""
+    after = _decode_cursor(cursor) if cursor else None
+    views = await ConfigRepository(session).page_for(subscriber.lower(), after, limit + 1)
+    more = len(views) > limit
+    views = views[:limit]
+    return ConfigPage(
+        items=[ConfigSummary(**_summary_fields(v)) for v in views],
+        next_cursor=_encode_cursor(views[-1].config) if more else None,
+    )
+
+
+async def get_config(
+    session: AsyncSession, settings: Settings, subscriber: str, config_id: uuid.UUID
+) -> ConfigOut:
+    """One of the subscriber's live configs with its text, rebuilt from the node's current
+    endpoint and keys. Another wallet's config is a 404."""
+    view = await ConfigRepository(session).get_live_owned(config_id, subscriber.lower())
+    if view is None:
+        raise NotFound("no such config")
+    node = await NodeRepository(session).get(view.config.node_id)
+    if node is None or node.deleted_at is not None:
+        raise NotFound("no such config")
+    return _config_out(settings, node, view)
+
+
+async def revoke_config(session: AsyncSession, subscriber: str, config_id: uuid.UUID) -> None:
+    """Revokes the subscriber's live config and bumps its node's revision (the agent drops the
+    peer; an OpenVPN certificate's serial joins the node's CRL). Another wallet's config is a
+    404."""
+    node_id = await ConfigRepository(session).revoke_owned(config_id, subscriber.lower())
+    if node_id is None:
+        raise NotFound("no such config")
+    await bump_revision(session, node_id)

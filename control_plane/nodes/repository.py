@@ -1,0 +1,128 @@
+"""Every query of the nodes domain. Never commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, false, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.nodes.models import Node
+
+ONLINE_WINDOW = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    node: Node
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NodeFilter:
+    country: str | None = None
+    protocol: str | None = None
+    online: bool | None = None
+    min_score: float | None = None
+
+
+def _online() -> ColumnElement[bool]:
+    return func.coalesce(Node.last_heartbeat_at > func.now() - ONLINE_WINDOW, False)
+
+
+class NodeRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, node_id: str) -> Node | None:
+        """The node (deleted or not), freshly read."""
+        return await self.session.scalar(
+            select(Node).where(Node.id == node_id).execution_options(populate_existing=True)
+        )
+
+    async def get_live_view(self, node_id: str) -> NodeView | None:
+        row = (
+            await self.session.execute(
+                select(Node, _online().label("online"))
+                .where(Node.id == node_id, Node.deleted_at.is_(None))
+                .execution_options(populate_existing=True)
+            )
+        ).one_or_none()
+        return None if row is None else NodeView(row[0], bool(row[1]))
+
+    async def insert(self, values: dict[str, Any]) -> bool:
+        """Inserts the node; False if a node with its id exists (deleted or not)."""
+        inserted = await self.session.scalar(
+            insert(Node)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=[Node.id])
+            .returning(Node.id)
+        )
+        return inserted is not None
+
+    async def revive(self, node_id: str, values: dict[str, Any]) -> bool:
+        """Registers a soft-deleted node again with `values` (its revision carries on);
+        False if the node is not deleted (or not there)."""
+        revived = await self.session.scalar(
+            update(Node)
+            .where(Node.id == node_id, Node.deleted_at.is_not(None))
+            .values(**values, deleted_at=None, last_heartbeat_at=None, updated_at=func.now())
+            .returning(Node.id)
+        )
+        return revived is not None
+
+    async def lock_live(self, node_id: str) -> Node | None:
+        """The live node, its row locked until the transaction ends (for a change by its
+        owner)."""
+        return await self.session.scalar(
+            select(Node)
+            .where(Node.id == node_id, Node.deleted_at.is_(None))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
+    async def update(self, node_id: str, values: dict[str, Any]) -> None:
+        await self.session.execute(
+            update(Node).where(Node.id == node_id).values(**values, updated_at=func.now())
+        )
+
+    async def soft_delete(self, node_id: str) -> None:
+        await self.session.execute(
+            update(Node)
+            .where(Node.id == node_id, Node.deleted_at.is_(None))
+            .values(deleted_at=func.now(), updated_at=func.now())
+        )
+
+    async def is_live(self, node_id: str) -> bool:
+        deleted = await self.session.execute(select(Node.deleted_at).where(Node.id == node_id))
+        row = deleted.one_or_none()
+        return row is not None and row[0] is None
+
+    async def page(
+        self, filters: NodeFilter, after: tuple[datetime, str] | None, limit: int
+    ) -> list[NodeView]:
+        """Live nodes matching `filters`, oldest first, after the keyset `(created_at, id)`."""
+        statement = select(Node, _online().label("online")).where(Node.deleted_at.is_(None))
+        if filters.country is not None:
+            statement = statement.where(Node.country == filters.country)
+        if filters.protocol is not None:
+            statement = statement.where(Node.protocols.contains([filters.protocol]))
+        if filters.online is True:
+            statement = statement.where(Node.last_heartbeat_at > func.now() - ONLINE_WINDOW)
+        elif filters.online is False:
+            statement = statement.where(
+                or_(
+                    Node.last_heartbeat_at.is_(None),
+                    Node.last_heartbeat_at <= func.now() - ONLINE_WINDOW,
+                )
+            )
+        if filters.min_score is not None and filters.min_score > 0:
+            # No node has a score yet (scoring fills them in later): none reaches a minimum.
+            statement = statement.where(false())
+        if after is not None:
+            statement = statement.where(tuple_(Node.created_at, Node.id) > tuple_(*after))
+        rows = await self.session.execute(statement.order_by(Node.created_at, Node.id).limit(limit))
+        return [NodeView(row[0], bool(row[1])) for row in rows]

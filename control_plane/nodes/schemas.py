@@ -1,0 +1,306 @@
+"""What the nodes API takes and returns. Inputs are normalized here (node ids and host names
+lower-case, countries upper-case), so services and the database see one spelling."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from control_plane.configs.addresses import parse_ipv4_pool, parse_ipv6_pool
+from control_plane.configs.wireguard import check_public_key
+
+Protocol = Literal["wireguard", "openvpn"]
+PROTOCOLS: tuple[Protocol, ...] = ("wireguard", "openvpn")
+OPENVPN_DEFAULT_PORT = 1194  # IANA's; used when a node also serves WireGuard on `endpoint`
+
+# ISO 3166-1 alpha-2, officially assigned codes.
+_ISO_3166_ALPHA_2 = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
+    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO
+    DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU
+    GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW
+    KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU
+    MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW
+    PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF
+    TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA
+    ZM ZW"""
+COUNTRIES = frozenset(_ISO_3166_ALPHA_2.split())
+
+_NODE_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalize_node_id(value: str) -> str:
+    """bytes32 as 0x + 64 hex digits, lower-cased; not all zero (NodeRegistry refuses it)."""
+    if not isinstance(value, str) or not _NODE_ID.match(value):
+        raise ValueError("a node id is the on-chain bytes32 as 0x followed by 64 hex digits")
+    value = value.lower()
+    if int(value, 16) == 0:
+        raise ValueError("the zero node id is not a node")
+    return value
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """`host:port` -> (host, port). The host is a DNS name, an IPv4 address or a bracketed IPv6
+    address (`[2001:db8::1]:51820`); the port 1-65535."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or len(port_text) > 5:
+        raise ValueError("endpoint: expected host:port (IPv6 in brackets: [2001:db8::1]:51820)")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError("endpoint: the port must be between 1 and 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise ValueError("endpoint: not an IPv6 address in the brackets") from exc
+        if address.is_unspecified or address.is_multicast:
+            raise ValueError("endpoint: not a unicast address")
+        return str(address), port
+    try:
+        ipv4 = ipaddress.IPv4Address(host)
+    except ValueError:
+        pass
+    else:
+        if ipv4.is_unspecified or ipv4.is_multicast:
+            raise ValueError("endpoint: not a unicast address")
+        return str(ipv4), port
+    name = host.lower().removesuffix(".")
+    labels = name.split(".")
+    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise ValueError("endpoint: the host is neither a DNS name nor an IP address")
+    if labels[-1].isdigit():
+        raise ValueError("endpoint: the host is neither a DNS name nor an IP address")
+    return name, port
+
+
+def format_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _endpoint(value: str) -> str:
+    return format_endpoint(*parse_endpoint(value))
+
+
+def _country(value: str) -> str:
+    upper = value.upper()
+    if upper not in COUNTRIES:
+        raise ValueError("an ISO 3166-1 alpha-2 country code, such as DE")
+    return upper
+
+
+def _protocols(value: list[Protocol]) -> list[Protocol]:
+    if len(set(value)) != len(value):
+        raise ValueError("each protocol once")
+    return [p for p in PROTOCOLS if p in value]  # one order: wireguard, openvpn
+
+
+def _ipv4_pool(value: str) -> str:
+    return str(parse_ipv4_pool(value))
+
+
+def _ipv6_pool(value: str) -> str:
+    return str(parse_ipv6_pool(value))
+
+
+NodeId = Annotated[
+    str,
+    Field(
+        min_length=66,
+        max_length=66,
+        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
+    ),
+    AfterValidator(normalize_node_id),
+]
+Endpoint = Annotated[
+    str,
+    Field(min_length=3, max_length=262, examples=["vpn.example.net:51820"]),
+    AfterValidator(_endpoint),
+]
+Country = Annotated[
+    str, Field(min_length=2, max_length=2, examples=["DE"]), AfterValidator(_country)
+]
+Protocols = Annotated[
+    list[Protocol],
+    Field(min_length=1, max_length=2, examples=[["wireguard", "openvpn"]]),
+    AfterValidator(_protocols),
+]
+WireGuardPublicKey = Annotated[
+    str,
+    Field(
+        min_length=44,
+        max_length=44,
+        examples=["xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="],
+        description="Curve25519 public key, base64 (what `wg pubkey` prints)",
+    ),
+    AfterValidator(check_public_key),
+]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+IPv4Pool = Annotated[str, Field(max_length=18), AfterValidator(_ipv4_pool)]
+IPv6Pool = Annotated[str, Field(max_length=43), AfterValidator(_ipv6_pool)]
+
+
+def openvpn_port_of(endpoint: str, protocols: Sequence[str], openvpn_port: int | None) -> int:
+    """OpenVPN's port: `openvpn_port` if set, else the endpoint's port for an OpenVPN-only node,
+    else 1194 (the endpoint's port is WireGuard's)."""
+    if openvpn_port is not None:
+        return openvpn_port
+    if "wireguard" not in protocols:
+        return parse_endpoint(endpoint)[1]
+    return OPENVPN_DEFAULT_PORT
+
+
+def check_node_shape(
+    protocols: Sequence[str],
+    endpoint: str,
+    wireguard_public_key: str | None,
+    openvpn_port: int | None,
+) -> None:
+    """The rules across fields (raises ValueError): a WireGuard key iff WireGuard is served; two
+    protocols need two ports."""
+    serves_wireguard = "wireguard" in protocols
+    if serves_wireguard and wireguard_public_key is None:
+        raise ValueError("wireguard_public_key is required for a WireGuard node")
+    if not serves_wireguard and wireguard_public_key is not None:
+        raise ValueError("wireguard_public_key is only for nodes that serve WireGuard")
+    if serves_wireguard and "openvpn" in protocols:
+        port = openvpn_port_of(endpoint, protocols, openvpn_port)
+        if port == parse_endpoint(endpoint)[1]:
+            raise ValueError(
+                "WireGuard (endpoint's port) and OpenVPN (openvpn_port, default 1194) need "
+                "different UDP ports"
+            )
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+_NODE_IN_EXAMPLE: dict[str, Any] = {
+    "node_id": "0x6e6f6465000000000000000000000000000000000000000000000000000000a1",
+    "protocols": ["wireguard", "openvpn"],
+    "endpoint": "vpn.example.net:51820",
+    "country": "DE",
+    "wireguard_public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+    "openvpn_port": 1194,
+}
+
+
+class NodeIn(_Strict):
+    """Registers a node that is Active in NodeRegistry; the caller must be its operator."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": _NODE_IN_EXAMPLE})
+
+    node_id: NodeId
+    protocols: Protocols
+    endpoint: Endpoint = Field(
+        description="host:port clients connect to (WireGuard's port; OpenVPN uses the host)"
+    )
+    country: Country
+    wireguard_public_key: WireGuardPublicKey | None = Field(
+        default=None, description="required iff the node serves WireGuard"
+    )
+    openvpn_port: Port | None = Field(
+        default=None,
+        description="OpenVPN's UDP port on the endpoint's host; default: the endpoint's port "
+        "for an OpenVPN-only node, else 1194",
+    )
+    ipv4_pool: IPv4Pool | None = Field(
+        default=None,
+        description="private IPv4 network for devices; default 10.x.0.0/16 from the node id "
+        "(.0.1 is the node's own address)",
+        examples=["10.8.0.0/16"],
+    )
+    ipv6_pool: IPv6Pool | None = Field(
+        default=None,
+        description="ULA IPv6 network for devices; default fdxx:xxxx:xxxx::/112 from the node "
+        "id (::1 is the node's own address)",
+        examples=["fd12:3456:789a::/112"],
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        check_node_shape(
+            self.protocols, self.endpoint, self.wireguard_public_key, self.openvpn_port
+        )
+        return self
+
+
+class NodePatch(_Strict):
+    """The fields to change (absent: unchanged). `wireguard_public_key: null` removes the key
+    (only with WireGuard no longer among the protocols). Dropping a protocol revokes the node's
+    live configs of that protocol."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"example": {"endpoint": "203.0.113.7:51820", "country": "NL"}},
+    )
+
+    endpoint: Endpoint | None = None
+    country: Country | None = None
+    protocols: Protocols | None = None
+    wireguard_public_key: WireGuardPublicKey | None = None
+    openvpn_port: Port | None = None
+
+    @model_validator(mode="after")
+    def _no_nulls(self) -> Self:
+        for name in ("endpoint", "country", "protocols"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null")
+        return self
+
+
+_NODE_OUT_EXAMPLE: dict[str, Any] = {
+    "id": "0x6e6f6465000000000000000000000000000000000000000000000000000000a1",
+    "operator": "0x70997970c51812dc3a010c7d01b50e0d17dc79c8",
+    "protocols": ["wireguard", "openvpn"],
+    "endpoint": "vpn.example.net:51820",
+    "openvpn_port": 1194,
+    "country": "DE",
+    "wireguard_public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
+    "online": True,
+    "last_heartbeat_at": "2026-05-01T12:00:00Z",
+    "score": None,
+    "created_at": "2026-04-01T09:30:00Z",
+    "ipv4_pool": None,
+    "ipv6_pool": None,
+    "openvpn_ca_certificate": None,
+}
+
+
+class NodeOut(BaseModel):
+    """A node's public fields. The operator (the caller whose wallet registered it) also gets its
+    address pools and its OpenVPN CA certificate; for anyone else they are null."""
+
+    model_config = ConfigDict(json_schema_extra={"example": _NODE_OUT_EXAMPLE})
+
+    id: str
+    operator: str
+    protocols: list[Protocol]
+    endpoint: str
+    openvpn_port: int | None = Field(description="null unless the node serves OpenVPN")
+    country: str
+    wireguard_public_key: str | None
+    online: bool = Field(description="a heartbeat arrived within the last 60 seconds")
+    last_heartbeat_at: datetime | None
+    score: float | None = Field(description="the latest epoch score; null: not scored yet")
+    created_at: datetime
+    ipv4_pool: str | None = Field(default=None, description="operator only")
+    ipv6_pool: str | None = Field(default=None, description="operator only")
+    openvpn_ca_certificate: str | None = Field(
+        default=None, description="operator only (PEM); clients get it in their profile"
+    )
+
+
+class NodePage(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"items": [_NODE_OUT_EXAMPLE], "next_cursor": None}}
+    )
+
+    items: list[NodeOut]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")

@@ -1,0 +1,296 @@
+"""Nodes: registration by their on-chain operator (read live from NodeRegistry), the public
+list, changes and soft deletion by the owner, and each node's OpenVPN material for its agent.
+Raises AppErrors; never commits (the request owns the transaction)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane import crypto
+from control_plane.agent.revisions import bump_revision
+from control_plane.chain.client import ChainReader
+from control_plane.configs.addresses import Pools, default_pools
+from control_plane.configs.openvpn import build_crl, create_node_pki
+from control_plane.configs.repository import ConfigRepository
+from control_plane.errors import Conflict, Forbidden, Invalid, NotFound
+from control_plane.nodes.models import Node
+from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
+from control_plane.nodes.schemas import (
+    NodeIn,
+    NodeOut,
+    NodePage,
+    NodePatch,
+    check_node_shape,
+    openvpn_port_of,
+)
+from control_plane.settings import Settings
+
+# A revoked certificate stays in the CRL until this long after its own expiry (clock skew).
+CRL_EXPIRED_GRACE = timedelta(days=1)
+
+
+def _pki_values(settings: Settings, node_id: str) -> dict[str, Any]:
+    pki = create_node_pki(node_id)
+    return {
+        "openvpn_ca_cert": pki.ca_cert,
+        "openvpn_ca_key_encrypted": crypto.encrypt(settings, pki.ca_key),
+        "openvpn_server_cert": pki.server_cert,
+        "openvpn_server_key_encrypted": crypto.encrypt(settings, pki.server_key),
+        "openvpn_tls_crypt_key_encrypted": crypto.encrypt(settings, pki.tls_crypt_key),
+    }
+
+
+def node_out(view: NodeView, *, owner: bool) -> NodeOut:
+    node = view.node
+    serves_openvpn = "openvpn" in node.protocols
+    return NodeOut(
+        id=node.id,
+        operator=node.operator,
+        protocols=[p for p in ("wireguard", "openvpn") if p in node.protocols],
+        endpoint=node.endpoint,
+        openvpn_port=(
+            openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port)
+            if serves_openvpn
+            else None
+        ),
+        country=node.country,
+        wireguard_public_key=node.wireguard_public_key,
+        online=view.online,
+        last_heartbeat_at=node.last_heartbeat_at,
+        score=None,
+        created_at=node.created_at,
+        ipv4_pool=str(node.ipv4_pool) if owner else None,
+        ipv6_pool=str(node.ipv6_pool) if owner else None,
+        openvpn_ca_certificate=node.openvpn_ca_cert if owner and serves_openvpn else None,
+    )
+
+
+async def register_node(
+    session: AsyncSession, chain: ChainReader, settings: Settings, caller: str, body: NodeIn
+) -> NodeOut:
+    """Registers the node if NodeRegistry says it is Active and `caller` is its operator (read
+    live, not from the index: the operator may have registered a block ago). A node deleted here
+    earlier can be registered again (new pools and OpenVPN material; its revision carries on)."""
+    nodes = NodeRepository(session)
+    existing = await nodes.get(body.node_id)
+    if existing is not None and existing.deleted_at is None:
+        raise Conflict("this node is already registered")
+    on_chain = await chain.node(body.node_id)
+    if on_chain.status == "none":
+        raise Forbidden("this node id is not registered in NodeRegistry")
+    if on_chain.operator != caller.lower():
+        raise Forbidden("only the node's on-chain operator can register it")
+    if not on_chain.active:
+        raise Forbidden(f"the node is not Active in NodeRegistry (status: {on_chain.status})")
+
+    ipv4_default, ipv6_default = default_pools(body.node_id)
+    values: dict[str, Any] = {
+        "operator": on_chain.operator,
+        "protocols": body.protocols,
+        "endpoint": body.endpoint,
+        "openvpn_port": body.openvpn_port,
+        "country": body.country,
+        "wireguard_public_key": body.wireguard_public_key,
+        "ipv4_pool": body.ipv4_pool or ipv4_default,
+        "ipv6_pool": body.ipv6_pool or ipv6_default,
+        "openvpn_ca_cert": None,
+        "openvpn_ca_key_encrypted": None,
+        "openvpn_server_cert": None,
+        "openvpn_server_key_encrypted": None,
+        "openvpn_tls_crypt_key_encrypted": None,
+    }
+    if "openvpn" in body.protocols:
+        values.update(_pki_values(settings, body.node_id))
+    if existing is None:
+        if not await nodes.insert({"id": body.node_id, "revision": 0, **values}):
+            raise Conflict("this node is already registered")
+    else:
+        if not await nodes.revive(body.node_id, values):
+            raise Conflict("this node is already registered")
+        await bump_revision(session, body.node_id)
+    view = await nodes.get_live_view(body.node_id)
+    assert view is not None
+    return node_out(view, owner=True)
+
+
+def _encode_cursor(node: Node) -> str:
+    raw = json.dumps([node.created_at.isoformat(), node.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, node_id = json.loads(raw)
+        after = datetime.fromisoformat(created_at)
+        if after.tzinfo is None:
+            raise ValueError("naive time")
+        return after, str(node_id)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise Invalid("cursor: not a cursor this API returned") from exc
+
+
+async def list_nodes(
+    session: AsyncSession, filters: NodeFilter, cursor: str | None, limit: int
+) -> NodePage:
+    after = _decode_cursor(cursor) if cursor else None
+    views = await NodeRepository(session).page(filters, after, limit + 1)
+    more = len(views) > limit
+    views = views[:limit]
+    return NodePage(
+        items=[node_out(v, owner=False) for v in views],
+        next_cursor=_encode_cursor(views[-1].node) if more else None,
+    )
+
+
+async def get_node(session: AsyncSession, node_id: str, caller: str | None) -> NodeOut:
+    view = await NodeRepository(session).get_live_view(node_id)
+    if view is None:
+        raise NotFound("no such node")
+    return node_out(view, owner=caller is not None and caller.lower() == view.node.operator)
+
+
+async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> Node:
+    """The live node, locked, if `caller` operates it. Nodes are public, so another wallet gets
+    403 (not a 404 that would pretend the node does not exist)."""
+    node = await nodes.lock_live(node_id)
+    if node is None:
+        raise NotFound("no such node")
+    if node.operator != caller.lower():
+        raise Forbidden("only the node's operator can change it")
+    return node
+
+
+async def update_node(
+    session: AsyncSession, settings: Settings, caller: str, node_id: str, patch: NodePatch
+) -> NodeOut:
+    """Changes what the owner sent. Adding OpenVPN creates the node's CA and server
+    credentials (if it never had them); dropping a protocol revokes the node's live configs of
+    that protocol and bumps its revision."""
+    nodes = NodeRepository(session)
+    node = await _owned(nodes, node_id, caller)
+    old_protocols = list(node.protocols)
+    given = patch.model_fields_set
+    protocols: list[str] = list(patch.protocols) if patch.protocols is not None else node.protocols
+    endpoint = patch.endpoint if patch.endpoint is not None else node.endpoint
+    key = (
+        patch.wireguard_public_key if "wireguard_public_key" in given else node.wireguard_public_key
+    )
+    port = patch.openvpn_port if "openvpn_port" in given else node.openvpn_port
+    if "wireguard_public_key" not in given and "wireguard" not in protocols:
+        key = None  # dropping WireGuard drops its key
+    try:
+        check_node_shape(protocols, endpoint, key, port)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from exc
+
+    values: dict[str, Any] = {
+        "protocols": protocols,
+        "endpoint": endpoint,
+        "country": patch.country if patch.country is not None else node.country,
+        "wireguard_public_key": key,
+        "openvpn_port": port,
+    }
+    if "openvpn" in protocols and node.openvpn_ca_cert is None:
+        values.update(_pki_values(settings, node_id))
+    await nodes.update(node_id, values)
+
+    configs = ConfigRepository(session)
+    revoked = 0
+    for dropped in sorted(set(old_protocols) - set(protocols)):
+        revoked += await configs.revoke_live_on_node(node_id, dropped)
+    if revoked:
+        await bump_revision(session, node_id)
+    view = await nodes.get_live_view(node_id)
+    assert view is not None
+    return node_out(view, owner=True)
+
+
+async def delete_node(session: AsyncSession, caller: str, node_id: str) -> None:
+    """Soft-deletes the node: hidden from the API, its live configs revoked, its revision bumped
+    (its agent's next poll gets an empty set)."""
+    nodes = NodeRepository(session)
+    await _owned(nodes, node_id, caller)  # locks the row: no config is issued meanwhile
+    await nodes.soft_delete(node_id)
+    await ConfigRepository(session).revoke_live_on_node(node_id)
+    await bump_revision(session, node_id)
+
+
+# --- For the agent feed ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OpenVpnMaterial:
+    """What a node's OpenVPN server needs: PEM certificates and keys (decrypted), the tls-crypt
+    static key, the current CRL (valid 7 days: refresh it whenever the node's revision moves and
+    at least daily), the UDP port to listen on and the node's own tunnel addresses."""
+
+    node_id: str
+    ca_cert: str
+    server_cert: str
+    server_key: str
+    tls_crypt_key: str
+    crl: str
+    port: int
+    ipv4_pool: str
+    ipv6_pool: str
+    server_addresses: tuple[str, str]  # e.g. ("10.8.0.1/16", "fd12:3456:789a::1/112")
+
+
+async def _openvpn_node(session: AsyncSession, node_id: str) -> Node:
+    node = await NodeRepository(session).get(node_id)
+    if node is None or node.deleted_at is not None:
+        raise NotFound("no such node")
+    if "openvpn" not in node.protocols or node.openvpn_ca_cert is None:
+        raise NotFound("this node does not serve OpenVPN")
+    return node
+
+
+async def _crl(session: AsyncSession, settings: Settings, node: Node) -> str:
+    assert node.openvpn_ca_cert is not None
+    assert node.openvpn_ca_key_encrypted is not None
+    now = datetime.now(UTC)
+    revoked = await ConfigRepository(session).revoked_serials(node.id, now - CRL_EXPIRED_GRACE)
+    return build_crl(
+        ca_cert_pem=node.openvpn_ca_cert,
+        ca_key_pem=crypto.decrypt(settings, node.openvpn_ca_key_encrypted),
+        revoked=[(int(serial, 16), revoked_at) for serial, revoked_at in revoked],
+        now=now,
+    )
+
+
+async def openvpn_crl(session: AsyncSession, settings: Settings, node_id: str) -> str:
+    """The node's current CRL (PEM), signed by its CA: every revoked certificate of the node that
+    has not expired. NotFound if the node is deleted or does not serve OpenVPN."""
+    return await _crl(session, settings, await _openvpn_node(session, node_id))
+
+
+async def openvpn_material(
+    session: AsyncSession, settings: Settings, node_id: str
+) -> OpenVpnMaterial:
+    """Everything the node's OpenVPN server needs (for the agent feed: hand it only to that
+    node's own agent). NotFound if the node is deleted or does not serve OpenVPN."""
+    node = await _openvpn_node(session, node_id)
+    assert node.openvpn_server_cert is not None
+    assert node.openvpn_server_key_encrypted is not None
+    assert node.openvpn_tls_crypt_key_encrypted is not None
+    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool))
+    return OpenVpnMaterial(
+        node_id=node.id,
+        ca_cert=node.openvpn_ca_cert or "",
+        server_cert=node.openvpn_server_cert,
+        server_key=crypto.decrypt(settings, node.openvpn_server_key_encrypted).decode(),
+        tls_crypt_key=crypto.decrypt(settings, node.openvpn_tls_crypt_key_encrypted).decode(),
+        crl=await _crl(session, settings, node),
+        port=openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port),
+        ipv4_pool=str(node.ipv4_pool),
+        ipv6_pool=str(node.ipv6_pool),
+        server_addresses=pools.node_addresses(),
+    )

@@ -1,0 +1,86 @@
+"""Fixtures for the configs API tests: a settings override (`@pytest.mark.device_limit(n)`), a
+node registered on-chain and here, paying subscribers, and a second replica of the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
+
+from control_plane.app import create_app
+from control_plane.chain.client import Web3ChainReader
+from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.settings import Settings
+from tests.api.nodes.support import (
+    NDS,
+    fresh_wallet,
+    node_body,
+    paying_subscriber,
+    post_node,
+    register_on_chain,
+)
+from tests.chain import Anvil
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "device_limit(n): run the test with settings.device_limit = n"
+    )
+
+
+@pytest.fixture
+def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """The session's settings, with `device_limit` from the test's marker if it has one."""
+    marker = request.node.get_closest_marker("device_limit")
+    if marker is None:
+        return settings
+    return settings.model_copy(update={"device_limit": int(marker.args[0])})
+
+
+@pytest.fixture
+async def operator(w3: Web3Client, deployment: Deployment) -> LocalAccount:
+    return await fresh_wallet(w3, deployment, 1_000 * NDS)
+
+
+@pytest.fixture
+async def node(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    w3: Web3Client,
+    deployment: Deployment,
+    operator: LocalAccount,
+) -> str:
+    """A node serving WireGuard (127.0.0.1:51820) and OpenVPN (port 1194), Active on-chain and
+    registered here with the default pools."""
+    node_id = await register_on_chain(w3, deployment, operator)
+    response = await post_node(client, settings, operator, node_body(node_id))
+    assert response.status_code == 201, response.text
+    return node_id
+
+
+@pytest.fixture
+async def subscriber(w3: Web3Client, deployment: Deployment) -> LocalAccount:
+    """A fresh wallet that paid for one period."""
+    return await paying_subscriber(w3, deployment)
+
+
+@pytest.fixture
+async def second_app(
+    settings: Settings, anvil: Anvil, deployment: Deployment
+) -> AsyncIterator[FastAPI]:
+    """Another replica: its own engine, chain reader and feed; the same database."""
+    chain = Web3ChainReader.connect(anvil.rpc_url, deployment, timeout=10)
+    application = create_app(settings, chain=chain)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest.fixture
+async def second_client(second_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=second_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
