@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("nodus.errors")
@@ -123,10 +124,24 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         # A deadlock or serialization failure between concurrent requests is transient: the
         # transaction was rolled back whole, so the client can simply retry.
-        if getattr(exc.orig, "sqlstate", None) in TRANSIENT_SQLSTATES:
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        if sqlstate in TRANSIENT_SQLSTATES:
             return JSONResponse(
                 error_body("retry", "a concurrent request conflicted; retry"),
                 status_code=503,
                 headers={"Retry-After": "1"},
             )
+        if sqlstate.startswith("22"):  # data exception: a value the database cannot hold
+            return JSONResponse(
+                error_body("invalid", "a value is out of range or not representable"),
+                status_code=422,
+            )
         return await _unexpected(request, exc)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(_: Request, exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse(
+            error_body("busy", "the service is at capacity; retry shortly"),
+            status_code=503,
+            headers={"Retry-After": "2"},
+        )

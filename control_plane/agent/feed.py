@@ -216,6 +216,11 @@ class PeerFeed:
 
     # --- the map -----------------------------------------------------------------------------
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """For short reads outside a request's transaction."""
+        return self._sessions
+
     def revision(self, node_id: str) -> int | None:
         """The node's revision from memory; None if unknown or while the feed is not live."""
         return self._revisions.get(node_id) if self._live else None

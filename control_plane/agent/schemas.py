@@ -34,9 +34,14 @@ WireGuardKey = Annotated[str, Field(min_length=44, max_length=44), AfterValidato
 CertSerial = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Fa-f]+$")]
 
 
+EARLIEST_HANDSHAKE = datetime(2015, 1, 1, tzinfo=UTC)  # before WireGuard existed: nonsense
+
+
 def _not_in_future(value: datetime | None) -> datetime | None:
     if value is not None and value > datetime.now(UTC) + MAX_CLOCK_SKEW:
         raise ValueError("is in the future")
+    if value is not None and value < EARLIEST_HANDSHAKE:
+        raise ValueError("is before 2015")
     return value
 
 

@@ -22,6 +22,7 @@ from control_plane.agent.schemas import (
     WireGuardPeer,
 )
 from control_plane.chain.client import ChainReader
+from control_plane.db import unit_of_work
 from control_plane.errors import NotFound, RateLimited
 from control_plane.subscriptions.expiry import chain_now
 
@@ -65,8 +66,11 @@ async def _known_revision(session: AsyncSession, feed: PeerFeed, node_id: str) -
     return revision
 
 
-async def _database_revision(session: AsyncSession, feed: PeerFeed, node_id: str) -> int:
-    node = await repository.node_revision(session, node_id)
+async def _database_revision(_: AsyncSession, feed: PeerFeed, node_id: str) -> int:
+    # Its own short transaction, never the request's: the poll may wait up to a minute next,
+    # and must not hold a pooled connection while it does.
+    async with unit_of_work(feed.sessions) as short:
+        node = await repository.node_revision(short, node_id)
     if node is None:
         raise NotFound("no such node")
     feed.observe(node_id, node.revision)

@@ -214,6 +214,8 @@ def _strip(value: str) -> str:
     stripped = value.strip()
     if not stripped:
         raise ValueError("must not be blank")
+    if any(ord(c) < 32 or ord(c) == 127 for c in stripped):
+        raise ValueError("must not contain control characters")
     return stripped
 
 

@@ -219,6 +219,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         after = datetime.fromisoformat(created_at)
         if after.tzinfo is None:
             raise ValueError("naive time")
+        if not isinstance(config_id, str) or after.year < 2000:
+            raise ValueError("not a cursor of ours")
         return after, uuid.UUID(config_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise Invalid("cursor: not a cursor this API returned") from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -111,10 +112,10 @@ async def register_node(
     if existing is None:
         if not await nodes.insert({"id": body.node_id, "revision": 0, **values}):
             raise Conflict("this node is already registered")
-    else:
-        if not await nodes.revive(body.node_id, values):
-            raise Conflict("this node is already registered")
-        await bump_revision(session, body.node_id)
+    elif not await nodes.revive(body.node_id, values):
+        raise Conflict("this node is already registered")
+    # Announced on commit, so every replica's feed knows the node before its agent first polls.
+    await bump_revision(session, body.node_id)
     view = await nodes.get_live_view(body.node_id)
     assert view is not None
     return node_out(view, owner=True)
@@ -132,7 +133,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         after = datetime.fromisoformat(created_at)
         if after.tzinfo is None:
             raise ValueError("naive time")
-        return after, str(node_id)
+        if not isinstance(node_id, str) or not re.fullmatch(r"0x[0-9a-f]{64}", node_id):
+            raise ValueError("not a node id")
+        if after.year < 2000:
+            raise ValueError("not a cursor of ours")
+        return after, node_id
     except (binascii.Error, ValueError, TypeError) as exc:
         raise Invalid("cursor: not a cursor this API returned") from exc
 

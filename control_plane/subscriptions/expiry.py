@@ -97,11 +97,12 @@ async def record_expiry(
     only_grow: bool,
 ) -> bool:
     """Records the subscriber's expiry (`only_grow`: never lower it); a row it changes stays
-    locked until the transaction ends. True if the subscriber's live configs are back in their
-    nodes' peer sets: it was out of them (its expiry had passed, or its lapse was announced)
-    and the new expiry is in the future; the caller then bumps those nodes (`bump_nodes_of`).
-    A move the other way (a reorg taking a payment back) is left to `expire_lapsed`, which
-    announces it once."""
+    locked until the transaction ends. True if the expiry changed: every peer of the subscriber
+    carries its expiry in the node's feed (agents remove peers on time by themselves), so any
+    change, a renewal, a lapsed subscriber coming back or a reorg taking a payment back, must
+    reach the agents; the caller bumps those nodes (`bump_nodes_of`). A lapse that happens by
+    the clock alone is `expire_lapsed`'s to announce; one this change makes (a reorg lowering
+    the expiry into the past) is announced by the caller's bump, so it is marked processed."""
     address = address.lower()
     repository = SubscriberRepository(session)
     if only_grow:  # the common case, a read of what is already known: no lock needed
@@ -111,18 +112,18 @@ async def record_expiry(
     state = await repository.get(address, lock=True)
     if state is None:
         if await repository.create(address, expires_at):
-            return expires_at > now
+            return True
         state = await repository.get(address, lock=True)  # created concurrently
-        assert state is not None
+        if state is None:
+            raise RuntimeError(f"subscriber {address} vanished while being recorded")
     old = state.expires_at
     new = max(old, expires_at) if only_grow else expires_at
     if new == old:
         return False
     await repository.set_expiry(address, new)
-    was_out = old <= now or (
-        state.lapse_processed_until is not None and state.lapse_processed_until >= old
-    )
-    return was_out and new > now
+    if new <= now:
+        await repository.mark_lapses_processed([address])
+    return True
 
 
 async def bump_nodes_of(session: AsyncSession, subscribers: Sequence[str]) -> list[str]:

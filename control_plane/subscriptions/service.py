@@ -83,7 +83,7 @@ async def rollback_payments(
 ) -> PaymentChanges:
     """Deletes payments in blocks after `after_block` (a reorg dropped them) and sets each
     affected subscriber's expiry to that of its latest remaining payment (NEVER if none is
-    left). A subscriber this lapses is announced by the expiry job, once."""
+    left). Every changed subscriber is returned, for its nodes to be bumped once."""
     repository = PaymentRepository(session)
     deleted = await repository.delete_after_block(chain_id, after_block)
     renewed = []

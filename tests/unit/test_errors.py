@@ -43,3 +43,11 @@ async def test_other_database_errors_stay_internal_without_detail() -> None:
         response = await client.get("/boom")
     assert response.status_code == 500
     assert "UPDATE" not in response.text
+
+
+async def test_data_exceptions_are_invalid_input_not_internal_errors() -> None:
+    transport = httpx.ASGITransport(app=app_raising("22021"), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/boom")
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid"

@@ -99,7 +99,7 @@ async def test_a_paying_subscriber_gets_a_wireguard_config(
         "PersistentKeepalive = 25\n"
     )
     ((revision,),) = await sql(settings, "SELECT revision FROM nodes WHERE id = :id", id=node)
-    assert revision == 1
+    assert revision == 2  # registration, then this config
 
 
 async def test_a_paying_subscriber_gets_an_openvpn_certificate_and_profile(
