@@ -22,6 +22,7 @@ from sqlalchemy import text
 
 from control_plane import __version__
 from control_plane.agent.feed import PeerFeed
+from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.agent.router import router as agent_router
 from control_plane.auth.router import router as auth_router
 from control_plane.body_limit import BodyLimitMiddleware
@@ -33,6 +34,9 @@ from control_plane.errors import install_error_handlers
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
+from control_plane.prober.router import router as prober_router
+from control_plane.rewards.claims_router import router as rewards_claims_router
+from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings
 from control_plane.subscriptions.router import router as subscriptions_router
 
@@ -40,12 +44,22 @@ from control_plane.subscriptions.router import router as subscriptions_router
 def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """Every background job and its interval (filled in by the domains that own jobs)."""
     from control_plane.chain.indexer import sync_chain
+    from control_plane.prober.service import probe_round
+    from control_plane.prober.settings import ProberSettings
+    from control_plane.rewards.epoch_job import reward_epoch_job
+    from control_plane.rewards.posting import posting_jobs
     from control_plane.subscriptions.expiry import expire_lapsed
 
-    return {
+    jobs: dict[str, tuple[float, Job]] = {
         "chain_sync": (settings.chain_sync_interval_seconds, sync_chain),
         "expiry": (settings.expiry_interval_seconds, expire_lapsed),
+        "probe_round": (ProberSettings().interval_seconds, probe_round),
     }
+    posting = posting_jobs()  # empty on a replica without the oracle key
+    if posting:
+        jobs.update(posting)
+        jobs["reward_epoch"] = (60.0, reward_epoch_job)
+    return jobs
 
 
 def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
@@ -90,7 +104,17 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
     _install_observability(app)
     app.add_middleware(BodyLimitMiddleware)
 
-    for router in (auth_router, subscriptions_router, nodes_router, configs_router, agent_router):
+    for router in (
+        auth_router,
+        subscriptions_router,
+        nodes_router,
+        configs_router,
+        agent_router,
+        openvpn_router,
+        prober_router,
+        rewards_router,
+        rewards_claims_router,
+    ):
         app.include_router(router, prefix="/v1")
 
     @app.get("/healthz", tags=["health"])

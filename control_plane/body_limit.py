@@ -9,7 +9,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY_BYTES = 64 * 1024  # the largest ordinary body (a CSR) is a few KiB
 # A node's metrics report lists up to 10,000 peers (~150 bytes each).
-PATH_LIMITS = {"/v1/agent/metrics": 4 * 1024 * 1024}
+# A prober posts up to 1,000 signed samples per request.
+PATH_LIMITS = {"/v1/agent/metrics": 4 * 1024 * 1024, "/v1/probes": 1024 * 1024}
 
 
 class BodyLimitMiddleware:

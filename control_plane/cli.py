@@ -17,9 +17,15 @@ from control_plane.chain.contracts import (
     Deployment,
     DeploymentError,
 )
+from control_plane.cli_dao import dao_app
+from control_plane.cli_rewards import rewards_app
+from control_plane.prober.cli import app as prober_app
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
 console = Console()
+app.add_typer(dao_app, name="dao")
+app.add_typer(rewards_app, name="rewards")
+app.add_typer(prober_app, name="prober")
 
 
 @app.command()

@@ -64,4 +64,6 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-Session = Annotated[AsyncSession, Depends(_request_session)]
+# scope="function": the commit runs before the response is sent, so a client never gets an
+# answer for a write it cannot yet read back, and a failed commit is an error, not a lost 200.
+Session = Annotated[AsyncSession, Depends(_request_session, scope="function")]

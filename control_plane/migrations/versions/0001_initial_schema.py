@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 08:06:52.340633
+Create Date: 2026-11-24 08:54:09.748923
 """
 
 from collections.abc import Sequence
@@ -149,6 +149,19 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_payments_subscriber"), "payments", ["subscriber"], unique=False)
     op.create_table(
+        "probers",
+        sa.Column("address", sa.String(length=42), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("address", name=op.f("pk_probers")),
+    )
+    op.create_table(
         "reward_epochs",
         sa.Column("chain_id", sa.BigInteger(), nullable=False),
         sa.Column("epoch", sa.BigInteger(), nullable=False),
@@ -181,6 +194,64 @@ def upgrade() -> None:
         op.f("ix_reward_epochs_settled_block"), "reward_epochs", ["settled_block"], unique=False
     )
     op.create_table(
+        "reward_publications",
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("data_hash", sa.String(length=66), nullable=False),
+        sa.Column("root", sa.String(length=66), nullable=False),
+        sa.Column("total_cumulative", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("leaf_count", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("propose_key", sa.String(length=200), nullable=False),
+        sa.Column("proposed_tx_hash", sa.String(length=66), nullable=True),
+        sa.Column("proposed_block", sa.BigInteger(), nullable=True),
+        sa.Column("settled_tx_hash", sa.String(length=66), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint(
+            "status IN ('queued', 'proposed', 'accepted', 'revoked', 'failed')",
+            name=op.f("ck_reward_publications_status"),
+        ),
+        sa.CheckConstraint("epoch > 0", name=op.f("ck_reward_publications_epoch_positive")),
+        sa.PrimaryKeyConstraint("chain_id", "epoch", name=op.f("pk_reward_publications")),
+    )
+    op.create_table(
+        "scored_epochs",
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("formula_version", sa.String(length=32), nullable=False),
+        sa.Column("requested_budget", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("budget", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("allocated", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("total_cumulative", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("root", sa.String(length=66), nullable=False),
+        sa.Column("data_hash", sa.String(length=66), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint("allocated <= budget", name=op.f("ck_scored_epochs_within_budget")),
+        sa.CheckConstraint("ends_at > starts_at", name=op.f("ck_scored_epochs_window")),
+        sa.PrimaryKeyConstraint("chain_id", "epoch", name=op.f("pk_scored_epochs")),
+    )
+    op.create_table(
         "subscribers",
         sa.Column("address", sa.String(length=42), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
@@ -194,6 +265,69 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("address", name=op.f("pk_subscribers")),
     )
     op.create_index(op.f("ix_subscribers_expires_at"), "subscribers", ["expires_at"], unique=False)
+    op.create_table(
+        "tx_outbox",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("sender", sa.String(length=42), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=200), nullable=False),
+        sa.Column("to_address", sa.String(length=42), nullable=False),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+        sa.Column("value", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("nonce", sa.BigInteger(), nullable=True),
+        sa.Column("gas_limit", sa.BigInteger(), nullable=True),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("mined_tx_hash", sa.String(length=66), nullable=True),
+        sa.Column("mined_block", sa.BigInteger(), nullable=True),
+        sa.Column("gas_used", sa.BigInteger(), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint(
+            "status IN ('built', 'failed') OR (nonce IS NOT NULL AND gas_limit IS NOT NULL)",
+            name=op.f("ck_tx_outbox_signed_has_nonce"),
+        ),
+        sa.CheckConstraint(
+            "status IN ('built', 'signed', 'sent', 'mined', 'failed')",
+            name=op.f("ck_tx_outbox_status"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tx_outbox")),
+        sa.UniqueConstraint(
+            "chain_id", "idempotency_key", name=op.f("uq_tx_outbox_chain_id_idempotency_key")
+        ),
+        sa.UniqueConstraint(
+            "chain_id", "sender", "nonce", name=op.f("uq_tx_outbox_chain_id_sender_nonce")
+        ),
+    )
+    op.create_index(
+        "ix_tx_outbox_chain_id_sender_status",
+        "tx_outbox",
+        ["chain_id", "sender", "status"],
+        unique=False,
+    )
+    op.create_table(
+        "tx_sender_keys",
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("address", sa.String(length=42), nullable=False),
+        sa.Column("next_nonce", sa.BigInteger(), nullable=False),
+        sa.Column(
+            "updated_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.PrimaryKeyConstraint("chain_id", "address", name=op.f("pk_tx_sender_keys")),
+    )
     op.create_table(
         "device_configs",
         sa.Column("id", sa.Uuid(), nullable=False),
@@ -275,6 +409,62 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_heartbeats_received_at"), "heartbeats", ["received_at"], unique=False)
     op.create_table(
+        "node_scores",
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("node_id", sa.String(length=66), nullable=False),
+        sa.Column("operator", sa.String(length=42), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("raw_ppm", sa.Integer(), nullable=False),
+        sa.Column("smoothed_ppm", sa.Integer(), nullable=False),
+        sa.Column("score_ppm", sa.Integer(), nullable=False),
+        sa.Column("breakdown", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("reasons", postgresql.ARRAY(sa.Text()), nullable=False),
+        sa.CheckConstraint("raw_ppm BETWEEN 0 AND 1000000", name=op.f("ck_node_scores_raw_range")),
+        sa.CheckConstraint(
+            "score_ppm BETWEEN 0 AND 1000000", name=op.f("ck_node_scores_score_range")
+        ),
+        sa.CheckConstraint(
+            "smoothed_ppm BETWEEN 0 AND 1000000", name=op.f("ck_node_scores_smoothed_range")
+        ),
+        sa.ForeignKeyConstraint(
+            ["chain_id", "epoch"],
+            ["scored_epochs.chain_id", "scored_epochs.epoch"],
+            name=op.f("fk_node_scores_chain_id_scored_epochs"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["node_id"], ["nodes.id"], name=op.f("fk_node_scores_node_id_nodes")
+        ),
+        sa.PrimaryKeyConstraint("chain_id", "epoch", "node_id", name=op.f("pk_node_scores")),
+    )
+    op.create_index(
+        "ix_node_scores_history",
+        "node_scores",
+        ["chain_id", "node_id", sa.literal_column("epoch DESC")],
+        unique=False,
+    )
+    op.create_table(
+        "operator_allocations",
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("operator", sa.String(length=42), nullable=False),
+        sa.Column("amount", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("cumulative", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.CheckConstraint(
+            "amount >= 0 AND cumulative >= amount", name=op.f("ck_operator_allocations_amounts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["chain_id", "epoch"],
+            ["scored_epochs.chain_id", "scored_epochs.epoch"],
+            name=op.f("fk_operator_allocations_chain_id_scored_epochs"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "chain_id", "epoch", "operator", name=op.f("pk_operator_allocations")
+        ),
+    )
+    op.create_table(
         "peer_metrics",
         sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
         sa.Column("node_id", sa.String(length=66), nullable=False),
@@ -310,14 +500,105 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_peer_metrics_reported_at"), "peer_metrics", ["reported_at"], unique=False
     )
+    op.create_table(
+        "probe_samples",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("prober", sa.String(length=42), nullable=False),
+        sa.Column("node_id", sa.String(length=66), nullable=False),
+        sa.Column("round_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.SmallInteger(), nullable=False),
+        sa.Column("rtt_us", postgresql.ARRAY(sa.Integer()), nullable=False),
+        sa.Column("error", sa.String(length=32), nullable=True),
+        sa.Column("signature", sa.String(length=132), nullable=False),
+        sa.Column(
+            "received_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.CheckConstraint("attempts BETWEEN 1 AND 10", name=op.f("ck_probe_samples_attempts")),
+        sa.CheckConstraint(
+            "cardinality(rtt_us) <= attempts", name=op.f("ck_probe_samples_answers_within_attempts")
+        ),
+        sa.ForeignKeyConstraint(
+            ["node_id"], ["nodes.id"], name=op.f("fk_probe_samples_node_id_nodes")
+        ),
+        sa.ForeignKeyConstraint(
+            ["prober"], ["probers.address"], name=op.f("fk_probe_samples_prober_probers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_probe_samples")),
+        sa.UniqueConstraint(
+            "prober", "node_id", "round_at", name=op.f("uq_probe_samples_prober_node_id_round_at")
+        ),
+    )
+    op.create_index(
+        "ix_probe_samples_node_id_round_at", "probe_samples", ["node_id", "round_at"], unique=False
+    )
+    op.create_index("ix_probe_samples_round_at", "probe_samples", ["round_at"], unique=False)
+    op.create_table(
+        "reward_publication_leaves",
+        sa.Column("chain_id", sa.BigInteger(), nullable=False),
+        sa.Column("epoch", sa.BigInteger(), nullable=False),
+        sa.Column("account", sa.String(length=42), nullable=False),
+        sa.Column("cumulative", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("proof", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.CheckConstraint(
+            "cumulative >= 0", name=op.f("ck_reward_publication_leaves_cumulative_not_negative")
+        ),
+        sa.ForeignKeyConstraint(
+            ["chain_id", "epoch"],
+            ["reward_publications.chain_id", "reward_publications.epoch"],
+            name=op.f("fk_reward_publication_leaves_chain_id_reward_publications"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint(
+            "chain_id", "epoch", "account", name=op.f("pk_reward_publication_leaves")
+        ),
+    )
+    op.create_table(
+        "tx_attempts",
+        sa.Column("id", sa.BigInteger(), autoincrement=True, nullable=False),
+        sa.Column("outbox_id", sa.BigInteger(), nullable=False),
+        sa.Column("tx_hash", sa.String(length=66), nullable=False),
+        sa.Column("nonce", sa.BigInteger(), nullable=False),
+        sa.Column("raw", sa.LargeBinary(), nullable=False),
+        sa.Column("max_fee_per_gas", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column("max_priority_fee_per_gas", sa.Numeric(precision=78, scale=0), nullable=False),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
+            nullable=False,
+        ),
+        sa.Column("broadcast_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("rejected", sa.Text(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["outbox_id"],
+            ["tx_outbox.id"],
+            name=op.f("fk_tx_attempts_outbox_id_tx_outbox"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_tx_attempts")),
+        sa.UniqueConstraint("tx_hash", name=op.f("uq_tx_attempts_tx_hash")),
+    )
+    op.create_index(op.f("ix_tx_attempts_outbox_id"), "tx_attempts", ["outbox_id"], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(op.f("ix_tx_attempts_outbox_id"), table_name="tx_attempts")
+    op.drop_table("tx_attempts")
+    op.drop_table("reward_publication_leaves")
+    op.drop_index("ix_probe_samples_round_at", table_name="probe_samples")
+    op.drop_index("ix_probe_samples_node_id_round_at", table_name="probe_samples")
+    op.drop_table("probe_samples")
     op.drop_index(op.f("ix_peer_metrics_reported_at"), table_name="peer_metrics")
     op.drop_index("ix_peer_metrics_node_id_reported_at", table_name="peer_metrics")
     op.drop_table("peer_metrics")
+    op.drop_table("operator_allocations")
+    op.drop_index("ix_node_scores_history", table_name="node_scores")
+    op.drop_table("node_scores")
     op.drop_index(op.f("ix_heartbeats_received_at"), table_name="heartbeats")
     op.drop_index("ix_heartbeats_node_id_received_at", table_name="heartbeats")
     op.drop_table("heartbeats")
@@ -344,11 +625,17 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_device_configs_subscriber"), table_name="device_configs")
     op.drop_index(op.f("ix_device_configs_node_id"), table_name="device_configs")
     op.drop_table("device_configs")
+    op.drop_table("tx_sender_keys")
+    op.drop_index("ix_tx_outbox_chain_id_sender_status", table_name="tx_outbox")
+    op.drop_table("tx_outbox")
     op.drop_index(op.f("ix_subscribers_expires_at"), table_name="subscribers")
     op.drop_table("subscribers")
+    op.drop_table("scored_epochs")
+    op.drop_table("reward_publications")
     op.drop_index(op.f("ix_reward_epochs_settled_block"), table_name="reward_epochs")
     op.drop_index(op.f("ix_reward_epochs_proposed_block"), table_name="reward_epochs")
     op.drop_table("reward_epochs")
+    op.drop_table("probers")
     op.drop_index(op.f("ix_payments_subscriber"), table_name="payments")
     op.drop_index("ix_payments_history", table_name="payments")
     op.drop_index(op.f("ix_payments_block_number"), table_name="payments")

@@ -1,0 +1,1 @@
+"""Probers: independent measurement of nodes' reachability and round-trip time, signed."""

@@ -1,0 +1,179 @@
+"""Every query of the prober domain. Never commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from control_plane.nodes.models import ChainNode, Node
+from control_plane.prober.models import Prober, ProbeSample
+from control_plane.prober.signing import Sample
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSample:
+    id: int
+    round_at: datetime
+    sample: Sample
+    signature: str
+
+
+def _to_datetime(unix_seconds: int) -> datetime:
+    return datetime.fromtimestamp(unix_seconds, tz=UTC)
+
+
+def _stored(row: ProbeSample) -> StoredSample:
+    return StoredSample(
+        id=row.id,
+        round_at=row.round_at,
+        sample=Sample(
+            prober=row.prober,
+            node_id=row.node_id,
+            round=int(row.round_at.timestamp()),
+            attempts=row.attempts,
+            rtt_us=tuple(row.rtt_us),
+            error=row.error,
+        ),
+        signature=row.signature,
+    )
+
+
+async def add_prober_if_missing(session: AsyncSession, address: str, name: str) -> Prober:
+    """The prober row of `address`, inserted with `name` if it is not there (a revoked prober
+    stays revoked)."""
+    await session.execute(
+        insert(Prober)
+        .values(address=address.lower(), name=name)
+        .on_conflict_do_nothing(index_elements=[Prober.address])
+    )
+    result = await session.execute(
+        select(Prober)
+        .where(Prober.address == address.lower())
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one()
+
+
+async def put_prober(session: AsyncSession, address: str, name: str) -> Prober:
+    """Adds the prober, or renames and re-enables it."""
+    result = await session.execute(
+        insert(Prober)
+        .values(address=address.lower(), name=name)
+        .on_conflict_do_update(
+            index_elements=[Prober.address], set_={"name": name, "revoked_at": None}
+        )
+        .returning(Prober)
+        .execution_options(populate_existing=True)
+    )
+    return result.scalar_one()
+
+
+async def revoke_prober(session: AsyncSession, address: str) -> Prober | None:
+    """Marks the prober revoked (kept, so its samples keep their foreign key); None if unknown."""
+    return await session.scalar(
+        update(Prober)
+        .where(Prober.address == address.lower())
+        .values(revoked_at=func.coalesce(Prober.revoked_at, func.now()))
+        .returning(Prober)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def list_probers(session: AsyncSession) -> list[Prober]:
+    rows = await session.scalars(select(Prober).order_by(Prober.created_at, Prober.address))
+    return list(rows)
+
+
+async def active_probers(session: AsyncSession, addresses: Iterable[str]) -> set[str]:
+    """Those of `addresses` that are allow-listed and not revoked."""
+    wanted = {a.lower() for a in addresses}
+    if not wanted:
+        return set()
+    rows = await session.scalars(
+        select(Prober.address).where(Prober.address.in_(wanted), Prober.revoked_at.is_(None))
+    )
+    return set(rows)
+
+
+async def probe_targets(session: AsyncSession) -> list[tuple[str, str]]:
+    """`(node_id, endpoint)` of every live node that is Active on-chain, by node id. Probed
+    whether or not it sends heartbeats: a node that went silent must fail its probes."""
+    rows = await session.execute(
+        select(Node.id, Node.endpoint)
+        .join(ChainNode, ChainNode.node_id == Node.id)
+        .where(Node.deleted_at.is_(None), ChainNode.active.is_(True))
+        .order_by(Node.id)
+    )
+    return [(row.id, row.endpoint) for row in rows]
+
+
+async def known_nodes(session: AsyncSession, node_ids: Iterable[str]) -> set[str]:
+    wanted = set(node_ids)
+    if not wanted:
+        return set()
+    return set(await session.scalars(select(Node.id).where(Node.id.in_(wanted))))
+
+
+async def insert_samples(session: AsyncSession, samples: Sequence[tuple[Sample, str]]) -> int:
+    """Stores signed samples; a sample already stored (same prober, node and round) is skipped.
+    Returns how many were new."""
+    if not samples:
+        return 0
+    values: list[dict[str, Any]] = [
+        {
+            "prober": sample.prober.lower(),
+            "node_id": sample.node_id.lower(),
+            "round_at": _to_datetime(sample.round),
+            "attempts": sample.attempts,
+            "rtt_us": list(sample.rtt_us),
+            "error": sample.error,
+            "signature": signature,
+        }
+        for sample, signature in samples
+    ]
+    inserted = await session.scalars(
+        insert(ProbeSample)
+        .values(values)
+        .on_conflict_do_nothing(constraint="uq_probe_samples_prober_node_id_round_at")
+        .returning(ProbeSample.id)
+    )
+    return len(list(inserted))
+
+
+async def samples_between(
+    session: AsyncSession, start: datetime, end: datetime
+) -> list[StoredSample]:
+    """Samples of rounds in `[start, end)` from probers that are not revoked."""
+    rows = await session.scalars(
+        select(ProbeSample)
+        .join(Prober, Prober.address == ProbeSample.prober)
+        .where(
+            ProbeSample.round_at >= start,
+            ProbeSample.round_at < end,
+            Prober.revoked_at.is_(None),
+        )
+        .order_by(ProbeSample.node_id, ProbeSample.prober, ProbeSample.round_at)
+    )
+    return [_stored(row) for row in rows]
+
+
+async def node_samples(
+    session: AsyncSession,
+    node_id: str,
+    before: tuple[datetime, int] | None,
+    limit: int,
+) -> list[StoredSample]:
+    """One node's samples, newest round first, before the keyset `(round_at, id)`."""
+    statement = select(ProbeSample).where(ProbeSample.node_id == node_id)
+    if before is not None:
+        statement = statement.where(tuple_(ProbeSample.round_at, ProbeSample.id) < tuple_(*before))
+    rows = await session.scalars(
+        statement.order_by(ProbeSample.round_at.desc(), ProbeSample.id.desc()).limit(limit)
+    )
+    return [_stored(row) for row in rows]

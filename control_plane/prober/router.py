@@ -1,0 +1,159 @@
+"""Probes: the targets probers measure, signed samples from external probers, each node's
+samples (public, verified on read), and the probers' allow-list (admins manage it)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from control_plane.auth.dependencies import SettingsDep, require_role
+from control_plane.auth.principal import Principal, Role
+from control_plane.db import Session
+from control_plane.errors import Invalid, error_body
+from control_plane.nodes.schemas import normalize_node_id
+from control_plane.prober import service
+from control_plane.prober.schemas import (
+    ProbeBatchIn,
+    ProbeBatchOut,
+    ProberIn,
+    ProberOut,
+    ProbeSamplePage,
+    ProbeTargetsOut,
+)
+from control_plane.prober.settings import ProberSettings
+
+router = APIRouter(tags=["probes"])
+
+
+@cache
+def _cached_prober_settings() -> ProberSettings:
+    return ProberSettings()
+
+
+def get_prober_settings() -> ProberSettings:
+    """The prober settings (from the environment, read once; tests override this)."""
+    return _cached_prober_settings()
+
+
+ProberSettingsDep = Annotated[ProberSettings, Depends(get_prober_settings)]
+AdminPrincipal = Annotated[Principal, Depends(require_role(Role.ADMIN))]
+ProberAddress = Annotated[
+    str,
+    Path(
+        pattern=r"^0x[0-9a-fA-F]{40}$",
+        description="the prober's signing address",
+        examples=["0x90f79bf6eb2c4f870365e785982e1f101e93b906"],
+    ),
+]
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(code, message)}},
+    }
+
+
+_INVALID = _error("invalid input", "invalid", "samples[0]: round 1767225600 is older than 900 s")
+
+
+@router.get("/probes/targets")
+async def probe_targets(session: Session, settings: SettingsDep) -> ProbeTargetsOut:
+    """What every prober measures each round: each live node that is Active on-chain, at
+    `http://<endpoint host>:<endpoint port>/health` (the agent's health endpoint listens on TCP
+    at the port number its clients use over UDP). Public."""
+    return await service.targets(session, settings.chain_id)
+
+
+@router.post(
+    "/probes",
+    responses={
+        401: _error(
+            "a sample's signature is not its prober's",
+            "unauthorized",
+            "samples[0]: the signature is not the prober's",
+        ),
+        403: _error(
+            "a prober is not allow-listed (or was revoked)",
+            "forbidden",
+            "not an allow-listed prober: 0x90f79bf6eb2c4f870365e785982e1f101e93b906",
+        ),
+        422: _INVALID,
+    },
+)
+async def post_probes(
+    session: Session,
+    settings: SettingsDep,
+    prober_settings: ProberSettingsDep,
+    body: ProbeBatchIn,
+) -> ProbeBatchOut:
+    """Signed samples from an external prober (`nodus prober run`). No token: each sample is
+    signed by its prober (EIP-191 over the canonical sample with this chain's id, see
+    docs/scoring.md), and the prober must be allow-listed. Idempotent per (prober, node, round)."""
+    return await service.accept_samples(session, settings.chain_id, body, prober_settings)
+
+
+@router.get(
+    "/probes", responses={404: _error("no such node", "not_found", "no such node"), 422: _INVALID}
+)
+async def list_probes(
+    session: Session,
+    settings: SettingsDep,
+    node_id: Annotated[
+        str,
+        Query(
+            pattern=r"^0x[0-9a-fA-F]{64}$",
+            description="the node whose samples to list",
+            examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
+        ),
+    ],
+    limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+    ] = None,
+) -> ProbeSamplePage:
+    """A node's probe samples, newest round first, each with its signature and whether it
+    verifies: what its uptime and latency were computed from. Public."""
+    if limit > settings.max_page_size:
+        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    try:
+        node = normalize_node_id(node_id)
+    except ValueError as exc:
+        raise Invalid(f"node_id: {exc}") from exc
+    return await service.node_samples(session, settings.chain_id, node, cursor, limit)
+
+
+@router.get("/probers")
+async def list_probers(session: Session) -> list[ProberOut]:
+    """The probers whose samples count (and revoked ones, whose samples no longer do). Public."""
+    return await service.list_probers(session)
+
+
+@router.put(
+    "/probers/{address}",
+    responses={
+        401: _error("no or an invalid token", "unauthorized", "missing bearer token"),
+        403: _error("not an admin", "forbidden", "this needs the admin role"),
+    },
+)
+async def put_prober(
+    _: AdminPrincipal, session: Session, address: ProberAddress, body: ProberIn
+) -> ProberOut:
+    """Allow-lists a prober's key (or renames it, or re-enables a revoked one). Admins only."""
+    return await service.put_prober(session, address.lower(), body.name)
+
+
+@router.delete(
+    "/probers/{address}",
+    responses={
+        401: _error("no or an invalid token", "unauthorized", "missing bearer token"),
+        403: _error("not an admin", "forbidden", "this needs the admin role"),
+        404: _error("no such prober", "not_found", "no such prober"),
+    },
+)
+async def revoke_prober(_: AdminPrincipal, session: Session, address: ProberAddress) -> ProberOut:
+    """Revokes a prober: its samples, past and future, stop counting (the row stays, so the
+    record of what it signed stays too). Admins only."""
+    return await service.revoke_prober(session, address.lower())

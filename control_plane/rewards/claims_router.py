@@ -1,0 +1,86 @@
+"""Public reward endpoints: an operator's claimable rewards with a proof, and the exact published
+data of an epoch. Neither needs a token: the chain makes both public anyway."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, Response
+
+from control_plane.chain.client import ChainReader
+from control_plane.db import Session
+from control_plane.errors import error_body
+from control_plane.rewards.claims_schemas import RewardOut
+from control_plane.rewards.publication import published_data, reward_status
+
+router = APIRouter(tags=["rewards"])
+
+ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(code, message)}},
+    }
+
+
+_UNAVAILABLE = _error(
+    "the chain is unreachable (Retry-After)",
+    "chain_unavailable",
+    "the chain RPC is unreachable; retry shortly",
+)
+
+
+@router.get(
+    "/rewards/{address}",
+    response_model=RewardOut,
+    responses={
+        404: _error(
+            "no accepted epoch, or no reward for the address in it",
+            "not_found",
+            "0x70997970c51812dc3a010c7d01b50e0d17dc79c8 has no reward in epoch 7",
+        ),
+        422: _error("not an address", "invalid", "path.address: String should match pattern"),
+        503: _UNAVAILABLE,
+    },
+)
+async def get_rewards(
+    request: Request,
+    session: Session,
+    address: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="operator wallet")],
+) -> RewardOut:
+    """The operator's cumulative rewards in the latest accepted epoch, what it has claimed (read
+    from the RewardDistributor), what one claim pays now, and the Merkle proof for
+    `claim(address, cumulative, proof)`."""
+    chain: ChainReader = request.app.state.chain
+    return await reward_status(session, chain, address)
+
+
+@router.get(
+    "/epochs/{epoch}/data",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "the published data, byte for byte (keccak256 of the body is the "
+            "epoch's on-chain dataHash, also in the ETag)",
+            "content": {"application/json": {}},
+        },
+        404: _error("nothing published for the epoch", "not_found", "no data for epoch 9"),
+        422: _error("not an epoch number", "invalid", "path.epoch: Input should be >= 1"),
+    },
+)
+async def get_epoch_data(
+    request: Request,
+    session: Session,
+    epoch: Annotated[int, Path(ge=1, le=2**64 - 1, description="epoch number")],
+) -> Response:
+    """The exact bytes published for the epoch; recompute its scores, leaves and root from them
+    (`nodus rewards verify`)."""
+    chain: ChainReader = request.app.state.chain
+    published = await published_data(session, chain.chain_id, epoch)
+    return Response(
+        content=published.data,
+        media_type="application/json",
+        headers={"ETag": f'"{published.data_hash}"', "X-Data-Hash": published.data_hash},
+    )

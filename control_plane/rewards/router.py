@@ -1,0 +1,91 @@
+"""Scores and epochs, public: a node's scores with their breakdown and reasons, and an epoch's
+summary (status, root, allocations)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from control_plane.auth.dependencies import SettingsDep
+from control_plane.db import Session
+from control_plane.errors import Invalid, NotFound, error_body
+from control_plane.rewards import repository
+from control_plane.rewards.schemas import EpochOut, NodeScorePage, epoch_out, node_score_out
+
+router = APIRouter(tags=["rewards"])
+
+NodeIdPath = Annotated[
+    str,
+    Path(
+        pattern=r"^0x[0-9a-fA-F]{64}$",
+        description="the node's on-chain id (bytes32 as 0x-hex)",
+        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
+    ),
+]
+
+
+def _error(description: str, code: str, message: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(code, message)}},
+    }
+
+
+@router.get(
+    "/nodes/{node_id}/scores",
+    responses={
+        404: _error("no such node", "not_found", "no such node"),
+        422: _error("invalid input", "invalid", "cursor: not a cursor this API returned"),
+    },
+)
+async def node_scores(
+    session: Session,
+    settings: SettingsDep,
+    node_id: NodeIdPath,
+    limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=20, description="`next_cursor` of the previous page")
+    ] = None,
+) -> NodeScorePage:
+    """A node's scores, newest epoch first: the score the allocation used, this epoch alone,
+    the smoothed value, the breakdown (ppm) and the reasons in plain words. Public (deleted
+    nodes keep their history)."""
+    if limit > settings.max_page_size:
+        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    before: int | None = None
+    if cursor is not None:
+        if not cursor.isdigit():
+            raise Invalid("cursor: not a cursor this API returned")
+        before = int(cursor)
+    node = node_id.lower()
+    if not await repository.node_exists(session, node):
+        raise NotFound("no such node")
+    views = await repository.node_scores(session, settings.chain_id, node, before, limit + 1)
+    more = len(views) > limit
+    views = views[:limit]
+    return NodeScorePage(
+        items=[node_score_out(v) for v in views],
+        next_cursor=str(views[-1].record.epoch) if more else None,
+    )
+
+
+@router.get(
+    "/epochs/{epoch}",
+    responses={404: _error("neither scored nor proposed", "not_found", "no such epoch")},
+)
+async def get_epoch(
+    session: Session,
+    settings: SettingsDep,
+    epoch: Annotated[int, Path(ge=1, le=2**64 - 1, description="the epoch number")],
+) -> EpochOut:
+    """An epoch's summary: its status (scored here; proposed, accepted or revoked on-chain), the
+    root and data hash, the budget and each operator's part and cumulative amount. Its full data
+    (per-node metrics, breakdowns, leaves) is at `GET /v1/epochs/{n}/data`. Public."""
+    scored = await repository.scored_epoch(session, settings.chain_id, epoch)
+    onchain = await repository.onchain_epoch(session, settings.chain_id, epoch)
+    if scored is None and onchain is None:
+        raise NotFound("no such epoch")
+    allocations = await repository.allocations(session, settings.chain_id, epoch)
+    nodes_scored = await repository.count_scores(session, settings.chain_id, epoch)
+    return epoch_out(epoch, scored, onchain, allocations, nodes_scored)

@@ -1,0 +1,140 @@
+"""Helpers for the `nodus` CLI tests: run the real typer app against the session's anvil (each
+test's chain state is reverted by the root conftest), give a dev account DAO votes from the
+treasury, and serve hand-made API answers from a tiny local HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from typer.testing import CliRunner, Result
+
+from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.cli import app
+from tests.chain import Anvil, dev_account
+
+NDS = 10**18
+# More than the 4% quorum (40,000,000 NDS) of the 1e9 supply.
+WHALE_VOTES = 50_000_000 * NDS
+
+
+@dataclass
+class Cli:
+    """Runs `nodus ...` in-process (typer's CliRunner) in a worker thread, since the commands
+    run their own event loop; the environment points it at the test chain."""
+
+    env: dict[str, str | None]
+
+    async def __call__(
+        self, *args: str, key: LocalAccount | None = None, env: dict[str, str | None] | None = None
+    ) -> Result:
+        merged = {**self.env, **(env or {})}
+        if key is not None:
+            merged["NODUS_PRIVATE_KEY"] = key.key.hex()
+        runner = CliRunner()
+        result = await asyncio.to_thread(
+            runner.invoke, app, list(args), env=merged, catch_exceptions=True
+        )
+        # Every outcome is an exit code, never an unexpected exception.
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+
+@pytest.fixture
+def cli(anvil: Anvil, deployments_dir: Path) -> Cli:
+    return Cli(
+        {
+            "NODUS_RPC_URL": anvil.rpc_url,
+            "NODUS_DEPLOYMENTS_DIR": str(deployments_dir),
+            # Nothing from the developer's shell leaks in: no key unless a test passes one.
+            "NODUS_PRIVATE_KEY": None,
+            "NODUS_KEY_FILE": None,
+            "NODUS_PASSPHRASE": None,
+            "NODUS_API_URL": "http://127.0.0.1:9",
+        }
+    )
+
+
+def proposal_id_of(result: Result) -> int:
+    match = re.search(r"proposal id: (\d+)", result.stdout)
+    assert match, result.output
+    return int(match.group(1))
+
+
+async def give_votes(
+    w3: Web3Client, deployment: Deployment, voter: str, amount: int = WHALE_VOTES
+) -> None:
+    """The treasury (the timelock) sends `voter` NDS: anvil impersonates it, as Governance.t.sol
+    pranks it. The voter still has to delegate."""
+    timelock = deployment.addresses["TimelockController"]
+    token = contract(w3, deployment, "NDSToken")
+    await w3.provider.make_request("anvil_impersonateAccount", [timelock])
+    await w3.provider.make_request("anvil_setBalance", [timelock, hex(10**18)])
+    tx_hash = await token.functions.transfer(voter, amount).transact({"from": timelock})
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
+    assert receipt["status"] == 1
+    await w3.provider.make_request("anvil_stopImpersonatingAccount", [timelock])
+
+
+@pytest.fixture
+async def whale(w3: Web3Client, deployment: Deployment, cli: Cli) -> LocalAccount:
+    """dev account 5 with 50M NDS from the treasury, self-delegated through the CLI."""
+    voter = dev_account(5)
+    await give_votes(w3, deployment, voter.address)
+    result = await cli("dao", "delegate", key=voter)
+    assert result.exit_code == 0, result.output
+    return voter
+
+
+@dataclass
+class FakeApi:
+    """Answers GET requests from a dict of path -> (status, body bytes)."""
+
+    url: str
+    routes: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+
+    def json(self, path: str, body: object, status: int = 200) -> None:
+        self.routes[path] = (status, json.dumps(body).encode())
+
+
+@pytest.fixture
+def fake_api() -> Iterator[FakeApi]:
+    api = FakeApi(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            status, body = api.routes.get(
+                self.path, (404, b'{"error": {"code": "not_found", "message": "no such thing"}}')
+            )
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    api.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def flat(result: Result) -> str:
+    """The output as one line of words: rich's error boxes wrap and frame long messages."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
