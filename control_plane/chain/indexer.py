@@ -47,7 +47,11 @@ from control_plane.chain.contracts import Deployment, load_abi
 from control_plane.chain.repository import ChainRepository
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Services
-from control_plane.subscriptions.expiry import bump_nodes_of
+from control_plane.subscriptions.expiry import (
+    bump_nodes_of,
+    forget_cached_expiries,
+    reconcile_direct_reads,
+)
 from control_plane.subscriptions.service import PaymentEvent, record_payments, rollback_payments
 
 log = logging.getLogger("nodus.indexer")
@@ -229,6 +233,8 @@ async def index_chain(
     report = report or SyncReport()
     try:
         await _Indexer(services, session, report).run()
+        now = datetime.now(UTC)
+        report.renewed.update(await reconcile_direct_reads(session, services.chain, now))
     except (ChainUnavailable, LogQueryRejected, ChainMoved):
         report.nodes_bumped = await bump_nodes_of(session, sorted(report.renewed))
         raise
@@ -310,6 +316,7 @@ class _Indexer:
         cursor. Nodes those blocks touched are re-read from the chain (before any write)."""
         touched = await self.repository.chain_nodes_updated_after(fork)
         nodes = [await self.chain.node(node_id) for node_id in touched]
+        forget_cached_expiries()
         removed = await rollback_payments(self.session, self.chain_id, fork, now)
         self.report.renewed.update(removed.renewed)
         for node in nodes:

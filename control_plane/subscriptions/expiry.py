@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -69,6 +69,31 @@ async def chain_now(chain: ChainReader) -> datetime:
     except ChainUnavailable:
         return wall
     return max(wall, datetime.fromtimestamp(head.timestamp, UTC))
+
+
+def forget_cached_expiries() -> None:
+    """After a reorg, a cached read may describe a chain that no longer exists."""
+    _cache.clear()
+
+
+async def reconcile_direct_reads(
+    session: AsyncSession, chain: ChainReader, now: datetime, *, grace_seconds: float = 120
+) -> list[str]:
+    """Expiries recorded from direct chain reads that the indexer has not confirmed for
+    `grace_seconds` are read again from the chain (the truth) and corrected; returns the
+    subscribers whose expiry changed (their nodes must be bumped)."""
+    stale = await SubscriberRepository(session).ahead_of_payments(
+        chain.chain_id, now - timedelta(seconds=grace_seconds), limit=100
+    )
+    changed = []
+    for address in stale:
+        seconds = await chain.subscription_expiry(address)
+        expires_at = datetime.fromtimestamp(seconds, UTC) if seconds else NEVER
+        if await record_expiry(session, address, expires_at, now, only_grow=False):
+            changed.append(address)
+    if changed:
+        log.warning("expiries corrected from the chain", extra={"subscribers": len(changed)})
+    return changed
 
 
 async def current_expiry(

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -115,6 +115,29 @@ class SubscriberRepository:
             .order_by(Subscriber.address)
             .limit(limit)
             .with_for_update(skip_locked=True)
+        )
+        return list(rows)
+
+    async def ahead_of_payments(
+        self, chain_id: int, updated_before: datetime, limit: int
+    ) -> list[str]:
+        """Subscribers whose recorded expiry is later than their latest indexed payment's (or
+        who have none) and has been for a while: an expiry read straight from the chain that
+        the indexer never confirmed (a reorg took the payment) stays there otherwise."""
+        latest = (
+            select(func.max(Payment.expires_at))
+            .where(Payment.chain_id == chain_id, Payment.subscriber == Subscriber.address)
+            .correlate(Subscriber)
+            .scalar_subquery()
+        )
+        rows = await self.session.scalars(
+            select(Subscriber.address)
+            .where(
+                Subscriber.expires_at > func.coalesce(latest, datetime.fromtimestamp(0, UTC)),
+                Subscriber.updated_at < updated_before,
+            )
+            .order_by(Subscriber.address)
+            .limit(limit)
         )
         return list(rows)
 

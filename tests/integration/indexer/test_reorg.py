@@ -4,6 +4,8 @@ new chain has instead is added, and the subscriber's expiry follows the chain.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
@@ -13,7 +15,12 @@ from control_plane.chain.indexer import SyncReport, index_chain
 from control_plane.chain.models import IndexedBlock
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
-from control_plane.subscriptions.expiry import NEVER
+from control_plane.subscriptions.expiry import (
+    NEVER,
+    bump_nodes_of,
+    current_expiry,
+    reconcile_direct_reads,
+)
 from control_plane.subscriptions.models import Payment
 from tests.integration.indexer.onchain import (
     approve_subscriptions,
@@ -145,3 +152,34 @@ async def test_reorg_below_older_blocks_rewinds_to_the_fork_point(
     )
     for user in (first, second):
         assert await stored_expiry(services, user.address) == NEVER
+
+
+async def test_an_expiry_read_from_the_chain_that_a_reorg_took_back_is_corrected(
+    services: Services, w3: Web3Client, deployment: Deployment
+) -> None:
+    # The config path reads expiresAt straight from the chain (no wait for the indexer) and
+    # records it; if a reorg takes that payment back before the indexer ever saw it, the
+    # recorded expiry must not outlive it: the indexer re-reads and corrects it.
+    user = await fresh_wallet(w3, deployment)
+    await approve_subscriptions(w3, deployment, user)
+    await subscribe(w3, deployment, user, 1)
+    node_id = "0x" + "cd" * 32
+    await node_with_config(services, node_id, user.address)
+    async with unit_of_work(services.sessions) as session:
+        recorded = await current_expiry(session, services.chain, user.address, max_age=0)
+    assert recorded is not None
+    assert await stored_expiry(services, user.address) == recorded
+
+    await reorg(w3, 2)  # the payment is gone; the indexer never indexed it
+    assert await contract_expiry(w3, deployment, user.address) == 0
+    before = await revision(services, node_id)
+
+    async with unit_of_work(services.sessions) as session:
+        changed = await reconcile_direct_reads(
+            session, services.chain, datetime.now(UTC) + timedelta(minutes=5)
+        )
+        await bump_nodes_of(session, changed)
+
+    assert changed == [user.address.lower()]
+    assert await stored_expiry(services, user.address) == NEVER
+    assert await revision(services, node_id) == before + 1
