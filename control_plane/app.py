@@ -53,8 +53,10 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     jobs: dict[str, tuple[float, Job]] = {
         "chain_sync": (settings.chain_sync_interval_seconds, sync_chain),
         "expiry": (settings.expiry_interval_seconds, expire_lapsed),
-        "probe_round": (ProberSettings().interval_seconds, probe_round),
     }
+    prober = ProberSettings()
+    if prober.enabled:
+        jobs["probe_round"] = (prober.interval_seconds, probe_round)
     posting = posting_jobs()  # empty on a replica without the oracle key
     if posting:
         jobs.update(posting)

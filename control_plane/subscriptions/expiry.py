@@ -32,6 +32,7 @@ NEVER = datetime.fromtimestamp(0, UTC)
 
 LAPSES_PER_RUN = 1_000
 
+MAX_CACHED_EXPIRIES = 10_000
 _cache: dict[tuple[int, str], tuple[float, int]] = {}
 _price_cache: dict[int, tuple[float, int]] = {}
 
@@ -44,6 +45,8 @@ async def chain_expiry(chain: ChainReader, address: str, max_age: float) -> int:
     if cached is not None and now - cached[0] < max_age:
         return cached[1]
     expiry = await chain.subscription_expiry(address)
+    if len(_cache) >= MAX_CACHED_EXPIRIES:  # wallets are free to make: keep the cache bounded
+        _cache.clear()
     _cache[key] = (now, expiry)
     return expiry
 
