@@ -61,6 +61,13 @@ class RateLimited(AppError):
     status_code, code = 429, "rate_limited"
 
 
+class ShuttingDown(AppError):
+    status_code, code = 503, "shutting_down"
+
+    def __init__(self, message: str = "this replica is shutting down; retry") -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
 class ChainUnavailable(AppError):
     status_code, code = 503, "chain_unavailable"
 

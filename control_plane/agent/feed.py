@@ -129,6 +129,11 @@ class PeerFeed:
         return self._waiting
 
     @property
+    def closing(self) -> bool:
+        """True once the replica is shutting down."""
+        return self._closing
+
+    @property
     def live(self) -> bool:
         """True while the map is known to be current (listening and loaded)."""
         return self._live

@@ -23,7 +23,7 @@ from control_plane.agent.schemas import (
 )
 from control_plane.chain.client import ChainReader
 from control_plane.db import unit_of_work
-from control_plane.errors import NotFound, RateLimited
+from control_plane.errors import NotFound, RateLimited, ShuttingDown
 from control_plane.subscriptions.expiry import chain_now
 
 
@@ -51,6 +51,8 @@ async def peer_set(
                 await feed.wait_past(node_id, since, wait)
             except FeedBusy as exc:
                 raise RateLimited(str(exc), headers={"Retry-After": "5"}) from exc
+            if feed.closing:  # woken by shutdown: another replica answers the retry
+                raise ShuttingDown()
             revision = await _known_revision(session, feed, node_id)
         if revision == since:
             return PeerSet(revision=since, changed=False, peers=None)

@@ -1,0 +1,523 @@
+"""The agent: keeps the node's VPN servers equal to the control plane's desired peer set.
+
+Four loops run side by side:
+- sync: long-polls /v1/agent/peers with the last applied revision; a new set is validated
+  (validate.py: refused whole if any peer is bad), applied through the backends (each touches
+  only the difference), then persisted (state.json). While the control plane is unreachable or
+  refuses us, the agent keeps serving the last known set: fail-static, said in logs and status;
+- expiry: a timer to the next peer expiry (and a check every `expiry.check_seconds`, which also
+  reconciles the interface with the applied set) drops lapsed peers on time, with or without the
+  control plane;
+- heartbeat (15 s): version, applied revision, active peers, byte totals;
+- metrics (60 s): per-peer handshake time and byte counters, only for peers that changed.
+
+On start, the persisted set (minus what expired meanwhile) is applied at once, before the first
+request to the control plane, so a restart never empties a node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from node_agent import __version__
+from node_agent.backends import PeerStats, VpnBackend
+from node_agent.client import ControlPlaneClient, ControlPlaneError, Refused, Unavailable
+from node_agent.config import AgentConfig
+from node_agent.expiry import expired_peers, live_peers, next_expiry
+from node_agent.health import start_health_server
+from node_agent.peers import DesiredSet, Peer, WireGuardPeer
+from node_agent.resilience import Backoff
+from node_agent.state import AppliedState, StateStore
+from node_agent.validate import InvalidPayload, parse_poll_answer
+
+log = logging.getLogger("nodus.agent")
+
+# A peer counts as active (heartbeat) with a handshake this recent: WireGuard renews the
+# session every 2 minutes while traffic flows, so 3 minutes without one means it went away.
+ACTIVE_HANDSHAKE_SECONDS = 180
+INT64_MAX = 2**63 - 1
+MAX_ERRORS_KEPT = 20
+UNREACHABLE_REMINDER = timedelta(minutes=1)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def protocol_of(peer: Peer) -> str:
+    return "wireguard" if isinstance(peer, WireGuardPeer) else "openvpn"
+
+
+def identity_of(peer: Peer) -> str:
+    return peer.public_key if isinstance(peer, WireGuardPeer) else peer.cert_serial
+
+
+class ApplyFailed(Exception):
+    """At least one backend could not apply the set (the others did)."""
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        client: ControlPlaneClient,
+        backends: Mapping[str, VpnBackend],
+        store: StateStore,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.backends = dict(backends)
+        self.store = store
+        self.clock = clock
+        cp = config.control_plane
+        self.backoff = Backoff(cp.backoff_base_seconds, cp.backoff_cap_seconds)
+
+        self.desired: DesiredSet | None = None  # the last good set (control plane or disk)
+        self.applied: tuple[Peer, ...] = ()  # what the backends were last told to serve
+        self.applied_revision: int | None = None
+        self.applied_at: datetime | None = None  # when the revision was first applied
+        self.apply_error: str | None = None
+        self.poll_since: int | None = None
+        self.rejected: tuple[int | None, str] | None = None
+        self.last_sync_at: datetime | None = None
+        self.synced = False  # the last exchange with the control plane gave us its set
+        self.unreachable_since: datetime | None = None
+        self.unreachable_reason: str | None = None
+        self.last_heartbeat_at: datetime | None = None
+        self.last_metrics_at: datetime | None = None
+        self.errors: deque[dict[str, str]] = deque(maxlen=MAX_ERRORS_KEPT)
+        self.started_at = clock()
+        self._apply_lock = asyncio.Lock()
+        self._expiry_wakeup = asyncio.Event()
+        self._last_reconcile = asyncio.get_running_loop().time()
+        self._reported: dict[tuple[str, str], tuple[float | None, int, int]] = {}
+        self._last_reminder: datetime | None = None
+        self._unserved_protocols: set[str] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Restores the persisted set, then runs every loop until cancelled. Peers are never
+        removed on shutdown: the node keeps serving while the agent is away."""
+        await asyncio.to_thread(self.store.ensure_directory)
+        await self.restore()
+        server = None
+        if self.config.health_listen is not None:
+            host, port = self.config.health_listen
+            server = await start_health_server(host, port, self.health)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._sync_loop(), name="sync")
+                tasks.create_task(self._expiry_loop(), name="expiry")
+                tasks.create_task(self._heartbeat_loop(), name="heartbeat")
+                tasks.create_task(self._metrics_loop(), name="metrics")
+        finally:
+            if server is not None:
+                server.close()
+            self.write_status(running=False)
+
+    async def restore(self) -> None:
+        """Applies the persisted set (fail-static) before any request to the control plane."""
+        state = await asyncio.to_thread(self.store.load, self.config.pools)
+        if state is None:
+            log.info("no persisted peer set; waiting for the control plane's")
+            self.write_status()
+            return
+        self.desired = DesiredSet(state.revision, state.peers)
+        self.applied_at = state.applied_at
+        self.poll_since = state.revision
+        expired = len(expired_peers(state.peers, self.clock()))
+        log.warning(
+            "fail-static: applying the persisted set (revision %d, %d peers, %d expired since) "
+            "before reaching the control plane",
+            state.revision,
+            len(state.peers) - expired,
+            expired,
+        )
+        with contextlib.suppress(ApplyFailed):  # recorded; the loops try again
+            await self._apply(persist=False)
+
+    # --- applying ------------------------------------------------------------------------------
+
+    async def _apply(self, *, persist: bool) -> None:
+        """Applies the live part of `self.desired` to every backend; with `persist`, records
+        the set in state.json once applied."""
+        async with self._apply_lock:
+            desired = self.desired
+            if desired is None:
+                return  # never empty a node on no information
+            now = self.clock()
+            live = live_peers(desired.peers, now)
+            failures: list[str] = []
+            for protocol, backend in self.backends.items():
+                mine = tuple(peer for peer in live if protocol_of(peer) == protocol)
+                try:
+                    await backend.apply(mine)
+                except Exception as exc:  # a backend's failure must not stop the others
+                    failures.append(f"{protocol}: {exc}")
+            self._warn_unserved(live)
+            if failures:
+                self.apply_error = "; ".join(failures)
+                self._error(f"apply of revision {desired.revision} failed: {self.apply_error}")
+                self.write_status()
+                raise ApplyFailed(self.apply_error)
+            self.apply_error = None
+            self.applied = live
+            first_time = self.applied_revision != desired.revision
+            self.applied_revision = desired.revision
+            if persist:
+                self.applied_at = now
+                await asyncio.to_thread(
+                    self.store.save, AppliedState(desired.revision, desired.peers, now)
+                )
+            elif first_time and self.applied_at is None:
+                self.applied_at = now
+            self._last_reconcile = asyncio.get_running_loop().time()
+            self._expiry_wakeup.set()
+            self.write_status()
+
+    def _warn_unserved(self, live: tuple[Peer, ...]) -> None:
+        for protocol in {protocol_of(peer) for peer in live} - set(self.backends):
+            if protocol not in self._unserved_protocols:
+                self._unserved_protocols.add(protocol)
+                log.warning("the set has %s peers but no backend serves them", protocol)
+
+    # --- sync loop -----------------------------------------------------------------------------
+
+    async def _sync_loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                failures = await self._sync_once(failures)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not end the loop that keeps the node current
+                log.exception("sync step failed")
+                self._error(f"sync step failed: {exc}")
+                failures += 1
+            if failures:
+                await asyncio.sleep(self._pause(failures))
+
+    def _pause(self, failures: int) -> float:
+        return max(0.05, self.backoff.delay(failures - 1), self.client.breaker.retry_after())
+
+    async def _sync_once(self, failures: int) -> int:
+        """One poll; the number of consecutive failures after it (0: go again at once)."""
+        wait = self.config.control_plane.poll_wait_seconds
+        try:
+            body = await self.client.poll_peers(self.poll_since, wait)
+        except Unavailable as exc:
+            self._lost(f"unreachable: {exc}")
+            await self._enforce_expiry()
+            return failures + 1
+        except Refused as exc:
+            self._lost(f"refused: {exc}")
+            await self._enforce_expiry()
+            return failures + 1
+        try:
+            answer = parse_poll_answer(body, self.config.pools)
+        except InvalidPayload as exc:
+            self._reached()
+            revision = body.get("revision")
+            revision = revision if isinstance(revision, int) and revision >= 0 else None
+            self.rejected = (revision, str(exc))
+            kept = self.applied_revision
+            self._error(f"refused revision {revision} from the control plane: {exc}")
+            log.error(
+                "refused the control plane's revision %s (%s); keeping revision %s applied",
+                revision,
+                exc,
+                kept,
+            )
+            self.write_status()
+            if revision is None or revision == self.poll_since:
+                return failures + 1  # nothing to wait past: back off
+            self.poll_since = revision  # wait for the next revision, do not re-fetch this one
+            return 0
+        self._reached()
+        if not answer.changed:
+            await self._enforce_expiry()
+            return 0
+        assert answer.desired is not None
+        if self.applied_revision is not None and answer.revision < self.applied_revision:
+            log.warning(
+                "the control plane went back from revision %d to %d (restored?); applying its set",
+                self.applied_revision,
+                answer.revision,
+            )
+        self.desired = answer.desired
+        self.rejected = None
+        previous = {identity_of(peer) for peer in self.applied}
+        try:
+            await self._apply(persist=True)
+        except ApplyFailed:
+            return failures + 1  # poll_since unchanged: the next poll hands the set back
+        self.poll_since = answer.revision
+        now_live = {identity_of(peer) for peer in self.applied}
+        log.info(
+            "applied revision %d: %d peers (+%d -%d)",
+            answer.revision,
+            len(now_live),
+            len(now_live - previous),
+            len(previous - now_live),
+        )
+        return 0
+
+    def _reached(self) -> None:
+        now = self.clock()
+        if not self.synced:
+            if self.unreachable_since is not None:
+                log.info(
+                    "control plane answers again after %.0fs; fail-static ends, resyncing",
+                    (now - self.unreachable_since).total_seconds(),
+                )
+            self.synced = True
+            self.unreachable_since = None
+            self.unreachable_reason = None
+        self.last_sync_at = now
+        self.write_status()
+
+    def _lost(self, reason: str) -> None:
+        now = self.clock()
+        first = self.synced or self.unreachable_since is None
+        if first:
+            self.unreachable_since = now
+        self.synced = False
+        self.unreachable_reason = reason
+        if first or (
+            self._last_reminder is not None and now - self._last_reminder >= UNREACHABLE_REMINDER
+        ):
+            self._last_reminder = now
+            log.warning(
+                "control plane %s; fail-static: serving the last known set (revision %s, %d "
+                "peers) and still removing peers as they expire",
+                reason,
+                self.applied_revision,
+                len(self.applied),
+            )
+            self._error(f"control plane {reason}")
+        self.write_status()
+
+    # --- expiry loop ---------------------------------------------------------------------------
+
+    async def _expiry_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        check = self.config.expiry_check_seconds
+        while True:
+            timeout = check - (loop.time() - self._last_reconcile)
+            upcoming = next_expiry(self.applied, self.clock())
+            if upcoming is not None:
+                timeout = min(timeout, (upcoming - self.clock()).total_seconds() + 0.01)
+            if timeout > 0:
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._expiry_wakeup.wait()
+                except TimeoutError:
+                    pass
+            self._expiry_wakeup.clear()
+            due = loop.time() - self._last_reconcile >= check
+            try:
+                if not await self._enforce_expiry() and due:
+                    # Reconcile: undo drift (a restarted wireguard-go, a hand-made change) and
+                    # retry a failed apply. Diff-based, so a no-op costs one `wg show dump`.
+                    self._last_reconcile = loop.time()
+                    await self._apply(persist=False)
+            except ApplyFailed:
+                pass
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("expiry step failed")
+                self._error(f"expiry step failed: {exc}")
+            if self.apply_error is not None:
+                self._last_reconcile = loop.time()  # retry at the next check, not at once
+
+    async def _enforce_expiry(self) -> bool:
+        """Re-applies without the peers whose expiry passed; True if there were any."""
+        expired = expired_peers(self.applied, self.clock())
+        if not expired:
+            return False
+        log.info(
+            "removing %d expired peer(s)%s: %s",
+            len(expired),
+            "" if self.synced else " on our own (fail-static)",
+            ", ".join(identity_of(peer) for peer in expired[:5]),
+        )
+        with contextlib.suppress(ApplyFailed):
+            await self._apply(persist=False)
+        return True
+
+    # --- reports -------------------------------------------------------------------------------
+
+    async def collect_stats(self) -> list[tuple[str, PeerStats]]:
+        stats: list[tuple[str, PeerStats]] = []
+        for protocol, backend in self.backends.items():
+            try:
+                stats += [(protocol, peer) for peer in await backend.stats()]
+            except Exception as exc:
+                self._error(f"{protocol} stats failed: {exc}")
+        return stats
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            try:
+                await self.send_heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except ControlPlaneError as exc:
+                log.debug("heartbeat not sent: %s", exc)
+            except Exception as exc:
+                log.exception("heartbeat failed")
+                self._error(f"heartbeat failed: {exc}")
+            await asyncio.sleep(self.config.heartbeat_seconds)
+
+    async def send_heartbeat(self) -> None:
+        stats = await self.collect_stats()
+        now = self.clock().timestamp()
+        report = {
+            "agent_version": __version__,
+            "applied_revision": self.applied_revision or 0,
+            "active_peers": sum(
+                1
+                for _, peer in stats
+                if peer.last_handshake_at is not None
+                and now - peer.last_handshake_at <= ACTIVE_HANDSHAKE_SECONDS
+            ),
+            "rx_bytes_total": min(INT64_MAX, sum(peer.rx_bytes for _, peer in stats)),
+            "tx_bytes_total": min(INT64_MAX, sum(peer.tx_bytes for _, peer in stats)),
+        }
+        await self.client.heartbeat(report)
+        self.last_heartbeat_at = self.clock()
+        self.write_status()
+
+    async def _metrics_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.metrics_seconds)
+            try:
+                await self.send_metrics()
+            except asyncio.CancelledError:
+                raise
+            except ControlPlaneError as exc:
+                log.debug("metrics not sent: %s", exc)
+            except Exception as exc:
+                log.exception("metrics failed")
+                self._error(f"metrics failed: {exc}")
+
+    def changed_metrics(
+        self, stats: list[tuple[str, PeerStats]]
+    ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[float | None, int, int]]]:
+        """The entries of peers whose handshake or counters moved since the last report, and
+        the memo to keep once they are delivered."""
+        now = self.clock()
+        memo: dict[tuple[str, str], tuple[float | None, int, int]] = {}
+        entries: list[dict[str, Any]] = []
+        for protocol, peer in stats:
+            handshake = peer.last_handshake_at
+            if handshake is not None and handshake > now.timestamp() + 300:
+                handshake = None  # a clock gone wrong; the control plane refuses the future
+            seen = (handshake, min(peer.rx_bytes, INT64_MAX), min(peer.tx_bytes, INT64_MAX))
+            memo[(protocol, peer.key)] = seen
+            if self._reported.get((protocol, peer.key), (None, 0, 0)) == seen:
+                continue
+            identity = "public_key" if protocol == "wireguard" else "cert_serial"
+            entries.append(
+                {
+                    identity: peer.key,
+                    "last_handshake_at": None
+                    if handshake is None
+                    else datetime.fromtimestamp(handshake, UTC).isoformat(),
+                    "rx_bytes": seen[1],
+                    "tx_bytes": seen[2],
+                }
+            )
+        return entries, memo
+
+    async def send_metrics(self) -> int:
+        """Reports the peers that changed; how many entries were sent."""
+        entries, memo = self.changed_metrics(await self.collect_stats())
+        if entries:
+            try:
+                await self.client.metrics(entries)
+            except Refused as exc:
+                self._error(f"metrics refused: {exc}")  # do not resend what it refuses
+        self._reported = memo
+        self.last_metrics_at = self.clock()
+        self.write_status()
+        return len(entries)
+
+    # --- what it tells ---------------------------------------------------------------------
+
+    @property
+    def fail_static(self) -> bool:
+        """Serving a set the control plane has not confirmed since it was last reachable."""
+        return not self.synced and self.desired is not None
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        if self.apply_error is not None:
+            status = "error"
+        elif self.applied_revision is None:
+            status = "starting"
+        elif self.fail_static:
+            status = "fail-static"
+        else:
+            status = "ok"
+        code = 200 if status in ("ok", "fail-static") else 503
+        return code, {
+            "status": status,
+            "revision": self.applied_revision,
+            "peers": len(self.applied),
+        }
+
+    def _error(self, message: str) -> None:
+        self.errors.append({"at": self.clock().isoformat(), "message": message})
+
+    def status(self, *, running: bool = True) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return None if moment is None else moment.isoformat()
+
+        upcoming = next_expiry(self.applied, self.clock())
+        return {
+            "running": running,
+            "pid": os.getpid(),
+            "version": __version__,
+            "node_id": self.config.node_id,
+            "control_plane": self.config.control_plane.url,
+            "started_at": iso(self.started_at),
+            "updated_at": iso(self.clock()),
+            "health": self.health()[1]["status"],
+            "revision": self.applied_revision,
+            "applied_at": iso(self.applied_at),
+            "peers": len(self.applied),
+            "peers_by_protocol": {
+                protocol: sum(1 for peer in self.applied if protocol_of(peer) == protocol)
+                for protocol in ("wireguard", "openvpn")
+            },
+            "next_expiry": iso(upcoming),
+            "last_sync_at": iso(self.last_sync_at),
+            "fail_static": self.fail_static,
+            "unreachable_since": iso(self.unreachable_since),
+            "unreachable_reason": self.unreachable_reason,
+            "rejected": None
+            if self.rejected is None
+            else {"revision": self.rejected[0], "reason": self.rejected[1]},
+            "apply_error": self.apply_error,
+            "last_heartbeat_at": iso(self.last_heartbeat_at),
+            "last_metrics_at": iso(self.last_metrics_at),
+            "backends": sorted(self.backends),
+            "errors": list(self.errors),
+        }
+
+    def write_status(self, *, running: bool = True) -> None:
+        try:
+            self.store.save_status(self.status(running=running))
+        except OSError as exc:
+            log.error("cannot write %s: %s", self.store.status_path, exc)

@@ -1,0 +1,414 @@
+"""The agent's configuration: a TOML file, each option overridable by an environment variable.
+
+Every option is declared once in `OPTIONS` (its TOML key, type, default and meaning); the TOML
+parser, the `NODUS_AGENT_*` overrides and node_agent/README.md all follow that table (a test
+checks the README lists each one). `[openvpn]` is kept as a raw table for the OpenVPN backend.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+ENV_PREFIX = "NODUS_AGENT_"
+DEFAULT_CONFIG_PATH = Path("/etc/nodus-agent/agent.toml")
+CONFIG_ENV = "NODUS_AGENT_CONFIG"
+PASSPHRASE_ENV = "NODUS_AGENT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+
+Kind = Literal["str", "int", "float", "bool", "path", "list"]
+_Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
+_NODE_ID = re.compile(r"^0x[0-9a-f]{64}$")
+_INTERFACE = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
+
+
+class ConfigError(ValueError):
+    """The configuration is missing, unreadable or invalid (the message says which option)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    key: str  # "section.name" or "name" (top level)
+    kind: Kind
+    default: Any
+    doc: str
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.key.replace(".", "_").upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "node_id", "str", None, "The node's on-chain id (bytes32, 0x + 64 hex digits). Required."
+    ),
+    Option(
+        "state_dir",
+        "path",
+        "/var/lib/nodus-agent",
+        "Where the agent keeps state.json (the last applied peer set) and status.json.",
+    ),
+    Option(
+        "agent_key_file",
+        "path",
+        "/etc/nodus-agent/agent-key",
+        "The agent's Ethereum key: an encrypted keystore JSON (needs NODUS_AGENT_PASSPHRASE) "
+        "or a 0600 file holding the raw hex key.",
+    ),
+    Option("log_level", "str", "INFO", "DEBUG, INFO, WARNING or ERROR."),
+    Option("control_plane.url", "str", None, "The control plane's base URL. Required."),
+    Option(
+        "control_plane.poll_wait_seconds",
+        "int",
+        30,
+        "How long one long-poll of /v1/agent/peers waits for a change (1-60).",
+    ),
+    Option(
+        "control_plane.request_timeout_seconds",
+        "float",
+        10.0,
+        "Connect/read/write timeout of a request (a long-poll adds its wait to the read).",
+    ),
+    Option(
+        "control_plane.retry_attempts",
+        "int",
+        3,
+        "Attempts per request on network errors, 429 and 5xx, with full-jitter backoff.",
+    ),
+    Option("control_plane.backoff_base_seconds", "float", 0.5, "First backoff step."),
+    Option(
+        "control_plane.backoff_cap_seconds",
+        "float",
+        30.0,
+        "Upper bound of a backoff delay (retries and the poll loop after failures).",
+    ),
+    Option(
+        "control_plane.breaker_failures",
+        "int",
+        5,
+        "Consecutive failures that open the circuit breaker (requests then fail at once).",
+    ),
+    Option(
+        "control_plane.breaker_reset_seconds",
+        "float",
+        30.0,
+        "How long the breaker stays open before one trial request.",
+    ),
+    Option("reports.heartbeat_seconds", "float", 15.0, "Heartbeat period."),
+    Option(
+        "reports.metrics_seconds",
+        "float",
+        60.0,
+        "Per-peer metrics period (only peers whose counters or handshake changed are sent).",
+    ),
+    Option(
+        "expiry.check_seconds",
+        "float",
+        30.0,
+        "Besides the timer to the next expiry, how often the agent re-checks expiries and "
+        "reconciles the interface with the applied set (catches drift).",
+    ),
+    Option(
+        "health.listen",
+        "str",
+        "127.0.0.1:9810",
+        "host:port of the health endpoint (GET /health); empty disables it.",
+    ),
+    Option(
+        "pools.ipv4",
+        "str",
+        "",
+        "The node's IPv4 device pool (e.g. 10.8.0.0/16): peers outside it are refused. "
+        "Empty: not checked.",
+    ),
+    Option("pools.ipv6", "str", "", "The node's IPv6 device pool (e.g. fd12::/112); as above."),
+    Option("wireguard.enabled", "bool", True, "Manage a WireGuard interface."),
+    Option(
+        "wireguard.interface",
+        "str",
+        "nodus0",
+        "The interface (kernel or wireguard-go; wireguard-go names are unique per machine).",
+    ),
+    Option("wireguard.listen_port", "int", 51820, "UDP port the interface listens on."),
+    Option(
+        "wireguard.private_key_file",
+        "path",
+        "/etc/nodus-agent/wireguard.key",
+        "The interface's private key (base64, 0600).",
+    ),
+    Option(
+        "wireguard.configure_interface",
+        "bool",
+        True,
+        "Set the private key and listen port on the interface when they differ (at start and "
+        "on every reconcile). False: leave them to the operator.",
+    ),
+    Option(
+        "wireguard.command_prefix",
+        "list",
+        [],
+        'Prepended to every `wg` command, e.g. ["ip", "netns", "exec", "vpn"] to manage an '
+        "interface in a network namespace (tests, or ops). In the environment: a shell-quoted "
+        "string.",
+    ),
+    Option("wireguard.wg_binary", "str", "wg", "The `wg` executable."),
+    Option(
+        "wireguard.max_peers_per_command",
+        "int",
+        1000,
+        "Peers per `wg set` process (a larger change is applied in several; one `wg set` with "
+        "20,000 peers fails with 'Argument list too long').",
+    ),
+)
+_BY_KEY = {option.key: option for option in OPTIONS}
+_SECTIONS = {key.split(".")[0] for key in _BY_KEY if "." in key}
+RAW_SECTIONS = frozenset({"openvpn"})  # handed to that backend as they are
+
+
+@dataclass(frozen=True, slots=True)
+class ControlPlaneOptions:
+    url: str
+    poll_wait_seconds: int
+    request_timeout_seconds: float
+    retry_attempts: int
+    backoff_base_seconds: float
+    backoff_cap_seconds: float
+    breaker_failures: int
+    breaker_reset_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class WireGuardOptions:
+    enabled: bool
+    interface: str
+    listen_port: int
+    private_key_file: Path
+    configure_interface: bool
+    command_prefix: tuple[str, ...]
+    wg_binary: str
+    max_peers_per_command: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pools:
+    ipv4: ipaddress.IPv4Network | None
+    ipv6: ipaddress.IPv6Network | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    path: Path | None
+    node_id: str
+    state_dir: Path
+    agent_key_file: Path
+    log_level: str
+    control_plane: ControlPlaneOptions
+    heartbeat_seconds: float
+    metrics_seconds: float
+    expiry_check_seconds: float
+    health_listen: tuple[str, int] | None
+    pools: Pools
+    wireguard: WireGuardOptions
+    openvpn: Mapping[str, Any] | None
+
+
+def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
+    """Reads `path` (TOML; None: no file, options from the environment only) and applies the
+    `NODUS_AGENT_*` overrides. Raises ConfigError naming the bad option."""
+    environ = os.environ if environ is None else environ
+    document: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    raw = _flatten(document)
+    values: dict[str, Any] = {}
+    for option in OPTIONS:
+        if option.env in environ:
+            values[option.key] = _from_env(option, environ[option.env])
+        elif option.key in raw:
+            values[option.key] = _from_toml(option, raw[option.key])
+        else:
+            values[option.key] = option.default
+    openvpn = document.get("openvpn")
+    return _build(path, values, openvpn if isinstance(openvpn, dict) else None)
+
+
+def _flatten(document: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in document.items():
+        if name in RAW_SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            continue
+        if name in _SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{name}] must be a table")
+            for key, inner in value.items():
+                flat[f"{name}.{key}"] = inner
+        else:
+            flat[name] = value
+    unknown = sorted(set(flat) - set(_BY_KEY))
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(unknown)}")
+    return flat
+
+
+def _from_toml(option: Option, value: object) -> object:
+    kind = option.kind
+    ok = {
+        "str": isinstance(value, str),
+        "path": isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, int | float) and not isinstance(value, bool),
+        "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+    }[kind]
+    if not ok:
+        raise ConfigError(f"{option.key}: expected {_kind_name(kind)}, got {value!r}")
+    if kind == "float":
+        assert isinstance(value, int | float)
+        return float(value)
+    return value
+
+
+def _from_env(option: Option, text: str) -> object:
+    kind = option.kind
+    try:
+        if kind == "int":
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            lowered = text.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if kind == "list":
+            return shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option.env}: expected {_kind_name(kind)}, got {text!r}") from exc
+    return text
+
+
+def _kind_name(kind: Kind) -> str:
+    return {
+        "str": "a string",
+        "path": "a path",
+        "int": "an integer",
+        "float": "a number",
+        "bool": "true or false",
+        "list": "a list of strings",
+    }[kind]
+
+
+def _build(path: Path | None, v: dict[str, Any], openvpn: dict[str, Any] | None) -> AgentConfig:
+    base = path.parent if path is not None else Path.cwd()
+
+    def file(key: str) -> Path:
+        value = Path(v[key]).expanduser()
+        return value if value.is_absolute() else base / value
+
+    node_id = v["node_id"]
+    if not node_id:
+        raise ConfigError("node_id is required (the node's on-chain id)")
+    node_id = str(node_id).lower()
+    if not _NODE_ID.match(node_id):
+        raise ConfigError("node_id: expected 0x followed by 64 hex digits")
+    url = v["control_plane.url"]
+    if not url or not str(url).startswith(("http://", "https://")):
+        raise ConfigError("control_plane.url is required (http:// or https://)")
+    wait = v["control_plane.poll_wait_seconds"]
+    if not 1 <= wait <= 60:
+        raise ConfigError("control_plane.poll_wait_seconds: between 1 and 60")
+    for key in (
+        "control_plane.request_timeout_seconds",
+        "control_plane.backoff_base_seconds",
+        "control_plane.backoff_cap_seconds",
+        "control_plane.breaker_reset_seconds",
+        "reports.heartbeat_seconds",
+        "reports.metrics_seconds",
+        "expiry.check_seconds",
+    ):
+        if v[key] <= 0:
+            raise ConfigError(f"{key}: must be positive")
+    for key in ("control_plane.retry_attempts", "control_plane.breaker_failures"):
+        if v[key] < 1:
+            raise ConfigError(f"{key}: at least 1")
+    interface = v["wireguard.interface"]
+    if not _INTERFACE.match(interface):
+        raise ConfigError("wireguard.interface: 1-15 characters of [a-zA-Z0-9_=+.-]")
+    if not 1 <= v["wireguard.listen_port"] <= 65535:
+        raise ConfigError("wireguard.listen_port: between 1 and 65535")
+    if not 1 <= v["wireguard.max_peers_per_command"] <= 10_000:
+        raise ConfigError("wireguard.max_peers_per_command: between 1 and 10000")
+    level = str(v["log_level"]).upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("log_level: DEBUG, INFO, WARNING or ERROR")
+    return AgentConfig(
+        path=path,
+        node_id=node_id,
+        state_dir=file("state_dir"),
+        agent_key_file=file("agent_key_file"),
+        log_level=level,
+        control_plane=ControlPlaneOptions(
+            url=str(url).rstrip("/"),
+            poll_wait_seconds=wait,
+            request_timeout_seconds=v["control_plane.request_timeout_seconds"],
+            retry_attempts=v["control_plane.retry_attempts"],
+            backoff_base_seconds=v["control_plane.backoff_base_seconds"],
+            backoff_cap_seconds=v["control_plane.backoff_cap_seconds"],
+            breaker_failures=v["control_plane.breaker_failures"],
+            breaker_reset_seconds=v["control_plane.breaker_reset_seconds"],
+        ),
+        heartbeat_seconds=v["reports.heartbeat_seconds"],
+        metrics_seconds=v["reports.metrics_seconds"],
+        expiry_check_seconds=v["expiry.check_seconds"],
+        health_listen=parse_listen(v["health.listen"]),
+        pools=Pools(
+            ipv4=_pool(v["pools.ipv4"], ipaddress.IPv4Network),
+            ipv6=_pool(v["pools.ipv6"], ipaddress.IPv6Network),
+        ),
+        wireguard=WireGuardOptions(
+            enabled=v["wireguard.enabled"],
+            interface=interface,
+            listen_port=v["wireguard.listen_port"],
+            private_key_file=file("wireguard.private_key_file"),
+            configure_interface=v["wireguard.configure_interface"],
+            command_prefix=tuple(v["wireguard.command_prefix"]),
+            wg_binary=v["wireguard.wg_binary"],
+            max_peers_per_command=v["wireguard.max_peers_per_command"],
+        ),
+        openvpn=openvpn,
+    )
+
+
+def parse_listen(value: str) -> tuple[str, int] | None:
+    """`host:port` (IPv6 in brackets) -> (host, port); empty -> None (disabled)."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"health.listen: expected host:port, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _pool(value: str, kind: type[_Net]) -> _Net | None:
+    if not value:
+        return None
+    version = 4 if kind is ipaddress.IPv4Network else 6
+    try:
+        return kind(value, strict=True)
+    except ValueError as exc:
+        raise ConfigError(f"pools.ipv{version}: not an IPv{version} network ({exc})") from exc

@@ -1,0 +1,165 @@
+"""Turns a `GET /v1/agent/peers` answer (or the state file) into a DesiredSet, or refuses it.
+
+Nothing from the network reaches an interface before passing here. A payload with one bad peer
+is refused whole (the last good set stays applied): a control plane that sends a malformed key or
+an address outside the node's pools is broken or compromised, and half of its answer is no more
+trustworthy than the rest. Checks: WireGuard keys are canonical base64 of 32 bytes (not all zero);
+OpenVPN serials are hex; every allowed IP is a single host (/32 or /128), inside the node's pool
+of its family when the pool is configured, and not the pool's network or the node's own address
+(the pool's first two); no key, serial or address appears twice; expiries carry a time zone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from node_agent.config import Pools
+from node_agent.peers import DesiredSet, OpenVpnPeer, Peer, WireGuardPeer
+
+MAX_PEERS = 1_000_000
+_SERIAL = re.compile(r"^[0-9A-Fa-f]{1,64}$")
+
+
+class InvalidPayload(ValueError):
+    """The answer is not a peer set this agent may apply (the message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollAnswer:
+    revision: int
+    changed: bool
+    desired: DesiredSet | None  # None when `changed` is false: keep the set you have
+
+
+def parse_poll_answer(body: object, pools: Pools) -> PollAnswer:
+    if not isinstance(body, dict):
+        raise InvalidPayload("the answer is not a JSON object")
+    revision = body.get("revision")
+    if not isinstance(revision, int) or isinstance(revision, bool) or revision < 0:
+        raise InvalidPayload(f"revision: not a non-negative integer ({revision!r})")
+    changed = body.get("changed")
+    if not isinstance(changed, bool):
+        raise InvalidPayload("changed: not a boolean")
+    peers = body.get("peers")
+    if not changed:
+        if peers is not None:
+            raise InvalidPayload("peers: must be null when changed is false")
+        return PollAnswer(revision, False, None)
+    return PollAnswer(revision, True, DesiredSet(revision, parse_peers(peers, pools)))
+
+
+def parse_peers(peers: object, pools: Pools) -> tuple[Peer, ...]:
+    if not isinstance(peers, list):
+        raise InvalidPayload("peers: not a list")
+    if len(peers) > MAX_PEERS:
+        raise InvalidPayload(f"peers: more than {MAX_PEERS}")
+    parsed: list[Peer] = []
+    identities: set[str] = set()
+    addresses: set[str] = set()
+    for index, item in enumerate(peers):
+        try:
+            peer = parse_peer(item, pools)
+        except InvalidPayload as exc:
+            raise InvalidPayload(f"peers[{index}]: {exc}") from None
+        identity = peer.public_key if isinstance(peer, WireGuardPeer) else peer.cert_serial
+        if identity in identities:
+            raise InvalidPayload(f"peers[{index}]: {identity} appears twice")
+        identities.add(identity)
+        for address in peer.allowed_ips:
+            if address in addresses:
+                raise InvalidPayload(f"peers[{index}]: {address} is given to two peers")
+            addresses.add(address)
+        parsed.append(peer)
+    return tuple(parsed)
+
+
+def parse_peer(item: object, pools: Pools) -> Peer:
+    if not isinstance(item, dict):
+        raise InvalidPayload("not an object")
+    protocol = item.get("protocol")
+    allowed_ips = _allowed_ips(item.get("allowed_ips"), pools)
+    expires_at = _expiry(item.get("expires_at"))
+    if protocol == "wireguard":
+        return WireGuardPeer(_wireguard_key(item.get("public_key")), allowed_ips, expires_at)
+    if protocol == "openvpn":
+        serial = item.get("cert_serial")
+        if not isinstance(serial, str) or not _SERIAL.match(serial):
+            raise InvalidPayload("cert_serial: not 1-64 hex digits")
+        return OpenVpnPeer(serial, allowed_ips, expires_at)
+    raise InvalidPayload(f"protocol: unknown ({protocol!r})")
+
+
+def check_wireguard_key(value: object) -> str:
+    """A WireGuard public key: canonical base64 of 32 bytes, not all zero."""
+    return _wireguard_key(value)
+
+
+def _wireguard_key(value: object) -> str:
+    if not isinstance(value, str) or len(value) != 44:
+        raise InvalidPayload("public_key: not 44 characters of base64")
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidPayload("public_key: not base64") from None
+    if len(raw) != 32 or base64.b64encode(raw).decode() != value:
+        raise InvalidPayload("public_key: not canonical base64 of 32 bytes")
+    if raw == bytes(32):
+        raise InvalidPayload("public_key: the all-zero key")
+    return value
+
+
+def _allowed_ips(value: object, pools: Pools) -> tuple[str, ...]:
+    if not isinstance(value, list) or not 1 <= len(value) <= 2:
+        raise InvalidPayload("allowed_ips: expected one or two addresses")
+    result: list[str] = []
+    families: set[int] = set()
+    for text in value:
+        if not isinstance(text, str):
+            raise InvalidPayload("allowed_ips: not a string")
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            raise InvalidPayload(f"allowed_ips: {text!r} is not an address with a prefix") from None
+        if network.prefixlen != network.max_prefixlen:
+            raise InvalidPayload(f"allowed_ips: {text} is not a single host (/32 or /128)")
+        if network.version in families:
+            raise InvalidPayload("allowed_ips: two addresses of one family")
+        families.add(network.version)
+        pool = pools.ipv4 if network.version == 4 else pools.ipv6
+        if pool is not None:
+            host = network.network_address
+            if host not in pool:
+                raise InvalidPayload(f"allowed_ips: {text} is outside the node's pool {pool}")
+            index = int(host) - int(pool.network_address)
+            if index < 2:
+                raise InvalidPayload(f"allowed_ips: {text} is the pool's network or the node")
+            if network.version == 4 and host == pool.broadcast_address:
+                raise InvalidPayload(f"allowed_ips: {text} is the pool's broadcast address")
+        result.append(str(network))
+    return tuple(result)
+
+
+def _expiry(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidPayload("expires_at: not a string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidPayload(f"expires_at: {value!r} is not an ISO 8601 time") from None
+    if moment.tzinfo is None:
+        raise InvalidPayload("expires_at: no time zone")
+    return moment
+
+
+def peer_to_json(peer: Peer) -> dict[str, Any]:
+    """The wire form of a peer (what the state file keeps; `parse_peer` reads it back)."""
+    common = {"allowed_ips": list(peer.allowed_ips), "expires_at": peer.expires_at.isoformat()}
+    if isinstance(peer, WireGuardPeer):
+        return {"protocol": "wireguard", "public_key": peer.public_key, **common}
+    return {"protocol": "openvpn", "cert_serial": peer.cert_serial, **common}
