@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 import uvicorn
 
-from control_plane.migrate import upgrade
+from control_plane.migrate import new_revision, upgrade
 from control_plane.settings import Settings
 
 app = typer.Typer(help="Nodus control plane.", no_args_is_help=True)
@@ -20,6 +20,16 @@ def migrate() -> None:
     settings = Settings()  # type: ignore[call-arg]
     asyncio.run(upgrade(settings.database_url))
     typer.echo("database is at the latest schema")
+
+
+@app.command()
+def revision(
+    message: Annotated[str, typer.Option("--message", "-m", help="What the change does.")],
+) -> None:
+    """Autogenerate a new migration from the models (against NODUS_DATABASE_URL at head)."""
+    settings = Settings()  # type: ignore[call-arg]
+    asyncio.run(upgrade(settings.database_url))
+    new_revision(settings.database_url, message)
 
 
 @app.command()
