@@ -23,7 +23,7 @@ from control_plane.rewards.posting import (
     flush_revenue,
     propose_epoch,
 )
-from control_plane.rewards.repository import save_epoch_scores
+from control_plane.rewards.repository import last_scored_end, save_epoch_scores
 
 log = logging.getLogger("nodus.rewards")
 
@@ -37,7 +37,10 @@ async def score_and_propose(
     if epoch is None:
         return None
     end = now or datetime.now(UTC)
-    start = end - timedelta(seconds=RewardPostingSettings().epoch_seconds)
+    # Epochs tile time: each starts where the last scored one ended (a late run scores the gap
+    # too); the first covers one epoch length.
+    previous_end = await last_scored_end(session, services.chain.chain_id, epoch)
+    start = previous_end or end - timedelta(seconds=RewardPostingSettings().epoch_seconds)
     await flush_revenue(services, epoch)
     state = await distributor_for(services.chain).state()
     previous = await accepted_cumulative(services, session)

@@ -264,6 +264,19 @@ async def scored_epoch(session: AsyncSession, chain_id: int, epoch: int) -> Scor
     )
 
 
+async def last_scored_end(
+    session: AsyncSession, chain_id: int, before_epoch: int
+) -> datetime | None:
+    """Where the newest scored epoch before `before_epoch` ended: the next one starts there, so
+    epochs tile time with no gap and no overlap."""
+    ends: datetime | None = await session.scalar(
+        select(func.max(ScoredEpoch.ends_at)).where(
+            ScoredEpoch.chain_id == chain_id, ScoredEpoch.epoch < before_epoch
+        )
+    )
+    return ends
+
+
 async def epoch_data(session: AsyncSession, chain_id: int, epoch: int) -> bytes | None:
     """The exact published bytes of an epoch (what `GET /v1/epochs/{n}/data` serves)."""
     data = await session.scalar(
