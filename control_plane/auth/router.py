@@ -97,14 +97,19 @@ async def me(principal: CurrentPrincipal) -> MeOut:
     "/agent/challenge",
     tags=["agent"],
     dependencies=[Depends(rate_limit("agent_challenge"))],
-    responses={422: _error("malformed node id"), 429: _RATE_LIMITED},
+    responses={
+        404: _error("no node with this id was ever registered on-chain"),
+        422: _error("malformed node id"),
+        429: _RATE_LIMITED,
+        503: _error("the chain is unreachable; see Retry-After"),
+    },
 )
 async def agent_challenge(
-    body: AgentChallengeIn, session: Session, settings: SettingsDep
+    body: AgentChallengeIn, session: Session, settings: SettingsDep, chain: Chain
 ) -> AgentChallengeOut:
     """A challenge for the node's agent to sign with its on-chain agent key (single use,
     5 minutes). Then POST /v1/agent/login."""
-    return await service.open_agent_challenge(session, settings, body.node_id)
+    return await service.open_agent_challenge(session, settings, chain, body.node_id)
 
 
 @router.post(

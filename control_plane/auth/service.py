@@ -21,7 +21,7 @@ from control_plane.auth.schemas import AgentChallengeOut, AgentLoginOut, LoginOu
 from control_plane.auth.siwe_login import verify_sign_in
 from control_plane.auth.tokens import issue_access_token
 from control_plane.chain.client import ChainReader
-from control_plane.errors import Conflict, Forbidden, Unauthorized
+from control_plane.errors import Conflict, Forbidden, NotFound, Unauthorized
 from control_plane.settings import Settings
 
 # 128 bits from the OS CSPRNG, as hex: alphanumeric, as EIP-4361 requires of a nonce.
@@ -83,10 +83,13 @@ async def wallet_roles(session: AsyncSession, settings: Settings, address: str) 
 
 
 async def open_agent_challenge(
-    session: AsyncSession, settings: Settings, node_id: str
+    session: AsyncSession, settings: Settings, chain: ChainReader, node_id: str
 ) -> AgentChallengeOut:
     """The node's open challenge: a fresh one, or the current one while at least half its life
-    is left (so asking again, by anyone, can neither pile up rows nor cut short the agent's)."""
+    is left (so asking again, by anyone, can neither pile up rows nor cut short the agent's).
+    Only for ids registered on-chain, so the rows are bounded by real nodes."""
+    if (await chain.node(node_id)).status == "none":
+        raise NotFound("no node with this id is registered on-chain")
     await repository.purge_expired_challenges(session)
     ttl = timedelta(seconds=settings.nonce_ttl_seconds)
     fresh = (
