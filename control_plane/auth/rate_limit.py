@@ -10,6 +10,7 @@ it; behind nginx, uvicorn's `--proxy-headers` (on in `nodus-control-plane serve`
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -77,12 +78,24 @@ def _limiter(request: Request) -> TokenBucketLimiter:
     return limiter
 
 
+def client_key(host: str) -> str:
+    """Whom a bucket belongs to: an IPv4 address, or an IPv6 client's /64 (one subscriber line
+    gets a whole /64 and could otherwise rotate through it to dodge the limit)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def rate_limit(route: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency that spends one of the client's tokens for `route` (each route has its own
     bucket per client), or answers 429 with `Retry-After`."""
 
     async def dependency(request: Request) -> None:
-        client = request.client.host if request.client is not None else "unknown"
+        client = client_key(request.client.host if request.client is not None else "unknown")
         wait = _limiter(request).take(f"{route} {client}")
         if wait > 0:
             retry_after = max(1, math.ceil(wait))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from control_plane.auth.rate_limit import REQUESTS_PER_MINUTE, TokenBucketLimiter
+from control_plane.auth.rate_limit import REQUESTS_PER_MINUTE, TokenBucketLimiter, client_key
 
 
 async def test_nonce_route_answers_429_with_retry_after(client: httpx.AsyncClient) -> None:
@@ -61,3 +61,12 @@ def test_tracked_clients_are_bounded() -> None:
         limiter.take(key)
     assert limiter.take("d") > 0  # recent: still limited
     assert limiter.take("a") == 0.0  # evicted as least recently seen: starts over
+
+
+def test_ipv6_clients_share_a_bucket_per_64() -> None:
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("198.18.0.7") == "198.18.0.7"
+    assert client_key("testclient") == "testclient"
