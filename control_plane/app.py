@@ -72,11 +72,13 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         engine = make_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
+        owned_reader: Web3ChainReader | None = None
         if chain is None:
             deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
-            app.state.chain = Web3ChainReader.connect(
+            owned_reader = Web3ChainReader.connect(
                 settings.rpc_url, deployment, settings.rpc_timeout_seconds
             )
+            app.state.chain = owned_reader
         else:
             app.state.chain = chain
         app.state.services = Services(settings, app.state.sessions, app.state.chain)
@@ -93,6 +95,8 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
                 scheduler.shutdown(wait=False)
             await app.state.feed.stop()
             await engine.dispose()
+            if owned_reader is not None:
+                await owned_reader.aclose()
 
     app = FastAPI(
         title="Nodus control plane",

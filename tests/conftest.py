@@ -105,6 +105,7 @@ async def app(settings: Settings, anvil: Anvil, deployment: Deployment) -> Async
     application = create_app(settings, chain=chain)
     async with LifespanManager(application):
         yield application
+    await chain.aclose()
 
 
 @pytest.fixture

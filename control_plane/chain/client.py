@@ -214,6 +214,10 @@ class Web3ChainReader:
 
         return await self.call(fetch)
 
+    async def aclose(self) -> None:
+        """Closes the HTTP session (the provider keeps one open)."""
+        await self.w3.provider.disconnect()
+
     async def ping(self) -> bool:
         try:
             await self.block_number()
