@@ -18,8 +18,8 @@ from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import Anvil, dev_account
 from control_plane.cli import app
-from tests.chain import Anvil, dev_account
 
 NDS = 10**18
 # More than the 4% quorum (40,000,000 NDS) of the 1e9 supply.

@@ -14,8 +14,7 @@ import httpx
 import pytest
 from web3 import AsyncWeb3
 
-from control_plane.chain.devchain import ANVIL
-from tests.chain import deploy, dev_account
+from control_plane.chain.devchain import ANVIL, deploy, dev_account
 from tests.cli.conftest import Cli, flat
 
 

@@ -11,8 +11,8 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import dev_account, transact
 from control_plane.rewards.merkle import RewardTree
-from tests.chain import dev_account, transact
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
 
 NODE_ID = bytes.fromhex("6e6f6465" + "00" * 27 + "a1")

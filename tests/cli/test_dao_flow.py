@@ -13,8 +13,8 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.rewards.merkle import RewardTree
-from tests.chain import advance_time, dev_account, transact
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
 
 

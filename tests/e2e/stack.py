@@ -19,6 +19,7 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import REPO_ROOT, Deployment, Web3Client, contract
+from control_plane.chain.devchain import transact
 from control_plane.configs.addresses import Pools, default_pools
 from control_plane.settings import Settings
 from node_agent.state import StateStore
@@ -32,7 +33,6 @@ from tests.api.nodes.support import (
     wallet_headers,
     wg_keys,
 )
-from tests.chain import transact
 from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
 
 NODE_ENDPOINT = "198.18.0.1"  # the node's "public" address (on its loopback)

@@ -42,6 +42,7 @@ from eth_account.signers.local import LocalAccount
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.app import create_app
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import transact
 from control_plane.settings import Settings
 from node_agent.agent import Agent
 from node_agent.backends.openvpn import OpenVpnBackend, crl_info
@@ -59,7 +60,6 @@ from tests.api.nodes.support import (
     make_csr,
     paying_subscriber,
 )
-from tests.chain import transact
 
 PLACEHOLDER = "<insert your private key>"
 UNDERLAY = ipaddress.IPv4Network("198.18.0.0/15")

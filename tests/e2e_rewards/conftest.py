@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import Anvil, advance_time, dev_account
 from control_plane.chain.indexer import sync_chain
 from control_plane.chain.outbox import OutboxTx
 from control_plane.db import unit_of_work
@@ -44,7 +45,6 @@ from tests.api.nodes.support import (
     wallet_headers,
     wg_keys,
 )
-from tests.chain import Anvil, advance_time, dev_account
 from tests.cli.conftest import Cli
 from tests.prober.health import HealthServer, closed_port
 

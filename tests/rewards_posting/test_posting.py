@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from control_plane.chain.client import hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import dev_account, transact
 from control_plane.chain.sender import OracleKeyError, TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
@@ -33,7 +34,6 @@ from control_plane.rewards.posting import (
     send_oracle_transactions,
 )
 from control_plane.rewards.posting_repository import PostingRepository
-from tests.chain import dev_account, transact
 from tests.rewards_posting.support import accept, post_and_accept, published
 from tests.sender.support import (
     NDS,

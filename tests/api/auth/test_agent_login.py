@@ -15,9 +15,9 @@ from sqlalchemy import func, update
 
 from control_plane.auth.models import AgentChallenge
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import dev_account, transact
 from control_plane.db import unit_of_work
 from tests.api.auth.conftest import new_node_id, personal_sign
-from tests.chain import dev_account, transact
 
 NDS = 10**18
 

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.settings import Settings
-from tests.chain import dev_account, send_eth, transact
 
 NDS = 10**18
 MIN_STAKE = 100 * NDS

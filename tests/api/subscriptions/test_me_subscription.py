@@ -13,9 +13,9 @@ from fastapi import FastAPI
 from control_plane.auth.principal import Role
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import Anvil, advance_time
 from control_plane.settings import Settings
 from tests.api.subscriptions.conftest import bearer, serving
-from tests.chain import Anvil, advance_time
 from tests.integration.indexer.onchain import (
     NDS,
     PERIOD,

@@ -15,12 +15,12 @@ from web3.contract.async_contract import AsyncContractFunction
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.chain.indexer import sync_chain
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services, run_exclusive
 from control_plane.subscriptions.expiry import expire_lapsed
 from control_plane.subscriptions.models import Subscriber
-from tests.chain import dev_account, send_eth, transact
 
 NDS = 10**18
 PERIOD = 30 * 24 * 3600

@@ -7,10 +7,10 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.chain.devchain import advance_time
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import current_expiry
-from tests.chain import advance_time
 from tests.integration.indexer.onchain import (
     PERIOD,
     approve_subscriptions,

@@ -17,6 +17,7 @@ from web3.types import FilterParams, LogReceipt
 from control_plane.app import create_app, scheduled_jobs
 from control_plane.chain.client import LogQueryRejected, Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.devchain import Anvil
 from control_plane.chain.indexer import REORG_WINDOW, sync_chain
 from control_plane.chain.models import ChainCursor, IndexedBlock
 from control_plane.db import unit_of_work
@@ -25,7 +26,6 @@ from control_plane.jobs import Services, run_exclusive
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import expire_lapsed
 from control_plane.subscriptions.models import Payment
-from tests.chain import Anvil
 from tests.integration.indexer.onchain import (
     NDS,
     approve_subscriptions,
