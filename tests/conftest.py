@@ -46,8 +46,10 @@ def deployment(deployments_dir: Path) -> Deployment:
 
 
 @pytest.fixture
-def w3(anvil: Anvil) -> Web3Client:
-    return AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
+async def w3(anvil: Anvil) -> AsyncIterator[Web3Client]:
+    client = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(anvil.rpc_url, request_kwargs={"timeout": 30}))
+    yield client
+    await client.provider.disconnect()
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +64,7 @@ async def isolated_chain(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     snapshot = (await w3.provider.make_request("evm_snapshot", []))["result"]
     yield
     await w3.provider.make_request("evm_revert", [snapshot])
+    await w3.provider.disconnect()
 
 
 @pytest.fixture(scope="session")
