@@ -329,27 +329,14 @@ async def epoch_records(chain: Chain, epoch: int | None = None) -> list[EpochRec
     latest = int(await rpc(chain, chain.w3.eth.block_number))
     start = chain.deployment.start_block
     filters = None if epoch is None else {"epoch": epoch}
-    proposed = await get_logs(
-        chain,
-        rewards.events.RootProposed(),
-        from_block=start,
-        to_block=latest,
-        argument_filters=filters,
-    )
-    accepted = await get_logs(
-        chain,
-        rewards.events.RootAccepted(),
-        from_block=start,
-        to_block=latest,
-        argument_filters=filters,
-    )
-    revoked = await get_logs(
-        chain,
-        rewards.events.RootRevoked(),
-        from_block=start,
-        to_block=latest,
-        argument_filters=filters,
-    )
+    proposed, accepted, revoked = [
+        await get_logs(chain, event(), from_block=start, to_block=latest, argument_filters=filters)
+        for event in (
+            rewards.events.RootProposed,
+            rewards.events.RootAccepted,
+            rewards.events.RootRevoked,
+        )
+    ]
     fate = {int(e["args"]["epoch"]): "accepted" for e in accepted}
     fate.update({int(e["args"]["epoch"]): "revoked" for e in revoked})
     return [

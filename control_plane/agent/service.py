@@ -43,9 +43,9 @@ async def peer_set(
     database once (this replica may not have heard of the change yet); if the database is behind
     it too (restored, or a confused agent) the agent gets the full set to start over from."""
     if since is not None:
-        revision = await _known_revision(session, feed, node_id)
+        revision = await _known_revision(feed, node_id)
         if revision < since:
-            revision = await _database_revision(session, feed, node_id)
+            revision = await _database_revision(feed, node_id)
         if revision == since and wait > 0:
             try:
                 await feed.wait_past(node_id, since, wait)
@@ -53,22 +53,22 @@ async def peer_set(
                 raise RateLimited(str(exc), headers={"Retry-After": "5"}) from exc
             if feed.closing:  # woken by shutdown: another replica answers the retry
                 raise ShuttingDown()
-            revision = await _known_revision(session, feed, node_id)
+            revision = await _known_revision(feed, node_id)
         if revision == since:
             return PeerSet(revision=since, changed=False, peers=None)
     return await _full_set(session, feed, chain, node_id)
 
 
-async def _known_revision(session: AsyncSession, feed: PeerFeed, node_id: str) -> int:
+async def _known_revision(feed: PeerFeed, node_id: str) -> int:
     """From memory; a node the map does not know (or a feed that is reconnecting) is read from
     the database, once: the answer is remembered."""
     revision = feed.revision(node_id)
     if revision is None:
-        revision = await _database_revision(session, feed, node_id)
+        revision = await _database_revision(feed, node_id)
     return revision
 
 
-async def _database_revision(_: AsyncSession, feed: PeerFeed, node_id: str) -> int:
+async def _database_revision(feed: PeerFeed, node_id: str) -> int:
     # Its own short transaction, never the request's: the poll may wait up to a minute next,
     # and must not hold a pooled connection while it does.
     async with unit_of_work(feed.sessions) as short:

@@ -50,6 +50,7 @@ from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     bump_nodes_of,
     forget_cached_expiries,
+    later_of_clock_and,
     reconcile_direct_reads,
 )
 from control_plane.subscriptions.service import PaymentEvent, record_payments, rollback_payments
@@ -260,7 +261,7 @@ class _Indexer:
         report.from_block = report.next_block = cursor
         head = await self.chain.block_header("latest")
         report.head = head.number
-        now = max(datetime.now(UTC), datetime.fromtimestamp(head.timestamp, UTC))
+        now = later_of_clock_and(head.timestamp)
 
         fork = await self._find_fork(head.number)
         if fork is not None:

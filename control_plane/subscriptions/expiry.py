@@ -62,16 +62,20 @@ async def chain_price(chain: ChainReader, max_age: float) -> int:
     return price
 
 
+def later_of_clock_and(head_timestamp: int) -> datetime:
+    """The later of the wall clock and a chain head's timestamp: the contract decides with
+    `block.timestamp`, which a dev chain can move ahead of the wall clock (evm_increaseTime)."""
+    return max(datetime.now(UTC), datetime.fromtimestamp(head_timestamp, UTC))
+
+
 async def chain_now(chain: ChainReader) -> datetime:
-    """The later of the wall clock and the chain head's timestamp: the contract decides with
-    `block.timestamp`, which a dev chain can move ahead of the wall clock (evm_increaseTime).
-    With the chain unreachable, the wall clock alone (a lapse is still a lapse)."""
-    wall = datetime.now(UTC)
+    """`later_of_clock_and` the current head; with the chain unreachable, the wall clock alone
+    (a lapse is still a lapse)."""
     try:
         head = await chain.block_header("latest")
     except ChainUnavailable:
-        return wall
-    return max(wall, datetime.fromtimestamp(head.timestamp, UTC))
+        return datetime.now(UTC)
+    return later_of_clock_and(head.timestamp)
 
 
 def forget_cached_expiries() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +15,7 @@ from control_plane.subscriptions.expiry import (
     NEVER,
     chain_price,
     current_expiry,
+    later_of_clock_and,
     record_expiry,
 )
 from control_plane.subscriptions.repository import PaymentRepository
@@ -110,7 +111,7 @@ async def subscription_status(
     expires_at = await current_expiry(session, chain, address, settings.expiry_cache_seconds)
     price = await chain_price(chain, settings.expiry_cache_seconds)
     head = await chain.block_header("latest")
-    now = max(datetime.now(UTC), datetime.fromtimestamp(head.timestamp, UTC))
+    now = later_of_clock_and(head.timestamp)
     payments = await PaymentRepository(session).history(
         chain.chain_id, address, limit=limit, offset=offset
     )
