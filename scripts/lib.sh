@@ -27,9 +27,10 @@ ensure_npm() {
   if [[ -f "$stamp" ]] && cmp -s "$stamp" "$NODUS_ROOT/package-lock.json"; then return; fi
   # Not `npm ci`: the lock lists Foundry's binaries for other platforms as optional packages, some
   # of which this registry lacks, and `npm ci` then refuses the lock. `npm install` honours the
-  # same locked versions and leaves the lock unchanged.
+  # same locked versions; --no-save keeps it from writing the lock back (it adds other platforms'
+  # optional entries otherwise), so a run leaves no tracked file modified.
   log "installing npm packages (npm install from package-lock.json)"
-  (cd "$NODUS_ROOT" && npm install --no-audit --no-fund --loglevel=error) || die "npm install failed"
+  (cd "$NODUS_ROOT" && npm install --no-save --no-audit --no-fund --loglevel=error) || die "npm install failed"
   cp "$NODUS_ROOT/package-lock.json" "$stamp"
 }
 
