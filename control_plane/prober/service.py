@@ -63,16 +63,16 @@ def control_plane_prober(settings: Settings, prober_settings: ProberSettings) ->
     return derived
 
 
-def targets_of(rows: list[tuple[str, str]]) -> list[Target]:
-    """Probe targets from `(node_id, endpoint)`; an endpoint that does not parse gets a target
-    that fails as `invalid_target` (and so counts as a failed round)."""
+def targets_of(rows: list[tuple[str, str, str]]) -> list[Target]:
+    """Probe targets from `(node_id, endpoint, agent)`; an endpoint that does not parse gets a
+    target that fails as `invalid_target` (and so counts as a failed round)."""
     targets = []
-    for node_id, endpoint in rows:
+    for node_id, endpoint, agent in rows:
         try:
             url = health_url(endpoint)
         except ValueError:
             url = "invalid:"
-        targets.append(Target(node_id, url))
+        targets.append(Target(node_id, url, agent))
     return targets
 
 
@@ -126,7 +126,7 @@ async def targets(session: AsyncSession, chain_id: int) -> ProbeTargetsOut:
     found = targets_of(await repository.probe_targets(session))
     return ProbeTargetsOut(
         chain_id=chain_id,
-        targets=[ProbeTargetOut(node_id=t.node_id, url=t.url) for t in found],
+        targets=[ProbeTargetOut(node_id=t.node_id, url=t.url, agent=t.agent) for t in found],
     )
 
 
