@@ -117,6 +117,7 @@ async def start_health_server(
             nonce, well_formed = _nonce(parts[1]) if len(parts) == 3 else (None, False)
             peer = writer.get_extra_info("peername")
             client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            body: dict[str, Any]
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
                 status, body = 400, {"error": "bad request"}
             elif parts[1].split("?", 1)[0] != "/health":
