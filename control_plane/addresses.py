@@ -15,6 +15,8 @@ from __future__ import annotations
 import ipaddress
 from enum import StrEnum
 
+from control_plane.errors import EndpointNotPublic
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
@@ -109,3 +111,18 @@ def host_class(host: str) -> AddressClass | None:
     if name == "localhost" or name.endswith(".localhost"):
         return AddressClass.LOOPBACK
     return None
+
+
+def require_public_endpoint(endpoint: str, *, allow_private: bool) -> None:
+    """Refuses (422 `endpoint_not_public`) a normalized `host:port` endpoint whose host is not a
+    global address, unless `allow_private`. A DNS name passes here; the prober checks every
+    address it resolves to before it connects."""
+    if allow_private:
+        return
+    host = endpoint.rpartition(":")[0]
+    kind = host_class(host)
+    if kind is not None and kind is not AddressClass.GLOBAL:
+        raise EndpointNotPublic(
+            f"endpoint: {host} is a {kind.value.replace('_', '-')} address, not reachable from "
+            "the Internet; register the node's public address or DNS name"
+        )
