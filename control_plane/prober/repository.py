@@ -121,6 +121,21 @@ async def known_nodes(session: AsyncSession, node_ids: Iterable[str]) -> set[str
     return set(await session.scalars(select(Node.id).where(Node.id.in_(wanted))))
 
 
+async def stored_keys(
+    session: AsyncSession, keys: Iterable[tuple[str, str, int]]
+) -> set[tuple[str, str, int]]:
+    """Those `(prober, node_id, round)` of `keys` that have a stored sample."""
+    wanted = {(prober, node_id, _to_datetime(round_)) for prober, node_id, round_ in keys}
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(ProbeSample.prober, ProbeSample.node_id, ProbeSample.round_at).where(
+            tuple_(ProbeSample.prober, ProbeSample.node_id, ProbeSample.round_at).in_(wanted)
+        )
+    )
+    return {(row.prober, row.node_id, int(row.round_at.timestamp())) for row in rows}
+
+
 async def insert_samples(session: AsyncSession, samples: Sequence[tuple[Sample, str]]) -> int:
     """Stores signed samples; a sample already stored (same prober, node and round) is skipped.
     Returns how many were new."""
