@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control_plane.prober import service
 from control_plane.prober.router import get_prober_settings
 from control_plane.prober.settings import ProberSettings
-from control_plane.prober.signing import Sample
+from control_plane.prober.signing import Sample, verify_sample
 from tests.prober.test_api import body
 from tests.rewards.support import Prober, add_node, new_address, transaction
 
@@ -29,7 +29,7 @@ FAKE_SIGNATURE = "0x" + "ab" * 65
 def recoveries(monkeypatch: pytest.MonkeyPatch) -> list[Sample]:
     """Every signature the intake checks, in order."""
     seen: list[Sample] = []
-    real: Callable[[Sample, int, str], bool] = service.verify_sample
+    real: Callable[[Sample, int, str], bool] = verify_sample
 
     def spy(sample: Sample, chain_id: int, signature: str) -> bool:
         seen.append(sample)
