@@ -80,6 +80,7 @@ async def register_node(
     """Registers the node if NodeRegistry says it is Active and `caller` is its operator (read
     live, not from the index: the operator may have registered a block ago). A node deleted here
     earlier can be registered again (new pools and OpenVPN material; its revision carries on)."""
+    require_public_endpoint(body.endpoint, allow_private=settings.allow_private_endpoints)
     nodes = NodeRepository(session)
     existing = await nodes.get(body.node_id)
     if existing is not None and existing.deleted_at is None:
@@ -92,7 +93,6 @@ async def register_node(
     if not on_chain.active:
         raise Forbidden(f"the node is not Active in NodeRegistry (status: {on_chain.status})")
 
-    require_public_endpoint(body.endpoint, allow_private=settings.allow_private_endpoints)
     ipv4_default, ipv6_default = default_pools(body.node_id)
     values: dict[str, Any] = {
         "operator": on_chain.operator,
