@@ -65,6 +65,32 @@ async def fixed_answer(answer: dict[str, Any]) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
+@asynccontextmanager
+async def tcp_relay(to_port: int) -> AsyncIterator[int]:
+    """A port that forwards each connection, both ways, to 127.0.0.1:`to_port`."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65_536):
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", to_port)
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_node_registered_at_another_nodes_endpoint_is_down_as_wrong_node(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
@@ -74,12 +100,36 @@ async def test_a_node_registered_at_another_nodes_endpoint_is_down_as_wrong_node
             a = await add_node(
                 session, operator=new_address(), endpoint=a_health.endpoint, agent=a_agent.address
             )
-            # Operator B claims A's endpoint (no uniqueness rule here) with B's own agent key.
+            # Operator B claims A's endpoint with B's own agent key.
             b = await add_node(
                 session, operator=new_address(), endpoint=a_health.endpoint, agent=b_agent.address
             )
         a_health.serve_as(a, a_agent)
         samples = await probe(sessions)
+    assert (len(samples[a].rtt_us), samples[a].error) == (2, None)
+    assert (samples[b].rtt_us, samples[b].error) == ([], "wrong_node")
+
+
+async def test_a_node_relaying_to_another_nodes_agent_is_down_as_wrong_node(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The same with an endpoint of its own: B's port forwards every byte to A's agent (so a
+    rule that endpoints be unique does not stop it; the proof does)."""
+    a_agent, b_agent = agent(), agent()
+    async with health_server() as a_health, tcp_relay(a_health.port) as relay_port:
+        async with transaction(sessions) as session:
+            a = await add_node(
+                session, operator=new_address(), endpoint=a_health.endpoint, agent=a_agent.address
+            )
+            b = await add_node(
+                session,
+                operator=new_address(),
+                endpoint=f"127.0.0.1:{relay_port}",
+                agent=b_agent.address,
+            )
+        a_health.serve_as(a, a_agent)
+        samples = await probe(sessions)
+    assert a_health.requests == 4  # A's two probes and B's two, relayed
     assert (len(samples[a].rtt_us), samples[a].error) == (2, None)
     assert (samples[b].rtt_us, samples[b].error) == ([], "wrong_node")
 
