@@ -14,8 +14,8 @@ signed text (EIP-191 `personal_sign`, one line each, `\\n` between, no trailing 
 
 The first line keeps it apart from anything else the agent key signs (the control plane's
 sign-in challenge); the nonce grammar is fixed, so a caller cannot make the key sign anything
-else. Signing costs CPU, so each client address gets a few signed answers a second (a prober
-sends a handful per round); beyond that the answer is 429.
+else. Signing costs CPU, so each client address (an IPv6 client's /64) gets a few signed answers
+a second (a prober sends a handful per round); beyond that the answer is 429.
 
 asyncio.start_server and one request per connection: nothing else is served, bodies are never
 read, and a slow or silent client is cut after a few seconds."""
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import re
@@ -88,6 +89,20 @@ class HealthProver:
         }
 
 
+def client_key(host: str) -> str:
+    """Whose signing budget a request spends: an IPv4 address, or an IPv6 client's /64 (one
+    line gets a whole /64 and could otherwise rotate through it)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # an IPv4 client on a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def _nonce(target: str) -> tuple[str | None, bool]:
     """The nonce of `/health?nonce=...` (None if absent) and whether the query is well formed."""
     _, _, query = target.partition("?")
@@ -116,7 +131,7 @@ async def start_health_server(
             parts = request_line.decode("latin-1").split()
             nonce, well_formed = _nonce(parts[1]) if len(parts) == 3 else (None, False)
             peer = writer.get_extra_info("peername")
-            client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            client = client_key(str(peer[0]) if isinstance(peer, tuple) and peer else "")
             body: dict[str, Any]
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
                 status, body = 400, {"error": "bad request"}

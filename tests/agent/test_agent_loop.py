@@ -16,6 +16,7 @@ from control_plane.prober.probe import Target, probe_all
 from node_agent import __version__
 from node_agent.backends import PeerStats
 from node_agent.config import AgentConfig
+from node_agent.health import client_key as health_client_key
 from node_agent.peers import Peer
 from node_agent.state import AppliedState, StateStore
 from node_agent.validate import parse_peers
@@ -300,3 +301,10 @@ async def test_the_running_agent_proves_its_node_to_the_prober(
             (await http.get(url, params={"nonce": "0f" * 16})).status_code for _ in range(30)
         ]
         assert 429 in statuses
+
+
+def test_signing_budgets_are_per_ipv4_address_and_per_ipv6_64() -> None:
+    assert health_client_key("203.0.113.7") == "203.0.113.7"
+    assert health_client_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert health_client_key("2001:db8:1:2::7") == health_client_key("2001:db8:1:2:ffff::1")
+    assert health_client_key("2001:db8:1:2::7") != health_client_key("2001:db8:1:3::7")
