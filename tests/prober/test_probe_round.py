@@ -4,6 +4,7 @@ read."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -242,3 +243,48 @@ def test_the_health_url_rule() -> None:
     assert health_url("[2001:db8::1]:51820") == "http://[2001:db8::1]:51820/health"
     with pytest.raises(ValueError, match="endpoint"):
         health_url("no-port")
+
+
+async def test_a_name_is_checked_by_every_address_it_resolves_to() -> None:
+    """`localhost` resolves to loopback: refused before any connection unless allowed."""
+    async with health_server() as up:
+        results = await probe_all(
+            [Target("n", f"http://localhost:{up.port}/health", new_address())],
+            attempts=1,
+            request_timeout=1.0,
+            concurrency=1,
+            allow_private=False,
+        )
+        assert up.requests == 0
+    assert results["n"].error == "private_address"
+
+
+async def test_redirects_are_not_followed() -> None:
+    """A node answering 302 to somewhere else (the metadata service, a local port) is down;
+    the prober never goes there."""
+    async with health_server() as elsewhere:
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 302 Found\r\ncontent-length: 0\r\nconnection: close\r\n"
+                + f"location: http://{elsewhere.endpoint}/health\r\n\r\n".encode()
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            results = await probe_all(
+                [Target("n", f"http://127.0.0.1:{port}/health", new_address())],
+                attempts=1,
+                request_timeout=1.0,
+                concurrency=1,
+                allow_private=True,
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert elsewhere.requests == 0
+    assert results["n"].error == "http_error"
