@@ -61,6 +61,12 @@ class RateLimited(AppError):
     status_code, code = 429, "rate_limited"
 
 
+class EndpointNotPublic(Invalid):
+    """A node endpoint on a loopback, private, link-local or reserved address (addresses.py)."""
+
+    code = "endpoint_not_public"
+
+
 class ShuttingDown(AppError):
     status_code, code = 503, "shutting_down"
 

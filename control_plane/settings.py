@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # Encrypts key material the control plane must keep (OpenVPN CA keys) at rest.
     data_key: SecretStr = Field(min_length=32)
 
+    # Node endpoints on loopback, private, link-local or reserved addresses (also wrapped in
+    # IPv6: NAT64, 6to4, ...): refused with 422 endpoint_not_public unless this is on (a LAN,
+    # scripts/dev, tests), so an operator cannot aim the probers at the control plane's network.
+    allow_private_endpoints: bool = False
+
     # Product limits
     device_limit: int = Field(default=5, ge=1)
     max_page_size: int = 100

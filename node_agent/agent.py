@@ -31,7 +31,7 @@ from node_agent.backends import PeerStats, VpnBackend
 from node_agent.client import ControlPlaneClient, ControlPlaneError, Refused, Unavailable
 from node_agent.config import AgentConfig
 from node_agent.expiry import expired_peers, live_peers, next_expiry
-from node_agent.health import start_health_server
+from node_agent.health import HealthProver, start_health_server
 from node_agent.peers import DesiredSet, Peer, WireGuardPeer
 from node_agent.resilience import Backoff
 from node_agent.state import AppliedState, StateStore
@@ -113,7 +113,9 @@ class Agent:
         server = None
         if self.config.health_listen is not None:
             host, port = self.config.health_listen
-            server = await start_health_server(host, port, self.health)
+            # Health answers carry proof of service, signed with the agent key.
+            prover = HealthProver(self.config.node_id, self.client.account)
+            server = await start_health_server(host, port, self.health, prover)
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._sync_loop(), name="sync")

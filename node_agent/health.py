@@ -1,5 +1,21 @@
-"""A tiny HTTP server for the control plane's prober: `GET /health` answers
-`{"status", "revision", "peers"}` (200 while the node serves its peers, 503 otherwise).
+"""A tiny HTTP server for the probers: `GET /health` answers `{"status", "revision", "peers"}`
+(200 while the node serves its peers, 503 otherwise).
+
+Proof of service: a prober sends a fresh nonce (`GET /health?nonce=<32 hex digits>`) and the
+answer carries `proof`, the node id, the nonce and the time signed with the node's agent key
+(the on-chain `agent` of NodeRegistry), so the answer is bound to this node: another node whose
+endpoint points here gets answers signed for this node, which its probers count as down. The
+signed text (EIP-191 `personal_sign`, one line each, `\\n` between, no trailing newline):
+
+    nodus-health/1
+    node: 0x<the node id, 64 lower-case hex digits>
+    nonce: <the prober's nonce, 32 lower-case hex digits>
+    time: <unix seconds>
+
+The first line keeps it apart from anything else the agent key signs (the control plane's
+sign-in challenge); the nonce grammar is fixed, so a caller cannot make the key sign anything
+else. Signing costs CPU, so each client address (an IPv6 client's /64) gets a few signed answers
+a second (a prober sends a handful per round); beyond that the answer is 429.
 
 asyncio.start_server and one request per connection: nothing else is served, bodies are never
 read, and a slow or silent client is cut after a few seconds."""
@@ -8,20 +24,103 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
+import re
+import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qs
+
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 
 log = logging.getLogger("nodus.agent.health")
 
 Snapshot = Callable[[], tuple[int, dict[str, Any]]]
 READ_TIMEOUT_SECONDS = 5.0
 MAX_HEADER_LINES = 100
+PROOF_TYPE = "nodus-health/1"
+NONCE = re.compile(r"^[0-9a-f]{32}$")
+# Signed answers per client address: a burst of 20, then 5 a second.
+SIGNATURES_BURST = 20
+SIGNATURES_PER_SECOND = 5.0
+MAX_TRACKED_CLIENTS = 1_024
 
 
-async def start_health_server(host: str, port: int, snapshot: Snapshot) -> asyncio.Server:
+def health_proof_message(node_id: str, nonce: str, at: int) -> str:
+    """The text the agent key signs for one health answer (see the module docstring)."""
+    return f"{PROOF_TYPE}\nnode: {node_id.lower()}\nnonce: {nonce}\ntime: {at}"
+
+
+@dataclass
+class HealthProver:
+    """Signs health answers as the node's agent; limits signatures per client address."""
+
+    node_id: str
+    account: LocalAccount
+    clock: Callable[[], float] = time.time
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
+
+    def allow(self, client: str) -> bool:
+        now = time.monotonic()
+        tokens, at = self._buckets.pop(client, (float(SIGNATURES_BURST), now))
+        tokens = min(float(SIGNATURES_BURST), tokens + (now - at) * SIGNATURES_PER_SECOND)
+        allowed = tokens >= 1.0
+        self._buckets[client] = (tokens - 1.0 if allowed else tokens, now)
+        while len(self._buckets) > MAX_TRACKED_CLIENTS:
+            self._buckets.popitem(last=False)
+        return allowed
+
+    def proof(self, nonce: str) -> dict[str, Any]:
+        at = int(self.clock())
+        text = health_proof_message(self.node_id, nonce, at)
+        signature = self.account.sign_message(encode_defunct(text=text)).signature
+        return {
+            "type": PROOF_TYPE,
+            "node_id": self.node_id.lower(),
+            "nonce": nonce,
+            "time": at,
+            "signature": "0x" + bytes(signature).hex(),
+        }
+
+
+def client_key(host: str) -> str:
+    """Whose signing budget a request spends: an IPv4 address, or an IPv6 client's /64 (one
+    line gets a whole /64 and could otherwise rotate through it)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # an IPv4 client on a dual-stack socket
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+    return str(address)
+
+
+def _nonce(target: str) -> tuple[str | None, bool]:
+    """The nonce of `/health?nonce=...` (None if absent) and whether the query is well formed."""
+    _, _, query = target.partition("?")
+    if not query:
+        return None, True
+    try:
+        fields = parse_qs(query, strict_parsing=True, max_num_fields=4)
+    except ValueError:
+        return None, False
+    values = fields.get("nonce", [])
+    if set(fields) - {"nonce"} or len(values) > 1 or (values and not NONCE.match(values[0])):
+        return None, False
+    return (values[0] if values else None), True
+
+
+async def start_health_server(
+    host: str, port: int, snapshot: Snapshot, prover: HealthProver | None = None
+) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(READ_TIMEOUT_SECONDS):
@@ -30,14 +129,24 @@ async def start_health_server(host: str, port: int, snapshot: Snapshot) -> async
                     if (await reader.readline()) in (b"\r\n", b"\n", b""):
                         break
             parts = request_line.decode("latin-1").split()
+            nonce, well_formed = _nonce(parts[1]) if len(parts) == 3 else (None, False)
+            peer = writer.get_extra_info("peername")
+            client = client_key(str(peer[0]) if isinstance(peer, tuple) and peer else "")
+            body: dict[str, Any]
             if len(parts) != 3 or not parts[2].startswith("HTTP/"):
                 status, body = 400, {"error": "bad request"}
             elif parts[1].split("?", 1)[0] != "/health":
                 status, body = 404, {"error": "not found"}
             elif parts[0] not in ("GET", "HEAD"):
                 status, body = 405, {"error": "method not allowed"}
+            elif not well_formed:
+                status, body = 400, {"error": "the only parameter is nonce: 32 hex digits"}
+            elif nonce is not None and prover is not None and not prover.allow(client):
+                status, body = 429, {"error": "too many signed answers; slow down"}
             else:
                 status, body = snapshot()
+                if nonce is not None and prover is not None and parts[0] == "GET":
+                    body = {**body, "proof": prover.proof(nonce)}
             payload = json.dumps(body).encode()
             head = (
                 f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"

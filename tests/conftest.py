@@ -98,6 +98,8 @@ def settings(clean_database: str, anvil: Anvil, deployments_dir: Path) -> Settin
         api_key_secret=SecretStr(secrets.token_urlsafe(32)),
         data_key=SecretStr(secrets.token_urlsafe(32)),
         run_jobs=False,
+        # Nodes in tests serve on this machine (127.0.0.1) or use documentation addresses.
+        allow_private_endpoints=True,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
+from control_plane.addresses import require_public_endpoint
 from control_plane.agent.revisions import bump_revision
 from control_plane.chain.client import ChainReader
 from control_plane.configs.addresses import Pools, default_pools
@@ -79,6 +80,7 @@ async def register_node(
     """Registers the node if NodeRegistry says it is Active and `caller` is its operator (read
     live, not from the index: the operator may have registered a block ago). A node deleted here
     earlier can be registered again (new pools and OpenVPN material; its revision carries on)."""
+    require_public_endpoint(body.endpoint, allow_private=settings.allow_private_endpoints)
     nodes = NodeRepository(session)
     existing = await nodes.get(body.node_id)
     if existing is not None and existing.deleted_at is None:
@@ -185,6 +187,8 @@ async def update_node(
     given = patch.model_fields_set
     protocols: list[str] = list(patch.protocols) if patch.protocols is not None else node.protocols
     endpoint = patch.endpoint if patch.endpoint is not None else node.endpoint
+    if patch.endpoint is not None:
+        require_public_endpoint(endpoint, allow_private=settings.allow_private_endpoints)
     key = (
         patch.wireguard_public_key if "wireguard_public_key" in given else node.wireguard_public_key
     )

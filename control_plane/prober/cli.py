@@ -1,7 +1,9 @@
 """`nodus prober`: run an independent prober with its own key.
 
 Each round it fetches the targets from the control plane (`GET /v1/probes/targets`), probes
-every node's health endpoint a few times, signs each sample with its key and posts them
+every node's health endpoint a few times (an answer counts only if the node's agent signed it
+for the prober's nonce: proof of service, see probe.py), signs each sample with its key and
+posts them
 (`POST /v1/probes`). The control plane counts the samples only if an admin allow-listed the
 prober's address (`PUT /v1/probers/{address}`). Samples that could not be posted are kept and
 posted again next round (while they are recent enough to be accepted).
@@ -96,7 +98,7 @@ async def run_once(
     response.raise_for_status()
     body = response.json()
     chain_id = int(body["chain_id"])
-    targets = [Target(t["node_id"], t["url"]) for t in body["targets"]]
+    targets = [Target(t["node_id"], t["url"], t["agent"]) for t in body["targets"]]
     round_at = int(time.time()) if now is None else now
     results = await probe_all(
         targets,

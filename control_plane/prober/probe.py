@@ -1,14 +1,22 @@
-"""Measuring nodes: a few HTTP requests to each node's health endpoint, timed.
+"""Measuring nodes: a few HTTP requests to each node's health endpoint, timed and checked.
 
 The target of a node is derived from its registered endpoint (one rule, in `health_url`): the
 node agent serves `GET /health` over TCP on the same host and port number as the endpoint that
 clients use (WireGuard and OpenVPN use UDP, so the TCP port is free). The host is never taken
-from anything else, so a node cannot have a third party answer its probes.
+from anything else. An endpoint is only a claim, though: every request carries a fresh nonce and
+counts only if the answer is signed for that nonce by the node's own agent key (proof.py), so a
+node cannot have another node's agent answer its probes.
 
-A probe resolves the host once and connects to that address (no DNS rebinding between the check
-and the request); private, loopback and link-local addresses are refused unless allowed (a LAN or
-a test), so operators cannot point the prober into the prober's own network. Redirects are not
-followed, environment proxies are ignored and the response body is never read.
+A probe resolves the host once, checks every address it resolves to (addresses.py: embedded IPv4
+addresses unwrapped) and connects to the checked address (no DNS rebinding between the check and
+the request); non-global addresses are refused unless allowed (a LAN or a test), so operators
+cannot point the prober into the prober's own network. Redirects are not followed, environment
+proxies are ignored and at most a few KiB of the answer are read.
+
+Why an attempt failed (the sample's `error`, the last failure of the round): `invalid_target`,
+`dns`, `private_address`, `connect_timeout`, `refused` (no connection), `timeout` (no answer in
+time), `protocol_error`, `http_error` (not a 2xx), `too_large`, and the proof's `unsigned`,
+`wrong_node`, `stale_nonce` and `bad_signature`.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from control_plane.addresses import IPAddress, is_global
 from control_plane.nodes.schemas import format_endpoint, parse_endpoint
+from control_plane.prober.proof import MAX_ANSWER_BYTES, check_answer, new_nonce
 
 HEALTH_PATH = "/health"
 USER_AGENT = "nodus-prober/1"
@@ -33,6 +43,7 @@ USER_AGENT = "nodus-prober/1"
 class Target:
     node_id: str
     url: str
+    agent: str  # the node's on-chain agent address: who must sign its health answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +59,56 @@ def health_url(endpoint: str) -> str:
     return f"http://{format_endpoint(host, port)}{HEALTH_PATH}"
 
 
-def _address_allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
-
-
-async def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+async def _resolve(host: str, port: int) -> list[IPAddress]:
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    addresses: list[IPAddress] = []
     for info in infos:
         text = str(info[4][0]).split("%", 1)[0]  # an IPv6 zone id is not part of the address
         address = ipaddress.ip_address(text)
         if address not in addresses:
             addresses.append(address)
     return addresses
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    target: Target,
+    url: str,
+    headers: dict[str, str],
+    request_timeout: float,
+) -> tuple[int | None, str | None]:
+    """One request with a fresh nonce: (round trip in microseconds, None) if the node's agent
+    answered it, else (None, why not)."""
+    nonce = new_nonce()
+    started = time.perf_counter()
+    try:
+        request = client.stream(
+            "GET", url, params={"nonce": nonce}, headers=headers, timeout=request_timeout
+        )
+        async with request as response:
+            if not 200 <= response.status_code < 300:
+                return None, "http_error"
+            body = bytearray()
+            async for chunk in response.aiter_raw():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    return None, "too_large"
+            elapsed = time.perf_counter() - started
+    except httpx.ConnectTimeout:
+        return None, "connect_timeout"
+    except httpx.TimeoutException:
+        return None, "timeout"
+    except httpx.ConnectError:
+        return None, "refused"
+    except httpx.HTTPError:
+        return None, "protocol_error"
+    problem = check_answer(
+        bytes(body), node_id=target.node_id, agent=target.agent, nonce=nonce, now=time.time()
+    )
+    if problem is not None:
+        return None, problem
+    return max(0, round(elapsed * 1_000_000)), None
 
 
 async def probe_target(
@@ -74,7 +119,8 @@ async def probe_target(
     request_timeout: float,
     allow_private: bool,
 ) -> ProbeResult:
-    """`attempts` timed GETs of the target; an attempt answers if it gets a 2xx."""
+    """`attempts` timed GETs of the target; an attempt answers if it gets a 2xx whose proof of
+    service is the node's."""
     parts = urlsplit(target.url)
     if parts.scheme != "http" or parts.hostname is None or parts.port is None:
         return ProbeResult(attempts, (), "invalid_target")
@@ -84,7 +130,7 @@ async def probe_target(
         return ProbeResult(attempts, (), "dns")
     if not addresses:
         return ProbeResult(attempts, (), "dns")
-    if not allow_private and not all(_address_allowed(a) for a in addresses):
+    if not allow_private and not all(is_global(a) for a in addresses):
         return ProbeResult(attempts, (), "private_address")
     address = addresses[0]
     host = f"[{address}]" if address.version == 6 else str(address)
@@ -94,21 +140,11 @@ async def probe_target(
     rtts: list[int] = []
     error: str | None = None
     for _ in range(attempts):
-        started = time.perf_counter()
-        try:
-            request = client.stream("GET", url, headers=headers, timeout=request_timeout)
-            async with request as response:
-                elapsed = time.perf_counter() - started
-                if 200 <= response.status_code < 300:
-                    rtts.append(max(0, round(elapsed * 1_000_000)))
-                else:
-                    error = f"http_{response.status_code}"
-        except httpx.TimeoutException:
-            error = "timeout"
-        except httpx.ConnectError:
-            error = "connect_failed"
-        except httpx.HTTPError:
-            error = "protocol_error"
+        rtt, problem = await _attempt(client, target, url, headers, request_timeout)
+        if rtt is not None:
+            rtts.append(rtt)
+        else:
+            error = problem
     return ProbeResult(attempts, tuple(rtts), error)
 
 

@@ -101,16 +101,17 @@ async def active_probers(session: AsyncSession, addresses: Iterable[str]) -> set
     return set(rows)
 
 
-async def probe_targets(session: AsyncSession) -> list[tuple[str, str]]:
-    """`(node_id, endpoint)` of every live node that is Active on-chain, by node id. Probed
+async def probe_targets(session: AsyncSession) -> list[tuple[str, str, str]]:
+    """`(node_id, endpoint, agent)` of every live node that is Active on-chain, by node id (the
+    agent as the indexer mirrors it: the key that must sign the node's health answers). Probed
     whether or not it sends heartbeats: a node that went silent must fail its probes."""
     rows = await session.execute(
-        select(Node.id, Node.endpoint)
+        select(Node.id, Node.endpoint, ChainNode.agent)
         .join(ChainNode, ChainNode.node_id == Node.id)
         .where(Node.deleted_at.is_(None), ChainNode.active.is_(True))
         .order_by(Node.id)
     )
-    return [(row.id, row.endpoint) for row in rows]
+    return [(row.id, row.endpoint, row.agent.lower()) for row in rows]
 
 
 async def known_nodes(session: AsyncSession, node_ids: Iterable[str]) -> set[str]:
@@ -118,6 +119,21 @@ async def known_nodes(session: AsyncSession, node_ids: Iterable[str]) -> set[str
     if not wanted:
         return set()
     return set(await session.scalars(select(Node.id).where(Node.id.in_(wanted))))
+
+
+async def stored_keys(
+    session: AsyncSession, keys: Iterable[tuple[str, str, int]]
+) -> set[tuple[str, str, int]]:
+    """Those `(prober, node_id, round)` of `keys` that have a stored sample."""
+    wanted = {(prober, node_id, _to_datetime(round_)) for prober, node_id, round_ in keys}
+    if not wanted:
+        return set()
+    rows = await session.execute(
+        select(ProbeSample.prober, ProbeSample.node_id, ProbeSample.round_at).where(
+            tuple_(ProbeSample.prober, ProbeSample.node_id, ProbeSample.round_at).in_(wanted)
+        )
+    )
+    return {(row.prober, row.node_id, int(row.round_at.timestamp())) for row in rows}
 
 
 async def insert_samples(session: AsyncSession, samples: Sequence[tuple[Sample, str]]) -> int:

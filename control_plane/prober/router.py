@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from control_plane.auth.dependencies import SettingsDep, require_role
 from control_plane.auth.principal import Principal, Role
@@ -14,6 +14,7 @@ from control_plane.db import Session
 from control_plane.errors import Invalid, error_body
 from control_plane.nodes.schemas import normalize_node_id
 from control_plane.prober import service
+from control_plane.prober.intake import SampleBudget, take_post_token
 from control_plane.prober.schemas import (
     ProbeBatchIn,
     ProbeBatchOut,
@@ -38,6 +39,14 @@ def get_prober_settings() -> ProberSettings:
 
 
 ProberSettingsDep = Annotated[ProberSettings, Depends(get_prober_settings)]
+
+
+def post_token(request: Request, prober_settings: ProberSettingsDep) -> SampleBudget:
+    """The client's token for one post (429 beyond NODUS_PROBER_POSTS_PER_MINUTE), spent before
+    the body is validated."""
+    return take_post_token(request, prober_settings)
+
+
 AdminPrincipal = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 ProberAddress = Annotated[
     str,
@@ -80,19 +89,29 @@ async def probe_targets(session: Session, settings: SettingsDep) -> ProbeTargets
             "forbidden",
             "not an allow-listed prober: 0x90f79bf6eb2c4f870365e785982e1f101e93b906",
         ),
+        413: _error("the body is over 1 MiB", "payload_too_large", "request body too large"),
         422: _INVALID,
+        429: _error(
+            "too many posts from this address, or samples from this prober; see Retry-After",
+            "rate_limited",
+            "too many probe posts from this address; retry in 1 s",
+        ),
     },
 )
 async def post_probes(
     session: Session,
     settings: SettingsDep,
     prober_settings: ProberSettingsDep,
+    budget: Annotated[SampleBudget, Depends(post_token)],
     body: ProbeBatchIn,
 ) -> ProbeBatchOut:
     """Signed samples from an external prober (`nodus prober run`). No token: each sample is
     signed by its prober (EIP-191 over the canonical sample with this chain's id, see
-    docs/scoring.md), and the prober must be allow-listed. Idempotent per (prober, node, round)."""
-    return await service.accept_samples(session, settings.chain_id, body, prober_settings)
+    docs/scoring.md), and the prober must be allow-listed. At most 1,000 samples (422) and
+    1 MiB (413) a post; posts per client IP and new samples per prober are rate limited (429
+    with `Retry-After`). Idempotent per (prober, node, round): a sample already stored is
+    counted in `duplicates` and not checked again."""
+    return await service.accept_samples(session, settings.chain_id, body, prober_settings, budget)
 
 
 @router.get(

@@ -82,6 +82,10 @@ class ProbeBatchOut(BaseModel):
 class ProbeTargetOut(BaseModel):
     node_id: str
     url: str = Field(description="the node's health endpoint: http://<endpoint host:port>/health")
+    agent: str = Field(
+        description="the node's on-chain agent address: its health answers must be signed by "
+        "this key (proof of service, see docs/scoring.md)"
+    )
 
 
 class ProbeTargetsOut(BaseModel):
@@ -93,6 +97,7 @@ class ProbeTargetsOut(BaseModel):
                     {
                         "node_id": _SAMPLE_EXAMPLE["node_id"],
                         "url": "http://vpn.example.net:51820/health",
+                        "agent": "0x15d34aaf54267db7d7c367839aaf71a00a2c6a65",
                     }
                 ],
             }

@@ -8,6 +8,7 @@ import binascii
 import json
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.errors import Forbidden, Invalid, NotFound, Unauthorized
 from control_plane.jobs import Services
 from control_plane.prober import repository
+from control_plane.prober.intake import SampleBudget, rate_limited
 from control_plane.prober.models import Prober
 from control_plane.prober.probe import Target, health_url, probe_all
 from control_plane.prober.schemas import (
@@ -63,16 +65,16 @@ def control_plane_prober(settings: Settings, prober_settings: ProberSettings) ->
     return derived
 
 
-def targets_of(rows: list[tuple[str, str]]) -> list[Target]:
-    """Probe targets from `(node_id, endpoint)`; an endpoint that does not parse gets a target
-    that fails as `invalid_target` (and so counts as a failed round)."""
+def targets_of(rows: list[tuple[str, str, str]]) -> list[Target]:
+    """Probe targets from `(node_id, endpoint, agent)`; an endpoint that does not parse gets a
+    target that fails as `invalid_target` (and so counts as a failed round)."""
     targets = []
-    for node_id, endpoint in rows:
+    for node_id, endpoint, agent in rows:
         try:
             url = health_url(endpoint)
         except ValueError:
             url = "invalid:"
-        targets.append(Target(node_id, url))
+        targets.append(Target(node_id, url, agent))
     return targets
 
 
@@ -126,7 +128,7 @@ async def targets(session: AsyncSession, chain_id: int) -> ProbeTargetsOut:
     found = targets_of(await repository.probe_targets(session))
     return ProbeTargetsOut(
         chain_id=chain_id,
-        targets=[ProbeTargetOut(node_id=t.node_id, url=t.url) for t in found],
+        targets=[ProbeTargetOut(node_id=t.node_id, url=t.url, agent=t.agent) for t in found],
     )
 
 
@@ -135,16 +137,28 @@ async def accept_samples(
     chain_id: int,
     batch: ProbeBatchIn,
     prober_settings: ProberSettings,
+    budget: SampleBudget,
     *,
     now: int | None = None,
 ) -> ProbeBatchOut:
     """Stores a batch of signed samples from allow-listed probers. The body is the credential:
     every sample must carry its prober's signature (else 401), every prober must be allow-listed
     and not revoked (else 403), every round recent (else 422). Unknown nodes are skipped and
-    listed; samples already stored are counted as duplicates (a retried post is harmless)."""
+    listed; samples already stored are counted as duplicates (a replayed post is harmless).
+
+    Cheap checks come first and signatures last (intake.py): a batch from a prober that is not
+    allow-listed, a replayed batch and samples for unknown nodes cost no signature recovery,
+    and recovery stops at the first bad signature."""
     clock = int(time.time()) if now is None else now
     samples: list[tuple[Sample, str]] = []
     for index, item in enumerate(batch.samples):
+        if not clock - prober_settings.max_sample_age_seconds <= item.round:
+            raise Invalid(
+                f"samples[{index}]: round {item.round} is older than "
+                f"{prober_settings.max_sample_age_seconds} s"
+            )
+        if item.round > clock + MAX_FUTURE_SKEW_SECONDS:
+            raise Invalid(f"samples[{index}]: round {item.round} is in the future")
         sample = Sample(
             prober=item.prober,
             node_id=item.node_id,
@@ -153,15 +167,6 @@ async def accept_samples(
             rtt_us=tuple(item.rtt_us),
             error=item.error,
         )
-        if not verify_sample(sample, chain_id, item.signature):
-            raise Unauthorized(f"samples[{index}]: the signature is not the prober's")
-        if not clock - prober_settings.max_sample_age_seconds <= item.round:
-            raise Invalid(
-                f"samples[{index}]: round {item.round} is older than "
-                f"{prober_settings.max_sample_age_seconds} s"
-            )
-        if item.round > clock + MAX_FUTURE_SKEW_SECONDS:
-            raise Invalid(f"samples[{index}]: round {item.round} is in the future")
         samples.append((sample, item.signature))
 
     probers = {sample.prober for sample, _ in samples}
@@ -171,11 +176,30 @@ async def accept_samples(
         raise Forbidden(f"not an allow-listed prober: {', '.join(refused)}")
 
     known = await repository.known_nodes(session, {sample.node_id for sample, _ in samples})
-    storable = [(s, sig) for s, sig in samples if s.node_id in known]
+    keys = [(s.prober, s.node_id, s.round) for s, _ in samples if s.node_id in known]
+    stored = await repository.stored_keys(session, keys)
+    fresh: dict[tuple[str, str, int], tuple[int, Sample, str]] = {}
+    for index, (sample, signature) in enumerate(samples):
+        key = (sample.prober, sample.node_id, sample.round)
+        if sample.node_id in known and key not in stored and key not in fresh:
+            fresh[key] = (index, sample, signature)
+
+    per_prober = Counter(sample.prober for _, sample, _ in fresh.values())
+    for prober, count in sorted(per_prober.items()):
+        wait = budget.wait(prober, count)
+        if wait > 0:
+            raise rate_limited(wait, f"prober {prober} posted too many samples")
+    for index, sample, signature in fresh.values():
+        if not verify_sample(sample, chain_id, signature):
+            raise Unauthorized(f"samples[{index}]: the signature is not the prober's")
+    for prober, count in per_prober.items():
+        budget.spend(prober, count)
+
+    storable = [(sample, signature) for _, sample, signature in fresh.values()]
     accepted = await repository.insert_samples(session, storable)
     return ProbeBatchOut(
         accepted=accepted,
-        duplicates=len(storable) - accepted,
+        duplicates=len(keys) - accepted,
         unknown_nodes=sorted({s.node_id for s, _ in samples} - known),
     )
 

@@ -26,5 +26,10 @@ class ProberSettings(BaseSettings):
     allow_private_targets: bool = False
     # POST /v1/probes accepts rounds at most this old (and at most a minute ahead).
     max_sample_age_seconds: int = Field(default=900, ge=60)
+    # POST /v1/probes limits (per replica): posts per client IP per minute, and new samples per
+    # prober per minute (a prober posts its round in chunks of 100 samples; the default covers
+    # a few thousand nodes probed every minute).
+    posts_per_minute: int = Field(default=120, ge=1)
+    samples_per_minute: int = Field(default=20_000, ge=1)
     # `nodus prober run`: the control plane to fetch targets from and post samples to.
     control_plane_url: str = "http://127.0.0.1:8000"

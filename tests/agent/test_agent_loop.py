@@ -12,9 +12,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from eth_account.signers.local import LocalAccount
 
+from control_plane.prober.probe import Target, probe_all
 from node_agent import __version__
 from node_agent.backends import PeerStats
 from node_agent.config import AgentConfig
+from node_agent.health import client_key as health_client_key
 from node_agent.peers import Peer
 from node_agent.state import AppliedState, StateStore
 from node_agent.validate import parse_peers
@@ -264,3 +266,45 @@ async def test_the_health_endpoint_answers_status_revision_and_peers(
         assert response.json() == {"status": "ok", "revision": 1, "peers": 2}
         assert (await http.get(f"http://127.0.0.1:{port}/other")).status_code == 404
         assert (await http.post(f"http://127.0.0.1:{port}/health")).status_code == 405
+
+
+async def test_the_running_agent_proves_its_node_to_the_prober(
+    fake: FakeControlPlane,
+    make_config: Config,
+    account: LocalAccount,
+    backend: FakeBackend,
+    node_id: str,
+) -> None:
+    """Proof of service (issue 9, 2a): the agent signs each nonce with its agent key; the real
+    prober counts it for this node and for no other; signing is rate limited per client."""
+    fake.set_peers([wg_peer(2)])
+    port = free_port()
+    config = make_config(fake.url, HEALTH_LISTEN=f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}/health"
+
+    async with running_agent(config, account, backend) as agent, httpx.AsyncClient() as http:
+        await until(lambda: agent.synced and agent.applied_revision == 1)
+        other_node = "0x" + "ee" * 32
+        results = await probe_all(
+            [Target(node_id, url, account.address), Target(other_node, url, account.address)],
+            attempts=3,
+            request_timeout=2.0,
+            concurrency=1,
+            allow_private=True,
+        )
+        assert (len(results[node_id].rtt_us), results[node_id].error) == (3, None)
+        assert (results[other_node].rtt_us, results[other_node].error) == ((), "wrong_node")
+
+        answer = (await http.get(url, params={"nonce": "0f" * 16})).json()
+        assert answer["proof"]["node_id"] == node_id
+        statuses = [
+            (await http.get(url, params={"nonce": "0f" * 16})).status_code for _ in range(30)
+        ]
+        assert 429 in statuses
+
+
+def test_signing_budgets_are_per_ipv4_address_and_per_ipv6_64() -> None:
+    assert health_client_key("203.0.113.7") == "203.0.113.7"
+    assert health_client_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert health_client_key("2001:db8:1:2::7") == health_client_key("2001:db8:1:2:ffff::1")
+    assert health_client_key("2001:db8:1:2::7") != health_client_key("2001:db8:1:3::7")

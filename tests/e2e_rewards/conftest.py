@@ -1,9 +1,10 @@
 """The reward economy end to end, with nothing of ours faked: operators register nodes on-chain
 and with the control plane, subscribers get real configs, nodes serve real health endpoints
-(tests/prober/health.py) and report through the agent API, the control plane's prober probes
-them, the epoch job scores and queues the root, the oracle's sender posts and accepts it on
-anvil, and operators claim with `nodus rewards claim` against the control plane served over
-HTTP (uvicorn, in the test's event loop, so the CLI's thread reaches the same app)."""
+(tests/prober/health.py, signing as each node's agent) and report through the agent API, the
+control plane's prober probes them, the epoch job scores and queues the root, the oracle's
+sender posts and accepts it on anvil, and operators claim with `nodus rewards claim` against the
+control plane served over HTTP (uvicorn, in the test's event loop, so the CLI's thread reaches
+the same app)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -111,9 +113,12 @@ class Network:
         return await fresh_wallet(self.w3, self.deployment, 1_000 * NDS)
 
     async def node(self, operator: LocalAccount, health: HealthServer) -> str:
-        """Staked in NodeRegistry, registered here (POST /v1/nodes) with its endpoint on the
-        health server, and indexed by the chain-sync job."""
-        node_id = await register_on_chain(self.w3, self.deployment, operator)
+        """Staked in NodeRegistry with a fresh agent key, registered here (POST /v1/nodes) with
+        its endpoint on the health server, which signs its answers with that agent key (proof
+        of service), and indexed by the chain-sync job."""
+        agent: LocalAccount = Account.create()
+        node_id = await register_on_chain(self.w3, self.deployment, operator, agent=agent.address)
+        health.serve_as(node_id, agent)
         body = node_body(node_id, protocols=("wireguard",), endpoint=health.endpoint)
         response = await post_node(self.client, self.settings, operator, body)
         assert response.status_code == 201, response.text

@@ -1,13 +1,22 @@
 """A real HTTP health endpoint, as the node agent serves it: an asyncio TCP server speaking
-just enough HTTP/1.1 (keep-alive included)."""
+just enough HTTP/1.1 (keep-alive included). It signs its answers with the agent's own code
+(node_agent.health.HealthProver) once told which node it serves (`serve_as`); until then it is a
+plain server answering 200 without proof of service."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from eth_account.signers.local import LocalAccount
+
+from node_agent.health import HealthProver
 
 
 @dataclass
@@ -16,6 +25,11 @@ class HealthServer:
     status: int = 200
     delay: float = 0.0
     requests: int = 0
+    prover: HealthProver | None = None
+
+    def serve_as(self, node_id: str, agent: LocalAccount) -> None:
+        """Sign answers as `node_id`'s agent with `agent` (what the node agent does)."""
+        self.prover = HealthProver(node_id, agent)
 
     @property
     def endpoint(self) -> str:
@@ -31,7 +45,12 @@ class HealthServer:
                 self.requests += 1
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                body = b'{"status":"ok"}' if self.status == 200 else b'{"status":"down"}'
+                answer: dict[str, Any] = {"status": "ok" if self.status == 200 else "down"}
+                target = head.split(b" ", 2)[1].decode() if head.count(b" ") >= 2 else "/"
+                nonce = parse_qs(urlsplit(target).query).get("nonce", [None])[0]
+                if self.prover is not None and nonce is not None:
+                    answer["proof"] = self.prover.proof(nonce)
+                body = json.dumps(answer).encode()
                 reason = "OK" if self.status == 200 else "Service Unavailable"
                 writer.write(
                     f"HTTP/1.1 {self.status} {reason}\r\ncontent-type: application/json\r\n"

@@ -7,6 +7,8 @@ import time
 from typing import Any
 
 import httpx
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -150,20 +152,28 @@ async def test_nodus_prober_run_measures_and_posts(
     prober = Prober()
     settings = ProberSettings(allow_private_targets=True, timeout_seconds=1.0)
     app.dependency_overrides[get_prober_settings] = lambda: settings
+    agent: LocalAccount = Account.create()
     async with health_server() as up:
         async with transaction(sessions) as session:
             await prober.allow(session)
-            live = await add_node(session, operator=new_address(), endpoint=up.endpoint)
+            live = await add_node(
+                session, operator=new_address(), endpoint=up.endpoint, agent=agent.address
+            )
             dead_port = closed_port()
             dead = await add_node(
                 session, operator=new_address(), endpoint=f"127.0.0.1:{dead_port}"
             )
+        up.serve_as(live, agent)
         targets = (await api.get("/v1/probes/targets")).json()
         assert targets["chain_id"] == 31337
         assert {t["node_id"]: t["url"] for t in targets["targets"]} == {
             live: f"http://{up.endpoint}/health",
             dead: f"http://127.0.0.1:{dead_port}/health",
         }
+        # Each target names the key that must sign its health answers.
+        assert {t["node_id"]: t["agent"] for t in targets["targets"]}[live] == (
+            agent.address.lower()
+        )
 
         state = ProberState()
         outcome = await run_once(api, prober.account, settings, state)
@@ -189,7 +199,7 @@ async def test_nodus_prober_run_measures_and_posts(
     assert len(rows) == 6
     assert {r.prober for r in rows} == {prober.address}
     assert all(len(r.rtt_us) == 3 for r in rows if r.node_id == live)
-    assert all(r.error == "connect_failed" for r in rows if r.node_id == dead)
+    assert all(r.error == "refused" for r in rows if r.node_id == dead)
 
 
 def _fail_posts(api: httpx.AsyncClient) -> Any:

@@ -1,11 +1,15 @@
-"""The control plane's probe round against real HTTP health servers: one up, one down, one
-answering 503, one too slow; signed samples stored and verified on read."""
+"""The control plane's probe round against real HTTP health servers: one up (its answers signed
+by its agent), one down, one answering 503, one too slow; signed samples stored and verified on
+read."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -41,13 +45,17 @@ async def test_a_round_measures_live_and_dead_nodes(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     prober = Prober()
+    agent: LocalAccount = Account.create()
     async with health_server() as up, health_server(status=503) as sick:
         async with transaction(sessions) as session:
-            live = await add_node(session, operator=new_address(), endpoint=up.endpoint)
+            live = await add_node(
+                session, operator=new_address(), endpoint=up.endpoint, agent=agent.address
+            )
             down = await add_node(
                 session, operator=new_address(), endpoint=f"127.0.0.1:{closed_port()}"
             )
             unhealthy = await add_node(session, operator=new_address(), endpoint=sick.endpoint)
+        up.serve_as(live, agent)
         async with transaction(sessions) as session:
             report = await run_probe_round(session, CHAIN_ID, prober.account, LOCAL)
         assert up.requests == 3  # three samples, over one kept-alive connection
@@ -61,9 +69,9 @@ async def test_a_round_measures_live_and_dead_nodes(
     assert all(0 < rtt < 1_000_000 for rtt in rows[live].rtt_us)
     assert rows[live].error is None
     assert rows[down].rtt_us == []
-    assert rows[down].error == "connect_failed"
+    assert rows[down].error == "refused"
     assert rows[unhealthy].rtt_us == []
-    assert rows[unhealthy].error == "http_503"
+    assert rows[unhealthy].error == "http_error"
     assert {row.prober for row in rows.values()} == {prober.address}
 
     # Every stored sample verifies against the prober's key.
@@ -101,7 +109,7 @@ async def test_a_silent_node_is_still_probed_and_fails(
         )
     async with transaction(sessions) as session:
         await run_probe_round(session, CHAIN_ID, Prober().account, LOCAL)
-    assert (await stored(sessions))[node].error == "connect_failed"
+    assert (await stored(sessions))[node].error == "refused"
 
 
 async def test_private_addresses_are_refused_unless_allowed(
@@ -117,10 +125,27 @@ async def test_private_addresses_are_refused_unless_allowed(
     assert (await stored(sessions))[node].error == "private_address"
 
 
+async def test_ipv6_wrapped_loopback_and_metadata_addresses_are_refused() -> None:
+    """Issue 9, finding 4: IPv4-compatible, NAT64 and 6to4 forms of loopback and the metadata
+    service passed as global. Refused before any connection."""
+    async with health_server() as up:
+        targets = [
+            Target(str(i), f"http://[{host}]:{up.port}/health", new_address())
+            for i, host in enumerate(
+                ["::127.0.0.1", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::ffff:127.0.0.1"]
+            )
+        ]
+        results = await probe_all(
+            targets, attempts=1, request_timeout=1.0, concurrency=4, allow_private=False
+        )
+        assert up.requests == 0
+    assert {r.error for r in results.values()} == {"private_address"}
+
+
 async def test_a_slow_node_times_out() -> None:
     async with health_server(delay=2.0) as slow:
         results = await probe_all(
-            [Target("n", health_url(slow.endpoint))],
+            [Target("n", health_url(slow.endpoint), new_address())],
             attempts=1,
             request_timeout=0.3,
             concurrency=4,
@@ -160,9 +185,13 @@ async def test_the_job_probes_as_the_control_plane(
     monkeypatch.setenv("NODUS_PROBER_ALLOW_PRIVATE_TARGETS", "true")
     monkeypatch.setenv("NODUS_PROBER_TIMEOUT_SECONDS", "1")
     services: Services = app.state.services
+    agent: LocalAccount = Account.create()
     async with health_server() as up:
         async with transaction(sessions) as session:
-            node = await add_node(session, operator=new_address(), endpoint=up.endpoint)
+            node = await add_node(
+                session, operator=new_address(), endpoint=up.endpoint, agent=agent.address
+            )
+        up.serve_as(node, agent)
         assert await run_exclusive(services, "probe_round", probe_round)
     expected = control_plane_prober(settings, ProberSettings()).address.lower()
     rows = await stored(sessions)
@@ -214,3 +243,48 @@ def test_the_health_url_rule() -> None:
     assert health_url("[2001:db8::1]:51820") == "http://[2001:db8::1]:51820/health"
     with pytest.raises(ValueError, match="endpoint"):
         health_url("no-port")
+
+
+async def test_a_name_is_checked_by_every_address_it_resolves_to() -> None:
+    """`localhost` resolves to loopback: refused before any connection unless allowed."""
+    async with health_server() as up:
+        results = await probe_all(
+            [Target("n", f"http://localhost:{up.port}/health", new_address())],
+            attempts=1,
+            request_timeout=1.0,
+            concurrency=1,
+            allow_private=False,
+        )
+        assert up.requests == 0
+    assert results["n"].error == "private_address"
+
+
+async def test_redirects_are_not_followed() -> None:
+    """A node answering 302 to somewhere else (the metadata service, a local port) is down;
+    the prober never goes there."""
+    async with health_server() as elsewhere:
+
+        async def redirect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 302 Found\r\ncontent-length: 0\r\nconnection: close\r\n"
+                + f"location: http://{elsewhere.endpoint}/health\r\n\r\n".encode()
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(redirect, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            results = await probe_all(
+                [Target("n", f"http://127.0.0.1:{port}/health", new_address())],
+                attempts=1,
+                request_timeout=1.0,
+                concurrency=1,
+                allow_private=True,
+            )
+        finally:
+            server.close()
+            await server.wait_closed()
+        assert elsewhere.requests == 0
+    assert results["n"].error == "http_error"

@@ -57,8 +57,10 @@ async def add_node(
     node_id: str | None = None,
     created_at: datetime | None = None,
     indexed: bool = True,
+    agent: str | None = None,
 ) -> str:
-    """A node registered here and (unless `indexed` is False) known to the indexer."""
+    """A node registered here and (unless `indexed` is False) known to the indexer, with
+    `agent` (default: a fresh address) as its on-chain agent."""
     node_id = node_id or new_node_id()
     index = int(node_id[-4:], 16)
     await session.execute(
@@ -79,7 +81,7 @@ async def add_node(
             insert(ChainNode).values(
                 node_id=node_id,
                 operator=operator.lower(),
-                agent=new_address(),
+                agent=(agent or new_address()).lower(),
                 stake=100 * NDS,
                 status="active" if active else "exiting",
                 active=active,

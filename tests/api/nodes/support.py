@@ -62,13 +62,15 @@ async def register_on_chain(
     operator: LocalAccount,
     node_id: str | None = None,
     stake: int = MIN_STAKE,
+    agent: str | None = None,
 ) -> str:
-    """Stakes and registers a node in NodeRegistry (`operator` needs `stake` NDS)."""
+    """Stakes and registers a node in NodeRegistry (`operator` needs `stake` NDS), with `agent`
+    (default: a fresh address) as its agent key."""
     node_id = node_id or new_node_id()
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, stake))
-    agent = Account.create().address
+    agent = agent or Account.create().address
     await transact(
         w3, operator, registry.functions.register(bytes.fromhex(node_id[2:]), stake, agent, "")
     )
