@@ -50,6 +50,7 @@ from tests.prober.health import HealthServer, closed_port
 
 EPOCH_SECONDS = 3_600  # an hour-long epoch (NODUS_EPOCH_SECONDS)
 ORACLE = dev_account(1)
+NODE_STAKE = 1_000 * NDS
 
 
 @pytest.fixture(autouse=True)
@@ -107,13 +108,16 @@ class Network:
     # Operators, nodes, subscribers
 
     async def operator(self) -> LocalAccount:
-        """A fresh wallet with gas and 1,000 NDS (stake for several nodes)."""
-        return await fresh_wallet(self.w3, self.deployment, 1_000 * NDS)
+        """A fresh wallet with gas and 5,000 NDS (stake for several nodes)."""
+        return await fresh_wallet(self.w3, self.deployment, 5_000 * NDS)
 
-    async def node(self, operator: LocalAccount, health: HealthServer) -> str:
+    async def node(
+        self, operator: LocalAccount, health: HealthServer, stake: int = NODE_STAKE
+    ) -> str:
         """Staked in NodeRegistry, registered here (POST /v1/nodes) with its endpoint on the
-        health server, and indexed by the chain-sync job."""
-        node_id = await register_on_chain(self.w3, self.deployment, operator)
+        health server, and indexed by the chain-sync job. The default stake (1,000 NDS) caps a
+        node's part at 10,000 NDS, the local epoch budget, so only tests about the cap meet it."""
+        node_id = await register_on_chain(self.w3, self.deployment, operator, stake=stake)
         body = node_body(node_id, protocols=("wireguard",), endpoint=health.endpoint)
         response = await post_node(self.client, self.settings, operator, body)
         assert response.status_code == 201, response.text

@@ -5,6 +5,7 @@ receive exactly their allocation, to the wei. See conftest.py for the pieces."""
 
 from __future__ import annotations
 
+import json
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
@@ -128,7 +129,7 @@ async def test_a_node_that_stops_answering_probes_loses_uptime_and_earnings(
     assert (latest["epoch"], previous["epoch"]) == (2, 1)
     assert previous["breakdown"]["uptime"]["value_ppm"] == 1_000_000
     assert latest["breakdown"]["uptime"]["value_ppm"] == 250_000
-    assert "uptime 0.25: 3 of 4 probe rounds failed" in latest["reasons"]
+    assert "uptime 0.25: answered 1 of the epoch's 4 probe rounds" in latest["reasons"]
     # This epoch alone: 50% x 0.25 + 15% x 1.00 (latency of the round it answered); smoothed
     # with 70% of the previous 0.65, so one bad epoch is not a cliff.
     assert latest["breakdown"]["raw_ppm"] == 275_000
@@ -204,3 +205,25 @@ async def test_an_epoch_nobody_probed_is_not_posted(network: Network) -> None:
     pending = await network.distributor.functions.pendingRoot().call()
     assert pending[3] == 0  # no epoch pending
     assert await network.distributor.functions.currentEpoch().call() == 0
+
+
+async def test_a_lone_node_is_paid_at_most_ten_times_its_stake(network: Network, cli: Cli) -> None:
+    """Issue 9, 2c: the only node of an epoch, staked at the 100 NDS minimum, used to take the
+    whole 10,000 NDS budget. It gets 1,000 NDS; the other 9,000 stay in the pool (the on-chain
+    total grows by 1,000 only) and `nodus rewards verify` recomputes exactly that."""
+    started = datetime.now(UTC)
+    alice = await network.operator()
+    async with health_server() as lone_health:
+        await network.node(alice, lone_health, stake=100 * NDS)
+        for minutes_ago in (30, 20, 10):
+            await network.probe(started - timedelta(minutes=minutes_ago))
+        result = await network.post(now=datetime.now(UTC))
+
+    assert result.budget == BUDGET
+    assert await network.allocations(1) == {alice.address.lower(): 1_000 * NDS}
+    assert await network.distributor.functions.totalCumulative().call() == 1_000 * NDS
+    verified = await cli("rewards", "verify", "1", "--json")
+    assert verified.exit_code == 0, verified.output
+    checks = {c["check"]: c for c in json.loads(verified.stdout)["checks"]}
+    assert checks["allocated (what the caps left stays in the pool)"]["published"] == "1,000 NDS"
+    assert checks["each node's cap = 10 x its stake"]["ok"]
