@@ -314,7 +314,7 @@ def presence_ppm(probers: Sequence[ProberView]) -> int:
 
 def _scaled_by_presence(part: Component, presence: int) -> Component:
     """A quality measured while the node was present counts for that share of the epoch."""
-    if presence >= PPM:
+    if presence >= PPM or part.value_ppm == 0:
         return part
     value = part.value_ppm * presence // PPM
     label, _, rest = part.reason.partition(" ")
