@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
+from control_plane.rewards import repository
 from control_plane.rewards.epoch_data import EpochResult, build_epoch
 from control_plane.rewards.merkle import RewardTree
 from control_plane.rewards.scoring import PARAMS, PPM
@@ -80,6 +82,7 @@ async def test_a_node_that_appears_30_seconds_before_the_end_gets_a_sixtieth_of_
 
 
 async def test_a_lone_node_takes_at_most_ten_times_its_stake_and_the_rest_stays_in_the_pool(
+    api: httpx.AsyncClient,
     sessions: async_sessionmaker[AsyncSession],
     chain: Web3ChainReader,
     deployment: Deployment,
@@ -121,6 +124,13 @@ async def test_a_lone_node_takes_at_most_ten_times_its_stake_and_the_rest_stays_
     )
     # What stays in the pool is still there for the next epoch.
     assert result.total_funded - result.total_cumulative >= 9_000 * NDS
+
+    # The epoch's summary says so to anyone.
+    async with transaction(sessions) as session:
+        await repository.save_epoch_scores(session, result)
+    summary = (await api.get("/v1/epochs/1")).json()
+    assert (summary["budget"], summary["allocated"]) == (str(10_000 * NDS), str(1_000 * NDS))
+    assert summary["formula_version"] == "nodus-score/2"
 
 
 async def test_an_operator_paying_for_its_own_node_with_five_devices_earns_nothing_for_it(
