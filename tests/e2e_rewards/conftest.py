@@ -42,6 +42,7 @@ from tests.api.nodes.support import (
     paying_subscriber,
     post_node,
     register_on_chain,
+    subscribe,
     wallet_headers,
     wg_keys,
 )
@@ -135,6 +136,22 @@ class Network:
         )
         assert response.status_code == 201, response.text
         return public_key
+
+    async def devices_of(self, node_id: str, wallet: LocalAccount, count: int) -> list[str]:
+        """`wallet` pays for a month on-chain, then makes `count` WireGuard configs on the node
+        with its own token (POST /v1/configs); their keys."""
+        await subscribe(self.w3, self.deployment, wallet)
+        keys = []
+        for _ in range(count):
+            public_key = wg_keys().public
+            response = await self.client.post(
+                "/v1/configs",
+                json={"node_id": node_id, "protocol": "wireguard", "public_key": public_key},
+                headers=wallet_headers(self.settings, wallet.address),
+            )
+            assert response.status_code == 201, response.text
+            keys.append(public_key)
+        return keys
 
     # What node agents report
 

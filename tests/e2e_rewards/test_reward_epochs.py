@@ -9,7 +9,7 @@ import json
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
-from tests.api.nodes.support import wg_keys
+from tests.api.nodes.support import fresh_wallet, wg_keys
 from tests.cli.conftest import Cli
 from tests.e2e_rewards.conftest import EPOCH_SECONDS, Network
 from tests.prober.health import health_server
@@ -227,3 +227,48 @@ async def test_a_lone_node_is_paid_at_most_ten_times_its_stake(network: Network,
     checks = {c["check"]: c for c in json.loads(verified.stdout)["checks"]}
     assert checks["allocated (what the caps left stays in the pool)"]["published"] == "1,000 NDS"
     assert checks["each node's cap = 10 x its stake"]["ok"]
+
+
+async def test_an_operator_paying_for_its_own_node_earns_nothing_for_that_traffic(
+    network: Network,
+) -> None:
+    """Issue 9, 2b, through the real chain and API: Bob pays 10 NDS for a month with his own
+    operator wallet and makes five devices on his node; his agent reports them all busy and
+    handshaking. Alice's node serves one real subscriber with five devices. Bob's node scores
+    what probes alone give; Alice's subscriber counts once."""
+    started = datetime.now(UTC)
+    alice, bob = await network.operator(), await network.operator()
+    async with health_server() as honest_health, health_server() as dealer_health:
+        honest = await network.node(alice, honest_health)
+        dealer = await network.node(bob, dealer_health)
+        own = await network.devices_of(dealer, bob, 5)
+        customer = await fresh_wallet(network.w3, network.deployment, 100 * NDS)
+        real = await network.devices_of(honest, customer, 5)
+        for minutes_ago in (30, 20, 10):
+            await network.probe(started - timedelta(minutes=minutes_ago))
+        assert await network.report(dealer, dict.fromkeys(own, 10**9)) == {
+            "accepted": 5,
+            "ignored": 0,
+        }
+        await network.report(dealer, dict.fromkeys(own, 10**12))
+        await network.report(honest, dict.fromkeys(real, 10**9))
+        await network.report(honest, dict.fromkeys(real, 10**12))
+        assert await network.epoch_job(datetime.now(UTC)) is not None
+
+    (dealer_score,) = await network.scores(dealer)
+    (honest_score,) = await network.scores(honest)
+    assert dealer_score["breakdown"]["handshake"]["value_ppm"] == 0
+    assert dealer_score["breakdown"]["traffic"]["value_ppm"] == 0
+    assert dealer_score["breakdown"]["score_ppm"] == 650_000
+    assert (
+        "ignored the traffic of 1 wallet that is this node's own operator or agent"
+        in dealer_score["reasons"]
+    )
+    assert honest_score["breakdown"]["handshake"]["value_ppm"] == 1_000_000
+    assert honest_score["breakdown"]["traffic"]["value_ppm"] > 0
+    data = (await network.client.get("/v1/epochs/1/data")).json()
+    metrics = {n["node_id"]: n["metrics"] for n in data["nodes"]}
+    assert (metrics[dealer]["peers_with_traffic"], metrics[dealer]["own_wallets"]) == (0, 1)
+    assert metrics[honest]["peers_with_traffic"] == 1  # five devices, one wallet
+    paid = await network.allocations(1)
+    assert paid[alice.address.lower()] > paid[bob.address.lower()]
