@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 import httpx
 import typer
@@ -31,6 +31,8 @@ from rich.table import Table
 from web3.types import EventData
 
 from control_plane.chain.contracts import DEFAULT_DEPLOYMENTS_DIR
+from control_plane.cli_rewards_recompute import Check, parse_leaves, recompute
+from control_plane.cli_rewards_recompute import parse_wei as _wei
 from control_plane.cli_support import (
     DEFAULT_API_URL,
     DEFAULT_RPC_URL,
@@ -56,16 +58,7 @@ from control_plane.cli_support import (
     send,
     short_hex,
 )
-from control_plane.rewards.allocation import allocate, cap_budget, cumulate, operator_weights
 from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.scoring import (
-    FORMULA_VERSION,
-    FormulaParams,
-    NodeMetrics,
-    ProberView,
-    Weights,
-    score_node,
-)
 
 rewards_app = typer.Typer(
     name="rewards",
@@ -124,18 +117,6 @@ def _api_message(response: httpx.Response) -> str:
         if body.get("detail"):
             return str(body["detail"])
     return str(body)[:200]
-
-
-def _wei(value: object, field: str) -> int:
-    """An amount in wei as the API writes it: a decimal string (or a JSON integer)."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ValueError(f"{field} is not an amount: {value!r}")
-    if isinstance(value, str) and not value.isdigit():
-        raise ValueError(f"{field} is not a decimal amount in wei: {value!r}")
-    amount = int(value)
-    if not 0 <= amount < 2**256:
-        raise ValueError(f"{field} is out of range: {value!r}")
-    return amount
 
 
 def _bytes32(value: object, field: str) -> bytes:
@@ -476,169 +457,6 @@ def history(
 
 
 # --- verify -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One comparison: what the published data says (or hashes to) against what the chain says
-    or what recomputing it from the published inputs gives."""
-
-    what: str
-    found: str
-    expected: str
-    ok: bool
-
-
-def _leaf_map(leaves: object, what: str) -> dict[str, int]:
-    """`[{"account", "cumulative_amount"}]` (or `"amount"`; or a plain `{account: amount}`
-    object) -> {lower-case account: wei}."""
-    if isinstance(leaves, dict):
-        leaves = [{"account": a, "amount": v} for a, v in leaves.items()]
-    if not isinstance(leaves, list):
-        raise ValueError(f"{what} is not a list")
-    amounts: dict[str, int] = {}
-    for i, leaf in enumerate(leaves):
-        if not isinstance(leaf, dict) or not isinstance(leaf.get("account"), str):
-            raise ValueError(f"{what}[{i}] has no account")
-        account = leaf["account"].lower()
-        if len(account) != 42 or not account.startswith("0x"):
-            raise ValueError(f"{what}[{i}]: {leaf['account']!r} is not an address")
-        if account in amounts:
-            raise ValueError(f"{what}: {account} appears twice")
-        amount = leaf.get("cumulative_amount", leaf.get("amount"))
-        amounts[account] = _wei(amount, f"{what}[{i}] amount")
-    return amounts
-
-
-def parse_leaves(data: object) -> dict[str, int]:
-    """The cumulative leaves of published epoch data: `leaves: [{"account",
-    "cumulative_amount"}]` (amounts: decimal strings of wei)."""
-    if not isinstance(data, dict):
-        raise ValueError("the published data is not a JSON object")
-    if "leaves" not in data:
-        raise ValueError("the published data has no `leaves`")
-    return _leaf_map(data["leaves"], "leaves")
-
-
-def _compare(what: str, found: dict[str, int], expected: dict[str, int], limit: int = 3) -> Check:
-    """Amounts per account: on a mismatch, the first few differing accounts on each side."""
-    if found == expected:
-        return Check(what, f"{len(found)} entries", "same", True)
-    keys = sorted(k for k in set(found) | set(expected) if found.get(k) != expected.get(k))
-    more = f" (and {len(keys) - limit} more)" if len(keys) > limit else ""
-
-    def side(amounts: dict[str, int]) -> str:
-        return (
-            "; ".join(
-                f"{short_hex(k)}: {format_nds(amounts[k]) if k in amounts else 'none'}"
-                for k in keys[:limit]
-            )
-            + more
-        )
-
-    return Check(what, side(found), side(expected), False)
-
-
-def recompute(data: dict[str, Any], previous_accepted: dict[str, int]) -> list[Check]:
-    """Scores from the published metrics, the budget cap, the allocation and the cumulative
-    leaves, with the control plane's own reference implementation (control_plane.rewards), and
-    the previous leaves against the last accepted epoch's (`previous_accepted`)."""
-    version = data["formula"]["version"]
-    if version != FORMULA_VERSION:
-        return [
-            Check(
-                "scoring formula version",
-                str(version),
-                f"{FORMULA_VERSION} (the one this nodus knows: upgrade it to recompute)",
-                False,
-            )
-        ]
-    params = _formula_params(data["formula"]["params"])
-    scores = []
-    wrong: list[str] = []
-    for node in data["nodes"]:
-        score = score_node(_node_metrics(node), params)
-        scores.append(score)
-        if score.breakdown() != node["breakdown"] or list(score.reasons) != node["reasons"]:
-            wrong.append(short_hex(str(node["node_id"])))
-    checks = [
-        Check(
-            f"scores recomputed from each node's metrics ({version})",
-            f"{len(scores)} node(s)",
-            "same" if not wrong else f"differ for {', '.join(wrong)}",
-            not wrong,
-        )
-    ]
-
-    budget = data["budget"]
-    previous = _leaf_map(data["previous_leaves"], "previous_leaves")
-    previous_total = _wei(budget["previous_total"], "budget.previous_total")
-    requested = _wei(budget["requested"], "budget.requested")
-    funded = _wei(budget["total_funded"], "budget.total_funded")
-    effective = _wei(budget["effective"], "budget.effective")
-    expected_effective = cap_budget(requested, funded, previous_total)
-    checks.append(
-        Check(
-            "epoch budget (requested, capped by what the pool can still pay)",
-            format_nds(effective),
-            format_nds(expected_effective),
-            effective == expected_effective and previous_total == sum(previous.values()),
-        )
-    )
-    allocations: dict[str, int] = {}
-    for i, part in enumerate(data["allocations"]):
-        allocations[str(part["operator"]).lower()] = _wei(part["amount"], f"allocations[{i}]")
-    expected_parts = allocate(expected_effective, operator_weights(scores))
-    checks.append(
-        _compare(
-            "allocations (budget split over operators by score)",
-            allocations,
-            {k.lower(): v for k, v in expected_parts.items()},
-        )
-    )
-    checks.append(
-        _compare(
-            "leaves = previous leaves + allocations",
-            parse_leaves(data),
-            cumulate(previous, allocations),
-        )
-    )
-    checks.append(
-        _compare("previous leaves = those of the last accepted epoch", previous, previous_accepted)
-    )
-    return checks
-
-
-def _formula_params(raw: dict[str, Any]) -> FormulaParams:
-    fields = {k: int(v) for k, v in raw.items() if k != "weights"}
-    return FormulaParams(
-        weights=Weights(**{k: int(v) for k, v in raw["weights"].items()}), **fields
-    )
-
-
-def _node_metrics(node: dict[str, Any]) -> NodeMetrics:
-    metrics = node["metrics"]
-    previous = metrics.get("previous_smoothed_ppm")
-    return NodeMetrics(
-        node_id=str(node["node_id"]),
-        operator=str(node["operator"]),
-        active=bool(node["active"]),
-        epoch_seconds=int(metrics["epoch_seconds"]),
-        probers=tuple(
-            ProberView(
-                prober=str(p["prober"]),
-                rounds=int(p["rounds"]),
-                answered=int(p["answered"]),
-                median_rtt_us=None if p["median_rtt_us"] is None else int(p["median_rtt_us"]),
-            )
-            for p in metrics["probers"]
-        ),
-        peers_with_traffic=int(metrics["peers_with_traffic"]),
-        peers_with_handshake=int(metrics["peers_with_handshake"]),
-        served_bytes=_wei(metrics["served_bytes"], "served_bytes"),
-        ignored_peers=int(metrics["ignored_peers"]),
-        previous_smoothed_ppm=None if previous is None else int(previous),
-    )
 
 
 @dataclass(frozen=True, slots=True)

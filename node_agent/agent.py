@@ -33,6 +33,7 @@ from node_agent.config import AgentConfig
 from node_agent.expiry import expired_peers, live_peers, next_expiry
 from node_agent.health import HealthProver, start_health_server
 from node_agent.peers import DesiredSet, Peer, WireGuardPeer
+from node_agent.pools import require_pools
 from node_agent.resilience import Backoff
 from node_agent.state import AppliedState, StateStore
 from node_agent.validate import InvalidPayload, parse_poll_answer
@@ -73,6 +74,7 @@ class Agent:
         *,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        require_pools(config)  # no peer can be checked without the node's pools (pools.py)
         self.config = config
         self.client = client
         self.backends = dict(backends)

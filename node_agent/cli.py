@@ -1,7 +1,8 @@
 """`nodus-agent`: what a node operator runs next to WireGuard/OpenVPN.
 
 nodus-agent init    make the agent key and the WireGuard keys, write the config
-nodus-agent run     keep the node's peers in step with the control plane
+nodus-agent pools   after registering the node: fetch its device pools and pin them in the config
+nodus-agent run     keep the node's peers in step with the control plane (needs the pools)
 nodus-agent status  what the running agent last recorded (revision, peers, sync, errors)
 """
 
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from node_agent import __version__
+from node_agent.client import ControlPlaneError
 from node_agent.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
@@ -31,6 +33,7 @@ from node_agent.keys import (
     KeyFileError,
     create_agent_key,
     generate_wireguard_private_key,
+    load_agent_key,
     wireguard_public_key,
     write_secret,
 )
@@ -151,7 +154,9 @@ def init(
         f"  1. NodeRegistry.register({node_id}, <stake>, {address}, <metadataURI>)\n"
         f"     (a registered node: NodeRegistry.setAgent({node_id}, {address}));\n"
         "  2. POST /v1/nodes with this node id and wireguard_public_key;\n"
-        f"  3. nodus-agent run --config {config}",
+        f"  3. nodus-agent pools --config {config}  (fetches the node's pools and pins them;\n"
+        "     the agent refuses any peer outside them, and refuses to run without them);\n"
+        f"  4. nodus-agent run --config {config}",
         highlight=False,
     )
 
@@ -216,12 +221,53 @@ max_peers_per_command = 1000
 
 
 @app.command()
+def pools(
+    config: ConfigPath = DEFAULT_CONFIG_PATH,
+    force: Annotated[
+        bool, typer.Option(help="Replace pools already pinned (the node was registered again).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fetch the node's device pools from the control plane (signing in with the agent key, so
+    the node must be registered on-chain and here first) and pin them in the config's [pools].
+    The agent refuses peers outside them and will not run without them."""
+    from node_agent.pools import PoolsError, fetch_pools, pin_pools
+
+    path = config.expanduser()
+    try:
+        loaded = load_config(path)
+        account = load_agent_key(loaded.agent_key_file, os.environ.get(PASSPHRASE_ENV) or None)
+        fetched = asyncio.run(fetch_pools(loaded, account))
+        changed = pin_pools(path, fetched, force=force)
+    except (ConfigError, KeyFileError, PoolsError, ControlPlaneError) as exc:
+        raise _fail(f"cannot pin the node's pools: {exc}") from exc
+    result = {
+        "config": str(path),
+        "node_id": loaded.node_id,
+        "ipv4_pool": str(fetched.ipv4),
+        "ipv6_pool": str(fetched.ipv6),
+        "changed": changed,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    state = "pinned" if changed else "already pinned"
+    console.print(
+        f"pools {state} in {path}: {fetched.ipv4}, {fetched.ipv6}\n"
+        f"next: nodus-agent run --config {path}",
+        highlight=False,
+    )
+
+
+@app.command()
 def run(config: ConfigPath = DEFAULT_CONFIG_PATH) -> None:
     """Run the agent until SIGTERM/SIGINT (the interface keeps its peers when it stops)."""
+    from node_agent.pools import require_pools
     from node_agent.runner import configure_logging, run_agent
 
     try:
         loaded = load_config(config.expanduser())
+        require_pools(loaded)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     configure_logging(loaded.log_level)

@@ -120,6 +120,10 @@ class ControlPlaneClient:
         response = await self._request("GET", "/v1/agent/peers", params=params, timeouts=timeout)
         return self._json_object(response)
 
+    async def pools(self) -> dict[str, Any]:
+        """GET /v1/agent/pools: the node's device pools (the caller validates them)."""
+        return self._json_object(await self._request("GET", "/v1/agent/pools"))
+
     async def heartbeat(self, report: Mapping[str, Any]) -> dict[str, Any]:
         response = await self._request("POST", "/v1/agent/heartbeat", json=dict(report))
         return self._json_object(response)

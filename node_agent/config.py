@@ -125,7 +125,8 @@ OPTIONS: tuple[Option, ...] = (
         "str",
         "",
         "The node's IPv4 device pool (e.g. 10.8.0.0/16): peers outside it are refused. "
-        "Empty: not checked.",
+        "`nodus-agent pools` fetches it from the control plane and pins it here. Empty: the "
+        "agent refuses to run.",
     ),
     Option("pools.ipv6", "str", "", "The node's IPv6 device pool (e.g. fd12::/112); as above."),
     Option("wireguard.enabled", "bool", True, "Manage a WireGuard interface."),

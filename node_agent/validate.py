@@ -5,8 +5,9 @@ is refused whole (the last good set stays applied): a control plane that sends a
 an address outside the node's pools is broken or compromised, and half of its answer is no more
 trustworthy than the rest. Checks: WireGuard keys are canonical base64 of 32 bytes (not all zero);
 OpenVPN serials are hex; every allowed IP is a single host (/32 or /128), inside the node's pool
-of its family when the pool is configured, and not the pool's network or the node's own address
-(the pool's first two); no key, serial or address appears twice; expiries carry a time zone.
+of its family, and not the pool's network or the node's own address (the pool's first two); no
+key, serial or address appears twice; expiries carry a time zone. With no pool pinned for a
+family (`nodus-agent pools` was never run), every address of that family is refused.
 """
 
 from __future__ import annotations
@@ -132,15 +133,19 @@ def _allowed_ips(value: object, pools: Pools) -> tuple[str, ...]:
             raise InvalidPayload("allowed_ips: two addresses of one family")
         families.add(network.version)
         pool = pools.ipv4 if network.version == 4 else pools.ipv6
-        if pool is not None:
-            host = network.network_address
-            if host not in pool:
-                raise InvalidPayload(f"allowed_ips: {text} is outside the node's pool {pool}")
-            index = int(host) - int(pool.network_address)
-            if index < 2:
-                raise InvalidPayload(f"allowed_ips: {text} is the pool's network or the node")
-            if network.version == 4 and host == pool.broadcast_address:
-                raise InvalidPayload(f"allowed_ips: {text} is the pool's broadcast address")
+        if pool is None:
+            raise InvalidPayload(
+                f"allowed_ips: {text}: the node's IPv{network.version} pool is not set "
+                "(run `nodus-agent pools` to fetch it), so no address can be checked"
+            )
+        host = network.network_address
+        if host not in pool:
+            raise InvalidPayload(f"allowed_ips: {text} is outside the node's pool {pool}")
+        index = int(host) - int(pool.network_address)
+        if index < 2:
+            raise InvalidPayload(f"allowed_ips: {text} is the pool's network or the node")
+        if network.version == 4 and host == pool.broadcast_address:
+            raise InvalidPayload(f"allowed_ips: {text} is the pool's broadcast address")
         result.append(str(network))
     return tuple(result)
 

@@ -176,3 +176,15 @@ async def add_peer_metrics(session: AsyncSession, node_id: str, rows: Sequence[M
         )
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def live_node_pools(session: AsyncSession, node_id: str) -> tuple[str, str] | None:
+    """The IPv4 and IPv6 device pools of a live node (None: no such live node)."""
+    row = (
+        await session.execute(
+            select(Node.ipv4_pool, Node.ipv6_pool).where(
+                Node.id == node_id, Node.deleted_at.is_(None)
+            )
+        )
+    ).first()
+    return None if row is None else (str(row[0]), str(row[1]))

@@ -15,6 +15,7 @@ from control_plane.agent.schemas import (
     HeartbeatOut,
     MetricsIn,
     MetricsOut,
+    NodePools,
     PeerSet,
 )
 from control_plane.auth.dependencies import NodePrincipal, SettingsDep
@@ -90,6 +91,14 @@ async def get_peers(
     return await service.peer_set(
         session, feed, request.app.state.chain, _own_node(principal, node_id), since, wait
     )
+
+
+@router.get("/pools", responses=_ERRORS)
+async def get_pools(principal: NodePrincipal, session: Session) -> NodePools:
+    """The token's node and its IPv4 and IPv6 device pools. `nodus-agent pools` stores them once
+    (after the node is registered here), and the agent then refuses any peer outside them, so a
+    broken or compromised control plane cannot route other addresses through the node."""
+    return await service.node_pools(session, _own_node(principal))
 
 
 @router.post("/heartbeat", responses=_ERRORS)

@@ -138,6 +138,30 @@ class HeartbeatOut(BaseModel):
     revision: int = Field(description="The node's current revision: if yours is older, re-poll.")
 
 
+# --- GET /v1/agent/pools ----------------------------------------------------------------------
+
+
+class NodePools(BaseModel):
+    """The token's node and its device pools: `nodus-agent pools` stores them, and the agent
+    refuses any peer whose address is outside them."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "node_id": "0x" + "ab" * 32,
+                    "ipv4_pool": "10.8.0.0/16",
+                    "ipv6_pool": "fd00:8::/112",
+                }
+            ]
+        }
+    )
+
+    node_id: str
+    ipv4_pool: str
+    ipv6_pool: str
+
+
 # --- POST /v1/agent/metrics --------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from control_plane.agent.schemas import (
     HeartbeatOut,
     MetricsIn,
     MetricsOut,
+    NodePools,
     OpenVpnPeer,
     PeerSet,
     WireGuardPeer,
@@ -109,6 +110,13 @@ def _peer(row: PeerRow) -> WireGuardPeer | OpenVpnPeer:
         )
     assert row.public_key is not None
     return WireGuardPeer(public_key=row.public_key, allowed_ips=allowed_ips, expires_at=expires_at)
+
+
+async def node_pools(session: AsyncSession, node_id: str) -> NodePools:
+    pools = await repository.live_node_pools(session, node_id)
+    if pools is None:
+        raise NotFound("no such node")
+    return NodePools(node_id=node_id, ipv4_pool=pools[0], ipv6_pool=pools[1])
 
 
 async def record_heartbeat(

@@ -5,6 +5,9 @@
   the largest-remainder method, so the parts are integers that sum to the budget exactly (or all
   are 0 when every weight is 0). Ties in remainder go to the lower address, so the split is
   deterministic.
+- Version 2 splits the budget over nodes (each weighs its score) and caps each node's part at
+  its stake times `stake_cap_multiple` (`allocate_capped`); what the caps withhold stays in the
+  pool, so the parts then sum to less than the budget. An operator's part is its nodes' sum.
 - Cumulative amounts (the RewardDistributor's leaves) are the previous cumulative amounts plus
   this epoch's parts: they never decrease, and an operator paid before keeps its leaf.
 """
@@ -56,6 +59,33 @@ def allocate(budget: int, weights: Mapping[str, int]) -> dict[str, int]:
     remainders.sort(key=lambda item: (-item[0], item[1]))
     for _, operator in remainders[:leftover]:
         parts[operator] += 1
+    return parts
+
+
+def allocate_capped(
+    budget: int, weights: Mapping[str, int], caps: Mapping[str, int]
+) -> dict[str, int]:
+    """Version 2: `budget` split over `weights` (per node) by the largest-remainder method, each
+    part then cut to its cap (every key of `weights` needs one). The parts sum to at most
+    `budget`; the difference is what the caps left in the pool."""
+    if any(caps[key] < 0 for key in weights):
+        raise ValueError("caps are not negative")
+    return {key: min(part, caps[key]) for key, part in allocate(budget, weights).items()}
+
+
+def stake_cap(stake: int, multiple: int) -> int:
+    """The most a node may receive in one epoch: `multiple` times its stake (wei)."""
+    if stake < 0 or multiple <= 0:
+        raise ValueError("a stake is not negative and the multiple is positive")
+    return stake * multiple
+
+
+def by_operator(node_parts: Mapping[str, int], operators: Mapping[str, str]) -> dict[str, int]:
+    """Nodes' parts summed per operator (lower-case); every operator of a node gets an entry."""
+    parts: dict[str, int] = {}
+    for node_id, amount in node_parts.items():
+        operator = operators[node_id].lower()
+        parts[operator] = parts.get(operator, 0) + amount
     return parts
 
 

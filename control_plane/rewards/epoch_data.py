@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,7 +26,13 @@ from control_plane.chain.contracts import contract
 from control_plane.prober.service import verified_samples
 from control_plane.prober.signing import Sample
 from control_plane.rewards import repository
-from control_plane.rewards.allocation import allocate, cap_budget, cumulate, operator_weights
+from control_plane.rewards.allocation import (
+    allocate_capped,
+    by_operator,
+    cap_budget,
+    cumulate,
+    stake_cap,
+)
 from control_plane.rewards.merkle import RewardTree
 from control_plane.rewards.repository import PeerReport
 from control_plane.rewards.scoring import (
@@ -41,18 +47,20 @@ from control_plane.rewards.scoring import (
     served_bytes,
 )
 
-DATA_TYPE = "nodus-epoch/1"
+DATA_TYPE = "nodus-epoch/2"  # version 1 data (nodus-score/1) is "nodus-epoch/1"
 EMPTY_ROOT = "0x" + "00" * 32
 
 
 @dataclass(frozen=True, slots=True)
 class NodeTraffic:
-    """What a node's agent reported about its real peers over the epoch."""
+    """What a node's agent reported about its paying wallets over the epoch (version 2: all the
+    devices of a wallet on the node count as one; the node's operator and agent never count)."""
 
-    peers_with_traffic: int = 0
-    peers_with_handshake: int = 0
-    handshake_peer_bytes: tuple[int, ...] = ()  # per peer with traffic and a recent handshake
-    ignored_peers: int = 0
+    peers_with_traffic: int = 0  # paying wallets that moved bytes
+    peers_with_handshake: int = 0  # of those, wallets with a recent handshake on some device
+    handshake_peer_bytes: tuple[int, ...] = ()  # per wallet with traffic and a recent handshake
+    ignored_peers: int = 0  # reported peers that were never a live config with a paying wallet
+    own_wallets: int = 0  # wallets left out for being the node's operator or agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +76,10 @@ class EpochResult:
     probe_rounds: int  # distinct (prober, round) pairs seen: 0 means nothing measured uptime
     metrics: tuple[NodeMetrics, ...]
     scores: tuple[NodeScore, ...]
-    allocations: dict[str, int]  # this epoch's part per operator (sums to `budget`, or 0)
+    node_allocations: dict[str, int]  # each node's part, after its stake cap
+    # This epoch's part per operator: sums to `budget` unless stake caps withheld some (that
+    # stays in the pool), or to 0 if no node scored.
+    allocations: dict[str, int]
     previous_cumulative: dict[str, int]
     cumulative: dict[str, int]  # the leaves: operator -> cumulative amount
     total_cumulative: int
@@ -81,17 +92,24 @@ class EpochResult:
         return RewardTree.build(self.cumulative.items()) if self.cumulative else None
 
 
-def prober_views(samples: Sequence[Sample]) -> dict[str, tuple[ProberView, ...]]:
-    """Per node, each prober's rounds, answered rounds and median round trip (the median over
-    answered rounds of each round's median attempt)."""
+def prober_views(
+    samples: Sequence[Sample], node_ids: Iterable[str]
+) -> dict[str, tuple[ProberView, ...]]:
+    """Per node, each prober's rounds of it, the rounds it answered, the median round trip (the
+    median over answered rounds of each round's median attempt) and the rounds the prober ran in
+    the whole epoch on any node. Every node gets a view from every prober that ran, probed or
+    not: a round that skipped a node counts against it (version 2)."""
     grouped: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    epoch_rounds: dict[str, set[int]] = defaultdict(set)
     for sample in samples:
         grouped[sample.node_id.lower()][sample.prober.lower()].append(sample)
+        epoch_rounds[sample.prober.lower()].add(sample.round)
     views: dict[str, tuple[ProberView, ...]] = {}
-    for node_id, by_prober in grouped.items():
+    for node_id in sorted({n.lower() for n in node_ids}):
+        by_prober = grouped.get(node_id, {})
         node_views = []
-        for prober, own in sorted(by_prober.items()):
-            rounds = {s.round: s for s in own}  # one sample per round (the table enforces it)
+        for prober, ran in sorted(epoch_rounds.items()):
+            rounds = {s.round: s for s in by_prober.get(prober, [])}  # one sample per round
             answered = [s for s in rounds.values() if s.answered]
             round_rtts = [median_int(s.rtt_us) for s in answered]
             node_views.append(
@@ -100,6 +118,7 @@ def prober_views(samples: Sequence[Sample]) -> dict[str, tuple[ProberView, ...]]
                     rounds=len(rounds),
                     answered=len(answered),
                     median_rtt_us=median_int(round_rtts) if round_rtts else None,
+                    epoch_rounds=len(ran),
                 )
             )
         views[node_id] = tuple(node_views)
@@ -114,52 +133,69 @@ def _delta(current: int, previous: int | None) -> int:
     return current - previous
 
 
-def tally_traffic(reports: Sequence[PeerReport], fresh: timedelta) -> dict[str, NodeTraffic]:
+def tally_traffic(
+    reports: Sequence[PeerReport],
+    fresh: timedelta,
+    own_wallets: Mapping[str, frozenset[str]] | None = None,
+) -> dict[str, NodeTraffic]:
     """Per node, from its agent's per-peer reports (sorted by node, peer, time): bytes are
-    differences between consecutive reports (from the baseline before the epoch when there is
-    one), counted only while the peer is a real config; a peer counts as handshaking if a real
-    report shows a handshake at most `fresh` before it. Reports of peers that were never real
-    are ignored (and counted)."""
+    differences between consecutive reports of a peer (from the baseline before the epoch when
+    there is one), counted only while the peer is a live config with a paying wallet, and added
+    up per wallet; a wallet counts as handshaking if a real report of one of its devices shows a
+    handshake at most `fresh` before it. The wallets in `own_wallets[node]` (the node's operator
+    and agent) are left out and counted. Reports of peers that were never real are ignored (and
+    counted)."""
+    own_wallets = own_wallets or {}
     by_peer: dict[tuple[str, str], list[PeerReport]] = defaultdict(list)
     for report in reports:
         by_peer[(report.node_id, report.peer)].append(report)
 
-    with_traffic: dict[str, int] = defaultdict(int)
-    with_handshake: dict[str, int] = defaultdict(int)
-    peer_bytes: dict[str, list[int]] = defaultdict(list)
+    wallet_bytes: dict[tuple[str, str], int] = defaultdict(int)
+    wallet_recent: dict[tuple[str, str], bool] = defaultdict(bool)
     ignored: dict[str, int] = defaultdict(int)
     for (node_id, _), peer_reports in by_peer.items():
         previous_rx: int | None = None
         previous_tx: int | None = None
-        real_bytes, seen_real, seen_in_window, recent = 0, False, False, False
+        seen_real, seen_in_window = False, False
         for report in peer_reports:
             delta = _delta(report.rx_bytes, previous_rx) + _delta(report.tx_bytes, previous_tx)
             previous_rx, previous_tx = report.rx_bytes, report.tx_bytes
             if report.baseline:
                 continue
             seen_in_window = True
-            if not report.real:
+            if report.wallet is None:
                 continue
             seen_real = True
-            real_bytes += delta
+            key = (node_id, report.wallet.lower())
+            wallet_bytes[key] += delta
             handshake = report.last_handshake_at
             if handshake is not None and report.reported_at - handshake <= fresh:
-                recent = True
+                wallet_recent[key] = True
         if seen_in_window and not seen_real:
             ignored[node_id] += 1
-        if real_bytes > 0:
-            with_traffic[node_id] += 1
-            if recent:
-                with_handshake[node_id] += 1
-                peer_bytes[node_id].append(real_bytes)
 
-    nodes = set(with_traffic) | set(ignored)
+    with_traffic: dict[str, int] = defaultdict(int)
+    with_handshake: dict[str, int] = defaultdict(int)
+    peer_bytes: dict[str, list[int]] = defaultdict(list)
+    own: dict[str, int] = defaultdict(int)
+    for (node_id, wallet), total in wallet_bytes.items():
+        if wallet in own_wallets.get(node_id, frozenset()):
+            own[node_id] += 1
+            continue
+        if total > 0:
+            with_traffic[node_id] += 1
+            if wallet_recent[(node_id, wallet)]:
+                with_handshake[node_id] += 1
+                peer_bytes[node_id].append(total)
+
+    nodes = set(with_traffic) | set(ignored) | set(own)
     return {
         node_id: NodeTraffic(
             peers_with_traffic=with_traffic[node_id],
             peers_with_handshake=with_handshake[node_id],
             handshake_peer_bytes=tuple(sorted(peer_bytes[node_id])),
             ignored_peers=ignored[node_id],
+            own_wallets=own[node_id],
         )
         for node_id in nodes
     }
@@ -207,6 +243,7 @@ def _metrics_json(metrics: NodeMetrics) -> dict[str, Any]:
                 "rounds": view.rounds,
                 "answered": view.answered,
                 "median_rtt_us": view.median_rtt_us,
+                "epoch_rounds": view.epoch_rounds,
             }
             for view in metrics.probers
         ],
@@ -214,6 +251,7 @@ def _metrics_json(metrics: NodeMetrics) -> dict[str, Any]:
         "peers_with_handshake": metrics.peers_with_handshake,
         "served_bytes": str(metrics.served_bytes),
         "ignored_peers": metrics.ignored_peers,
+        "own_wallets": metrics.own_wallets,
         "previous_smoothed_ppm": metrics.previous_smoothed_ppm,
     }
 
@@ -231,35 +269,51 @@ def published_data(
     probe_rounds: int,
     metrics: Sequence[NodeMetrics],
     scores: Sequence[NodeScore],
+    node_allocations: Mapping[str, int],
     allocations: Mapping[str, int],
     previous_cumulative: Mapping[str, int],
     cumulative: Mapping[str, int],
     root: str,
 ) -> dict[str, Any]:
-    """The epoch's published data, before encoding."""
+    """The epoch's published data (version 2), before encoding."""
     by_node = {m.node_id: m for m in metrics}
+    prober_rounds: dict[str, int] = {}
+    for m in metrics:
+        for view in m.probers:
+            if view.epoch_rounds:
+                prober_rounds[view.prober] = view.epoch_rounds
     return {
         "type": DATA_TYPE,
         "chain_id": chain_id,
         "epoch": epoch,
         "start": start,
         "end": end,
-        "formula": {"version": FORMULA_VERSION, "params": params.as_json()},
+        "formula": {"version": FORMULA_VERSION, "params": params.as_json(FORMULA_VERSION)},
         "budget": {
             "requested": str(requested_budget),
             "total_funded": str(total_funded),
             "previous_total": str(sum(previous_cumulative.values())),
             "effective": str(budget),
+            "allocated": str(sum(allocations.values())),
         },
         "probe_rounds": probe_rounds,
+        "prober_rounds": [
+            {"prober": prober, "rounds": rounds} for prober, rounds in sorted(prober_rounds.items())
+        ],
         "nodes": [
             {
                 "node_id": score.node_id,
                 "operator": score.operator.lower(),
+                "agent": by_node[score.node_id].agent,
+                "stake": str(by_node[score.node_id].stake),
                 "active": score.active,
                 "metrics": _metrics_json(by_node[score.node_id]),
                 "breakdown": score.breakdown(),
                 "reasons": list(score.reasons),
+                "allocation": {
+                    "cap": str(stake_cap(by_node[score.node_id].stake, params.stake_cap_multiple)),
+                    "amount": str(node_allocations[score.node_id]),
+                },
             }
             for score in sorted(scores, key=lambda s: s.node_id)
         ],
@@ -293,12 +347,17 @@ def compute_epoch(
     probe_rounds: int,
     params: FormulaParams = PARAMS,
 ) -> EpochResult:
-    """Everything after the inputs are gathered (pure): scores, budget cap, allocation, leaves,
-    root and published data."""
+    """Everything after the inputs are gathered (pure): scores, budget cap, allocation over
+    nodes with their stake caps, leaves, root and published data (version 2)."""
     previous = cumulate(previous_cumulative, {})
-    scores = tuple(score_node(m, params) for m in metrics)
+    scores = tuple(score_node(m, params, FORMULA_VERSION) for m in metrics)
     budget = cap_budget(requested_budget, total_funded, sum(previous.values()))
-    parts = allocate(budget, operator_weights(scores))
+    node_parts = allocate_capped(
+        budget,
+        {s.node_id: s.score_ppm for s in scores},
+        {m.node_id: stake_cap(m.stake, params.stake_cap_multiple) for m in metrics},
+    )
+    parts = by_operator(node_parts, {s.node_id: s.operator for s in scores})
     leaves = cumulate(previous, parts)
     root = "0x" + RewardTree.build(leaves.items()).root.hex() if leaves else EMPTY_ROOT
     document = published_data(
@@ -313,6 +372,7 @@ def compute_epoch(
         probe_rounds=probe_rounds,
         metrics=metrics,
         scores=scores,
+        node_allocations=node_parts,
         allocations=parts,
         previous_cumulative=previous,
         cumulative=leaves,
@@ -331,6 +391,7 @@ def compute_epoch(
         probe_rounds=probe_rounds,
         metrics=tuple(metrics),
         scores=scores,
+        node_allocations=node_parts,
         allocations=parts,
         previous_cumulative=previous,
         cumulative=leaves,
@@ -355,11 +416,15 @@ async def gather_metrics(
         raise ValueError("an epoch ends after it starts")
     nodes = await repository.epoch_nodes(session, start, end)
     samples = await verified_samples(session, chain_id, start, end)
-    views = prober_views(samples)
+    views = prober_views(samples, [node.node_id for node in nodes])
     probe_rounds = len({(s.prober, s.round) for s in samples})
     traffic = tally_traffic(
         await repository.peer_reports(session, start, end),
         timedelta(seconds=params.handshake_fresh_seconds),
+        {
+            node.node_id: frozenset(w for w in (node.operator, node.agent) if w is not None)
+            for node in nodes
+        },
     )
     previous = await repository.previous_smoothed(session, chain_id, epoch)
     metrics = []
@@ -377,6 +442,9 @@ async def gather_metrics(
                 served_bytes=served_bytes(tally.handshake_peer_bytes, epoch_seconds, params),
                 ignored_peers=tally.ignored_peers,
                 previous_smoothed_ppm=previous.get(node.node_id),
+                agent=node.agent,
+                stake=node.stake,
+                own_wallets=tally.own_wallets,
             )
         )
     return metrics, probe_rounds

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Exists, and_, delete, func, insert, or_, select
+from sqlalchemy import ScalarSelect, and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import PeerMetric
@@ -29,13 +29,16 @@ class EpochNode:
     node_id: str
     operator: str  # lower-case; the on-chain operator when the indexer knows the node
     active: bool  # Active in NodeRegistry (as indexed)
+    agent: str | None = None  # lower-case; the on-chain agent key (None: not indexed)
+    stake: int = 0  # wei, as indexed (0: not indexed)
 
 
 @dataclass(frozen=True, slots=True)
 class PeerReport:
-    """One per-peer report of a node agent. `real`: the peer was, when reported, a live config
-    of that node whose subscriber had paid; `baseline`: the report is from before the epoch and
-    only gives the counters' starting point."""
+    """One per-peer report of a node agent. `wallet`: the subscriber (lower-case) whose live
+    config of that node the peer was when reported, if that subscriber had paid; None: the peer
+    was no such config (not real). `baseline`: the report is from before the epoch and only
+    gives the counters' starting point."""
 
     node_id: str
     peer: str  # "wg:<public key>" or "ovpn:<serial>"
@@ -43,14 +46,25 @@ class PeerReport:
     last_handshake_at: datetime | None
     rx_bytes: int
     tx_bytes: int
-    real: bool
+    wallet: str | None
     baseline: bool
+
+    @property
+    def real(self) -> bool:
+        return self.wallet is not None
 
 
 async def epoch_nodes(session: AsyncSession, start: datetime, end: datetime) -> list[EpochNode]:
     """Nodes registered here at some point of `[start, end)`, with their on-chain state."""
     rows = await session.execute(
-        select(Node.id, Node.operator, ChainNode.operator, ChainNode.active)
+        select(
+            Node.id,
+            Node.operator,
+            ChainNode.operator,
+            ChainNode.active,
+            ChainNode.agent,
+            ChainNode.stake,
+        )
         .outerjoin(ChainNode, ChainNode.node_id == Node.id)
         .where(Node.created_at < end, or_(Node.deleted_at.is_(None), Node.deleted_at >= start))
         .order_by(Node.id)
@@ -60,16 +74,18 @@ async def epoch_nodes(session: AsyncSession, start: datetime, end: datetime) -> 
             node_id=node_id,
             operator=(chain_operator or operator).lower(),
             active=bool(active),
+            agent=None if agent is None else agent.lower(),
+            stake=int(stake or 0),
         )
-        for node_id, operator, chain_operator, active in rows
+        for node_id, operator, chain_operator, active, agent, stake in rows
     ]
 
 
-def _real_config() -> Exists:
-    """EXISTS: the reported peer is a live config of the node with a paid-up subscriber at the
-    time of the report."""
+def _paying_wallet() -> ScalarSelect[str]:
+    """The subscriber (lower-case) of the live config of the node that the reported peer was at
+    the time of the report, if that subscriber had paid then; NULL otherwise."""
     return (
-        select(DeviceConfig.id)
+        select(func.lower(DeviceConfig.subscriber))
         .join(Subscriber, Subscriber.address == func.lower(DeviceConfig.subscriber))
         .where(
             DeviceConfig.node_id == PeerMetric.node_id,
@@ -90,7 +106,8 @@ def _real_config() -> Exists:
             ),
             Subscriber.expires_at > PeerMetric.reported_at,
         )
-        .exists()
+        .limit(1)
+        .scalar_subquery()
     )
 
 
@@ -108,7 +125,7 @@ async def peer_reports(session: AsyncSession, start: datetime, end: datetime) ->
         PeerMetric.last_handshake_at,
         PeerMetric.rx_bytes,
         PeerMetric.tx_bytes,
-        _real_config().label("real"),
+        _paying_wallet().label("wallet"),
     ).where(PeerMetric.reported_at >= start, PeerMetric.reported_at < end)
     newest_first = (
         func.row_number()
@@ -151,7 +168,7 @@ async def peer_reports(session: AsyncSession, start: datetime, end: datetime) ->
                     None,
                     base.rx_bytes,
                     base.tx_bytes,
-                    real=False,
+                    wallet=None,
                     baseline=True,
                 ),
             )
@@ -167,7 +184,7 @@ async def peer_reports(session: AsyncSession, start: datetime, end: datetime) ->
                     row.last_handshake_at,
                     row.rx_bytes,
                     row.tx_bytes,
-                    real=bool(row.real),
+                    wallet=row.wallet,
                     baseline=False,
                 ),
             )

@@ -128,7 +128,10 @@ class EpochOut(BaseModel):
     root: str = Field(description="the computed root (the chain's, if not scored here)")
     data_hash: str = Field(description="keccak256 of GET /v1/epochs/{n}/data")
     budget: str | None = Field(description="NDS wei, capped by what the pool can still pay")
-    allocated: str | None = Field(description="sum of this epoch's parts, NDS wei")
+    allocated: str | None = Field(
+        description="sum of this epoch's parts, NDS wei; below `budget` when nodes' stake caps "
+        "held some back (that stays in the pool)"
+    )
     total_cumulative: str
     nodes_scored: int
     allocations: list[AllocationOut]

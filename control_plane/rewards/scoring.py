@@ -9,6 +9,15 @@ What a node says about itself cannot raise its score on its own:
 - uptime and latency come only from probers' signed samples, never from heartbeats;
 - handshakes and traffic count only for peers that are live configs of the node with a paying
   subscriber (the caller filters them); traffic is log-scaled and capped per peer and per node.
+
+Two versions are implemented: `nodus-score/2` scores every new epoch; `nodus-score/1` is kept
+only so epochs published under it still verify (`nodus rewards verify`). Version 2 differs in:
+- uptime counts a prober's rounds of the whole epoch (every round it ran, on any node), so a node
+  that appears late earns only the share of the epoch it answered; handshake and latency are
+  scaled by the share of the epoch's rounds in which the node was probed at all (its presence);
+- handshakes and traffic count paying wallets, once each however many devices they have, and
+  never the node's own operator or agent (the caller tallies them);
+- each node's allocation is capped at `stake_cap_multiple` times its stake (allocation.py).
 """
 
 from __future__ import annotations
@@ -18,7 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMULA_VERSION = "nodus-score/1"
+FORMULA_V1 = "nodus-score/1"
+FORMULA_V2 = "nodus-score/2"
+FORMULA_VERSION = FORMULA_V2  # what new epochs are scored with
+VERSIONS = (FORMULA_V1, FORMULA_V2)
 PPM = 1_000_000
 
 
@@ -58,6 +70,9 @@ class FormulaParams:
     # ewma_num / ewma_den; a node's first epoch starts at its raw score.
     ewma_num: int = 3
     ewma_den: int = 10
+    # Version 2: a node's allocation in one epoch is at most this many times its stake (what a
+    # misbehaving node risks bounds what it can take; the rest stays in the pool).
+    stake_cap_multiple: int = 10
 
     def __post_init__(self) -> None:
         if not 0 < self.latency_good_us < self.latency_bad_us:
@@ -68,11 +83,15 @@ class FormulaParams:
             raise ValueError("caps and windows are positive")
         if not 0 < self.ewma_num <= self.ewma_den:
             raise ValueError("0 < ewma_num <= ewma_den")
+        if self.stake_cap_multiple <= 0:
+            raise ValueError("stake_cap_multiple is positive")
 
-    def as_json(self) -> dict[str, Any]:
-        """The parameters as published (integers only)."""
+    def as_json(self, version: str = FORMULA_VERSION) -> dict[str, Any]:
+        """The parameters as published (integers only) under `version`."""
         w = self.weights
+        extra = {} if version == FORMULA_V1 else {"stake_cap_multiple": self.stake_cap_multiple}
         return {
+            **extra,
             "weights": {
                 "uptime": w.uptime,
                 "handshake": w.handshake,
@@ -96,16 +115,22 @@ PARAMS = FormulaParams()
 @dataclass(frozen=True, slots=True)
 class ProberView:
     """One prober's view of one node over the epoch: its probe rounds of the node, how many the
-    node answered, and the median round trip of the answered probes (None: none answered)."""
+    node answered, and the median round trip of the answered probes (None: none answered).
+
+    `epoch_rounds` (version 2): every round the prober ran in the epoch, on any node; the
+    denominator of the node's uptime. None in version 1 data."""
 
     prober: str
     rounds: int
     answered: int
     median_rtt_us: int | None
+    epoch_rounds: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.answered <= self.rounds:
             raise ValueError("0 <= answered <= rounds")
+        if self.epoch_rounds is not None and not 0 < self.epoch_rounds >= self.rounds:
+            raise ValueError("0 < epoch_rounds and rounds <= epoch_rounds")
         if self.median_rtt_us is not None and self.median_rtt_us < 0:
             raise ValueError("a round trip is not negative")
 
@@ -118,7 +143,12 @@ class NodeMetrics:
     that moved bytes in the epoch; `peers_with_handshake` those of them that also completed a
     recent handshake; `served_bytes` the bytes of the latter, each peer capped (see
     `served_bytes`). `ignored_peers` counts reported peers that are not real configs: they are
-    only mentioned in the reasons."""
+    only mentioned in the reasons.
+
+    Version 2: a "peer" above is a paying wallet (all its devices on the node together), never
+    the node's operator or agent; `own_wallets` counts the wallets left out for being the
+    operator or the agent. `agent` and `stake` (wei) are the chain's, as indexed; the stake
+    caps the node's allocation."""
 
     node_id: str
     operator: str
@@ -130,8 +160,13 @@ class NodeMetrics:
     served_bytes: int = 0
     ignored_peers: int = 0
     previous_smoothed_ppm: int | None = None
+    agent: str | None = None
+    stake: int = 0
+    own_wallets: int = 0
 
     def __post_init__(self) -> None:
+        if self.stake < 0 or self.own_wallets < 0:
+            raise ValueError("a stake or a count is not negative")
         if self.epoch_seconds <= 0:
             raise ValueError("an epoch lasts a positive number of seconds")
         if not 0 <= self.peers_with_handshake <= self.peers_with_traffic:
@@ -242,6 +277,55 @@ def _uptime(probers: Sequence[ProberView], weight: int) -> Component:
     return Component(value, weight, contribution, reason)
 
 
+def _epoch_views(probers: Sequence[ProberView]) -> list[ProberView]:
+    """Version 2: every prober that ran a round in the epoch (on any node)."""
+    return [p for p in probers if p.epoch_rounds]
+
+
+def _uptime_v2(probers: Sequence[ProberView], weight: int) -> Component:
+    """Answered rounds over all the rounds each prober ran in the epoch, from its start: a node
+    present for 1% of the epoch earns at most 1% uptime."""
+    views = _epoch_views(probers)
+    if not views:
+        return Component(0, weight, 0, "uptime 0.00: no prober ran a round in this epoch")
+    per_prober = [p.answered * PPM // (p.epoch_rounds or 1) for p in views]
+    value = median_int(per_prober)
+
+    def detail(p: ProberView) -> str:
+        missed = f", probed in {p.rounds}" if p.rounds != p.epoch_rounds else ""
+        return f"answered {p.answered} of the epoch's {p.epoch_rounds} probe rounds{missed}"
+
+    if len(views) == 1:
+        reason = f"uptime {fmt(value)}: {detail(views[0])}"
+    else:
+        each = "; ".join(detail(p) for p in sorted(views, key=lambda v: v.prober))
+        reason = f"uptime {fmt(value)}: median of {len(views)} probers ({each})"
+    return Component(value, weight, weight * value // 100, reason)
+
+
+def presence_ppm(probers: Sequence[ProberView]) -> int:
+    """Version 2: the share of the epoch's probe rounds in which the node was probed at all
+    (median over the probers that ran); 0 if no prober ran."""
+    views = _epoch_views(probers)
+    if not views:
+        return 0
+    return median_int([p.rounds * PPM // (p.epoch_rounds or 1) for p in views])
+
+
+def _scaled_by_presence(part: Component, presence: int) -> Component:
+    """A quality measured while the node was present counts for that share of the epoch."""
+    if presence >= PPM or part.value_ppm == 0:
+        return part
+    value = part.value_ppm * presence // PPM
+    label, _, rest = part.reason.partition(" ")
+    _, _, detail = rest.partition(": ")
+    reason = (
+        f"{label} {fmt(value)}: {fmt(part.value_ppm)} ({detail}) x {fmt(presence)}, the share "
+        "of the epoch's probe rounds the node was in"
+    )
+    return Component(value, part.weight, part.weight * value // 100, reason)
+
+
 def latency_value(rtt_us: int, params: FormulaParams = PARAMS) -> int:
     """A round trip mapped to [0, 1] in ppm: 1 up to the good bound, 0 from the bad one."""
     good, bad = params.latency_good_us, params.latency_bad_us
@@ -263,13 +347,14 @@ def _latency(probers: Sequence[ProberView], weight: int, params: FormulaParams) 
     return Component(value, weight, weight * value // 100, reason)
 
 
-def _handshake(metrics: NodeMetrics, weight: int) -> Component:
+def _handshake(metrics: NodeMetrics, weight: int, *, wallets: bool = False) -> Component:
     total, good = metrics.peers_with_traffic, metrics.peers_with_handshake
+    who = "paying wallets" if wallets else "peers"
     if total == 0:
-        return Component(0, weight, 0, "handshake 0.00: no peers with traffic this epoch")
+        return Component(0, weight, 0, f"handshake 0.00: no {who} with traffic this epoch")
     value = good * PPM // total
     reason = (
-        f"handshake {fmt(value)}: {good} of {total} peers with traffic completed a recent handshake"
+        f"handshake {fmt(value)}: {good} of {total} {who} with traffic completed a recent handshake"
     )
     return Component(value, weight, weight * value // 100, reason)
 
@@ -296,16 +381,20 @@ def _human_bytes(count: int) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _traffic(metrics: NodeMetrics, weight: int, params: FormulaParams) -> Component:
+def _traffic(
+    metrics: NodeMetrics, weight: int, params: FormulaParams, *, wallets: bool = False
+) -> Component:
     value = traffic_value(metrics.served_bytes, metrics.epoch_seconds, params)
     full_mbit = params.traffic_full_bps * 8 // 1_000_000
+    who = "paying wallet" if wallets else "peer"
     if metrics.served_bytes == 0:
-        reason = "traffic 0.00: no traffic served to real peers with a recent handshake"
+        real = "paying wallets" if wallets else "real peers"
+        reason = f"traffic 0.00: no traffic served to {real} with a recent handshake"
     else:
         peers = metrics.peers_with_handshake
         reason = (
             f"traffic {fmt(value)}: {_human_bytes(metrics.served_bytes)} served to {peers} "
-            f"peer{'s' if peers != 1 else ''} (full marks at {full_mbit} Mbit/s over the epoch)"
+            f"{who}{'s' if peers != 1 else ''} (full marks at {full_mbit} Mbit/s over the epoch)"
         )
     return Component(value, weight, weight * value // 100, reason)
 
@@ -318,13 +407,23 @@ def smooth(raw_ppm: int, previous_ppm: int | None, params: FormulaParams = PARAM
     return (num * raw_ppm + (den - num) * previous_ppm + den // 2) // den
 
 
-def score_node(metrics: NodeMetrics, params: FormulaParams = PARAMS) -> NodeScore:
-    """The score of one node for one epoch."""
+def score_node(
+    metrics: NodeMetrics, params: FormulaParams = PARAMS, version: str = FORMULA_VERSION
+) -> NodeScore:
+    """The score of one node for one epoch under formula `version`."""
+    if version not in VERSIONS:
+        raise ValueError(f"unknown formula version {version!r}")
     w = params.weights
-    uptime = _uptime(metrics.probers, w.uptime)
-    handshake = _handshake(metrics, w.handshake)
-    latency = _latency(metrics.probers, w.latency, params)
-    traffic = _traffic(metrics, w.traffic, params)
+    if version == FORMULA_V1:
+        uptime = _uptime(metrics.probers, w.uptime)
+        handshake = _handshake(metrics, w.handshake)
+        latency = _latency(metrics.probers, w.latency, params)
+    else:
+        presence = presence_ppm(metrics.probers)
+        uptime = _uptime_v2(metrics.probers, w.uptime)
+        handshake = _scaled_by_presence(_handshake(metrics, w.handshake, wallets=True), presence)
+        latency = _scaled_by_presence(_latency(metrics.probers, w.latency, params), presence)
+    traffic = _traffic(metrics, w.traffic, params, wallets=version != FORMULA_V1)
     parts = (uptime, handshake, latency, traffic)
     raw = sum(p.contribution_ppm for p in parts)
     smoothed = smooth(raw, metrics.previous_smoothed_ppm, params)
@@ -336,6 +435,12 @@ def score_node(metrics: NodeMetrics, params: FormulaParams = PARAMS) -> NodeScor
         reasons.append(
             f"ignored {n} reported peer{'s' if n != 1 else ''} that {'are' if n != 1 else 'is'} "
             "not a live config of this node with a paying subscriber"
+        )
+    if metrics.own_wallets:
+        n = metrics.own_wallets
+        reasons.append(
+            f"ignored the traffic of {n} wallet{'s' if n != 1 else ''} that "
+            f"{'are' if n != 1 else 'is'} this node's own operator or agent"
         )
     formula = " + ".join(f"{p.weight}% x {fmt(p.value_ppm)}" for p in parts)
     reasons.append(f"this epoch {fmt(raw)} = {formula}")

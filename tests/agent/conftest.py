@@ -76,7 +76,8 @@ async def fake(node_id: str, account: LocalAccount) -> AsyncIterator[FakeControl
 @pytest.fixture
 def make_config(tmp_path: Path, node_id: str) -> Callable[..., AgentConfig]:
     """An AgentConfig from NODUS_AGENT_* variables only (fast intervals); `overrides` are
-    more variables, without the prefix (e.g. POOLS_IPV4="10.8.0.0/16")."""
+    more variables, without the prefix (e.g. POOLS_IPV4="10.8.0.0/16"). The pools default to
+    wide ones holding every address the tests hand out (an agent without pools never runs)."""
 
     def make(url: str, **overrides: str) -> AgentConfig:
         environ = {
@@ -95,6 +96,8 @@ def make_config(tmp_path: Path, node_id: str) -> Callable[..., AgentConfig]:
             "NODUS_AGENT_EXPIRY_CHECK_SECONDS": "3600",
             "NODUS_AGENT_HEALTH_LISTEN": "",
             "NODUS_AGENT_WIREGUARD_PRIVATE_KEY_FILE": str(tmp_path / "wg.key"),
+            "NODUS_AGENT_POOLS_IPV4": "10.0.0.0/8",
+            "NODUS_AGENT_POOLS_IPV6": "fd00::/8",
         }
         environ.update({f"NODUS_AGENT_{key}": value for key, value in overrides.items()})
         return load_config(None, environ)

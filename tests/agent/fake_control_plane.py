@@ -1,7 +1,8 @@
 """A stand-in for the control plane's agent API, served over real HTTP (uvicorn on a local
 port, in the test's event loop), with the same contract: challenge + personal_sign login, bearer
-tokens that expire, the long-polled peer set, heartbeats and metrics. Tests script failures
-(status codes per route), hand out bad payloads, stop it and start it again on the same port."""
+tokens that expire, the long-polled peer set, the node's pools, heartbeats and metrics. Tests
+script failures (status codes per route), hand out bad payloads, stop it and start it again on
+the same port."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ CHALLENGE = "/v1/agent/challenge"
 LOGIN = "/v1/agent/login"
 HEARTBEAT = "/v1/agent/heartbeat"
 METRICS = "/v1/agent/metrics"
+POOLS = "/v1/agent/pools"
 
 
 def free_port() -> int:
@@ -70,6 +72,10 @@ class FakeControlPlane:
     heartbeats: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
     logins: int = 0
+    # What GET /v1/agent/pools answers (a test may hand out something else).
+    pools: dict[str, Any] = field(
+        default_factory=lambda: {"ipv4_pool": "10.8.0.0/16", "ipv6_pool": "fd00:8::/112"}
+    )
     tokens: dict[str, float] = field(default_factory=dict)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     _challenge: str | None = None
@@ -185,6 +191,12 @@ class FakeControlPlane:
             if since == self.revision:
                 return JSONResponse({"revision": since, "changed": False, "peers": None})
             return JSONResponse({"revision": self.revision, "changed": True, "peers": self.peers})
+
+        @app.get(POOLS)
+        async def pools(request: Request) -> JSONResponse:
+            if not authorized(request):
+                return _error(401, "missing or invalid token")
+            return JSONResponse({"node_id": self.node_id, **self.pools})
 
         @app.post(HEARTBEAT)
         async def heartbeat(request: Request) -> JSONResponse:

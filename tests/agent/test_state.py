@@ -17,7 +17,7 @@ from node_agent.state import AppliedState, StateStore, atomic_write
 from node_agent.validate import parse_peers
 from tests.agent.fake_control_plane import wg_peer
 
-POOLS = Pools(ipaddress.IPv4Network("10.8.0.0/16"), None)
+POOLS = Pools(ipaddress.IPv4Network("10.8.0.0/16"), ipaddress.IPv6Network("fd00:8::/112"))
 
 
 def test_a_saved_state_loads_back_equal(tmp_path: Path) -> None:

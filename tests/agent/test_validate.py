@@ -79,8 +79,12 @@ def test_one_bad_peer_refuses_the_whole_payload(peer: dict[str, Any], reason: st
         parse_poll_answer(answer(wg_peer(5), peer), POOLS)
 
 
-def test_without_pools_any_host_address_is_accepted_but_not_a_network() -> None:
-    parse_poll_answer(answer(bad(allowed_ips=["192.0.2.7/32"])), NO_POOLS)
+def test_without_pools_every_peer_is_refused_with_the_fix() -> None:
+    """Issue 9, finding 5: with the pools `init` left empty, any address used to pass."""
+    with pytest.raises(InvalidPayload, match=r"IPv4 pool is not set \(run `nodus-agent pools`"):
+        parse_poll_answer(answer(bad(allowed_ips=["192.0.2.7/32"])), NO_POOLS)
+    with pytest.raises(InvalidPayload, match="IPv6 pool is not set"):
+        parse_poll_answer(answer(wg_peer(2)), Pools(POOLS.ipv4, None))
     with pytest.raises(InvalidPayload, match="single host"):
         parse_poll_answer(answer(bad(allowed_ips=["0.0.0.0/0"])), NO_POOLS)
 

@@ -194,13 +194,13 @@ async def start_node(
     health_port = free_tcp_port()
     directory = lab.directory / "node"
 
-    # 1. nodus-agent init: the agent key, the WireGuard keys, the config.
+    # 1. nodus-agent init: the agent key, the WireGuard keys, the config (no pools yet).
+    config = directory / "agent.toml"
     init = await sh(
-        sys.executable, "-m", "node_agent", "init", "--config", str(directory / "agent.toml"),
+        sys.executable, "-m", "node_agent", "init", "--config", str(config),
         "--node-id", node_id, "--control-plane-url", control_plane.url,
         "--interface", interface, "--listen-port", str(WG_PORT),
-        "--health-listen", f"127.0.0.1:{health_port}",
-        "--ipv4-pool", ipv4_pool, "--ipv6-pool", ipv6_pool, "--json",
+        "--health-listen", f"127.0.0.1:{health_port}", "--json",
     )  # fmt: skip
     created = json.loads(init.stdout)
 
@@ -220,7 +220,14 @@ async def start_node(
         )
         assert response.status_code == 201, response.text
 
-    # 3. The node's tunnel addresses, then the agent (its `wg` runs inside the namespace).
+    # 3. nodus-agent pools: the node's pools from the control plane, pinned in the config.
+    pinned = await sh(
+        sys.executable, "-m", "node_agent", "pools", "--config", str(config), "--json"
+    )
+    assert json.loads(pinned.stdout)["ipv4_pool"] == ipv4_pool
+    assert json.loads(pinned.stdout)["ipv6_pool"] == ipv6_pool
+
+    # 4. The node's tunnel addresses, then the agent (its `wg` runs inside the namespace).
     await sh("ip", "-n", namespace, "addr", "add", tunnel_v4, "dev", interface)
     await sh("ip", "-n", namespace, "-6", "addr", "add", tunnel_v6, "dev", interface)
     await sh("ip", "-n", namespace, "link", "set", interface, "up")
@@ -230,7 +237,7 @@ async def start_node(
         namespace=namespace,
         interface=interface,
         tunnel_ipv4=tunnel_v4.split("/")[0],
-        config=Path(created["config"]),
+        config=config,
         state_dir=directory / "state",
         health_port=health_port,
     )

@@ -48,6 +48,7 @@ from node_agent.agent import Agent
 from node_agent.backends.openvpn import OpenVpnBackend, crl_info
 from node_agent.client import ControlPlaneClient
 from node_agent.config import load_config
+from node_agent.pools import fetch_pools, pin_pools
 from node_agent.runner import build_backends
 from node_agent.state import StateStore
 from tests.api.auth.conftest import login
@@ -302,6 +303,9 @@ maintenance_interval_seconds = 1
 reconcile_interval_seconds = 2
 """
     )
+    # `nodus-agent pools`: the node's pools from the control plane, pinned before it may run.
+    loaded = load_config(config_file, environ={})
+    pin_pools(config_file, await fetch_pools(loaded, agent_key))
     config = load_config(config_file, environ={})
     backends = build_backends(config)
     backend = cast(OpenVpnBackend, backends["openvpn"])

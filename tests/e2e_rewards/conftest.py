@@ -44,6 +44,7 @@ from tests.api.nodes.support import (
     paying_subscriber,
     post_node,
     register_on_chain,
+    subscribe,
     wallet_headers,
     wg_keys,
 )
@@ -52,6 +53,7 @@ from tests.prober.health import HealthServer, closed_port
 
 EPOCH_SECONDS = 3_600  # an hour-long epoch (NODUS_EPOCH_SECONDS)
 ORACLE = dev_account(1)
+NODE_STAKE = 1_000 * NDS
 
 
 @pytest.fixture(autouse=True)
@@ -109,15 +111,20 @@ class Network:
     # Operators, nodes, subscribers
 
     async def operator(self) -> LocalAccount:
-        """A fresh wallet with gas and 1,000 NDS (stake for several nodes)."""
-        return await fresh_wallet(self.w3, self.deployment, 1_000 * NDS)
+        """A fresh wallet with gas and 5,000 NDS (stake for several nodes)."""
+        return await fresh_wallet(self.w3, self.deployment, 5_000 * NDS)
 
-    async def node(self, operator: LocalAccount, health: HealthServer) -> str:
+    async def node(
+        self, operator: LocalAccount, health: HealthServer, stake: int = NODE_STAKE
+    ) -> str:
         """Staked in NodeRegistry with a fresh agent key, registered here (POST /v1/nodes) with
         its endpoint on the health server, which signs its answers with that agent key (proof
-        of service), and indexed by the chain-sync job."""
+        of service), and indexed by the chain-sync job. The default stake (1,000 NDS) caps a
+        node's part at 10,000 NDS, the local epoch budget, so only tests about the cap meet it."""
         agent: LocalAccount = Account.create()
-        node_id = await register_on_chain(self.w3, self.deployment, operator, agent=agent.address)
+        node_id = await register_on_chain(
+            self.w3, self.deployment, operator, stake=stake, agent=agent.address
+        )
         health.serve_as(node_id, agent)
         body = node_body(node_id, protocols=("wireguard",), endpoint=health.endpoint)
         response = await post_node(self.client, self.settings, operator, body)
@@ -136,6 +143,22 @@ class Network:
         )
         assert response.status_code == 201, response.text
         return public_key
+
+    async def devices_of(self, node_id: str, wallet: LocalAccount, count: int) -> list[str]:
+        """`wallet` pays for a month on-chain, then makes `count` WireGuard configs on the node
+        with its own token (POST /v1/configs); their keys."""
+        await subscribe(self.w3, self.deployment, wallet)
+        keys = []
+        for _ in range(count):
+            public_key = wg_keys().public
+            response = await self.client.post(
+                "/v1/configs",
+                json={"node_id": node_id, "protocol": "wireguard", "public_key": public_key},
+                headers=wallet_headers(self.settings, wallet.address),
+            )
+            assert response.status_code == 201, response.text
+            keys.append(public_key)
+        return keys
 
     # What node agents report
 

@@ -5,10 +5,11 @@ receive exactly their allocation, to the wei. See conftest.py for the pieces."""
 
 from __future__ import annotations
 
+import json
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
-from tests.api.nodes.support import wg_keys
+from tests.api.nodes.support import fresh_wallet, wg_keys
 from tests.cli.conftest import Cli
 from tests.e2e_rewards.conftest import EPOCH_SECONDS, Network
 from tests.prober.health import health_server
@@ -128,7 +129,7 @@ async def test_a_node_that_stops_answering_probes_loses_uptime_and_earnings(
     assert (latest["epoch"], previous["epoch"]) == (2, 1)
     assert previous["breakdown"]["uptime"]["value_ppm"] == 1_000_000
     assert latest["breakdown"]["uptime"]["value_ppm"] == 250_000
-    assert "uptime 0.25: 3 of 4 probe rounds failed" in latest["reasons"]
+    assert "uptime 0.25: answered 1 of the epoch's 4 probe rounds" in latest["reasons"]
     # This epoch alone: 50% x 0.25 + 15% x 1.00 (latency of the round it answered); smoothed
     # with 70% of the previous 0.65, so one bad epoch is not a cliff.
     assert latest["breakdown"]["raw_ppm"] == 275_000
@@ -204,3 +205,70 @@ async def test_an_epoch_nobody_probed_is_not_posted(network: Network) -> None:
     pending = await network.distributor.functions.pendingRoot().call()
     assert pending[3] == 0  # no epoch pending
     assert await network.distributor.functions.currentEpoch().call() == 0
+
+
+async def test_a_lone_node_is_paid_at_most_ten_times_its_stake(network: Network, cli: Cli) -> None:
+    """Issue 9, 2c: the only node of an epoch, staked at the 100 NDS minimum, used to take the
+    whole 10,000 NDS budget. It gets 1,000 NDS; the other 9,000 stay in the pool (the on-chain
+    total grows by 1,000 only) and `nodus rewards verify` recomputes exactly that."""
+    started = datetime.now(UTC)
+    alice = await network.operator()
+    async with health_server() as lone_health:
+        await network.node(alice, lone_health, stake=100 * NDS)
+        for minutes_ago in (30, 20, 10):
+            await network.probe(started - timedelta(minutes=minutes_ago))
+        result = await network.post(now=datetime.now(UTC))
+
+    assert result.budget == BUDGET
+    assert await network.allocations(1) == {alice.address.lower(): 1_000 * NDS}
+    assert await network.distributor.functions.totalCumulative().call() == 1_000 * NDS
+    verified = await cli("rewards", "verify", "1", "--json")
+    assert verified.exit_code == 0, verified.output
+    checks = {c["check"]: c for c in json.loads(verified.stdout)["checks"]}
+    assert checks["allocated (what the caps left stays in the pool)"]["published"] == "1,000 NDS"
+    assert checks["each node's cap = 10 x its stake"]["ok"]
+
+
+async def test_an_operator_paying_for_its_own_node_earns_nothing_for_that_traffic(
+    network: Network,
+) -> None:
+    """Issue 9, 2b, through the real chain and API: Bob pays 10 NDS for a month with his own
+    operator wallet and makes five devices on his node; his agent reports them all busy and
+    handshaking. Alice's node serves one real subscriber with five devices. Bob's node scores
+    what probes alone give; Alice's subscriber counts once."""
+    started = datetime.now(UTC)
+    alice, bob = await network.operator(), await network.operator()
+    async with health_server() as honest_health, health_server() as dealer_health:
+        honest = await network.node(alice, honest_health)
+        dealer = await network.node(bob, dealer_health)
+        own = await network.devices_of(dealer, bob, 5)
+        customer = await fresh_wallet(network.w3, network.deployment, 100 * NDS)
+        real = await network.devices_of(honest, customer, 5)
+        for minutes_ago in (30, 20, 10):
+            await network.probe(started - timedelta(minutes=minutes_ago))
+        assert await network.report(dealer, dict.fromkeys(own, 10**9)) == {
+            "accepted": 5,
+            "ignored": 0,
+        }
+        await network.report(dealer, dict.fromkeys(own, 10**12))
+        await network.report(honest, dict.fromkeys(real, 10**9))
+        await network.report(honest, dict.fromkeys(real, 10**12))
+        assert await network.epoch_job(datetime.now(UTC)) is not None
+
+    (dealer_score,) = await network.scores(dealer)
+    (honest_score,) = await network.scores(honest)
+    assert dealer_score["breakdown"]["handshake"]["value_ppm"] == 0
+    assert dealer_score["breakdown"]["traffic"]["value_ppm"] == 0
+    assert dealer_score["breakdown"]["score_ppm"] == 650_000
+    assert (
+        "ignored the traffic of 1 wallet that is this node's own operator or agent"
+        in dealer_score["reasons"]
+    )
+    assert honest_score["breakdown"]["handshake"]["value_ppm"] == 1_000_000
+    assert honest_score["breakdown"]["traffic"]["value_ppm"] > 0
+    data = (await network.client.get("/v1/epochs/1/data")).json()
+    metrics = {n["node_id"]: n["metrics"] for n in data["nodes"]}
+    assert (metrics[dealer]["peers_with_traffic"], metrics[dealer]["own_wallets"]) == (0, 1)
+    assert metrics[honest]["peers_with_traffic"] == 1  # five devices, one wallet
+    paid = await network.allocations(1)
+    assert paid[alice.address.lower()] > paid[bob.address.lower()]

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
-from sqlalchemy import insert
+from sqlalchemy import insert, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.agent.models import Heartbeat, PeerMetric
@@ -58,6 +59,7 @@ async def add_node(
     created_at: datetime | None = None,
     indexed: bool = True,
     agent: str | None = None,
+    stake: int = 100 * NDS,
 ) -> str:
     """A node registered here and (unless `indexed` is False) known to the indexer, with
     `agent` (default: a fresh address) as its on-chain agent."""
@@ -82,7 +84,7 @@ async def add_node(
                 node_id=node_id,
                 operator=operator.lower(),
                 agent=(agent or new_address()).lower(),
-                stake=100 * NDS,
+                stake=stake,
                 status="active" if active else "exiting",
                 active=active,
                 updated_block=1,
@@ -92,15 +94,20 @@ async def add_node(
 
 
 async def add_config(
-    session: AsyncSession, node_id: str, *, expires_at: datetime | None = None
+    session: AsyncSession,
+    node_id: str,
+    *,
+    expires_at: datetime | None = None,
+    subscriber: str | None = None,
 ) -> str:
-    """A paying subscriber's WireGuard config on the node; returns its public key."""
-    subscriber = new_address()
+    """A paying subscriber's WireGuard config on the node (a new subscriber unless `subscriber`
+    is given: one wallet may have several devices); returns its public key."""
+    subscriber = (subscriber or new_address()).lower()
     key = wg_key()
     await session.execute(
-        insert(Subscriber).values(
-            address=subscriber, expires_at=expires_at or datetime.now(UTC) + timedelta(days=30)
-        )
+        pg_insert(Subscriber)
+        .values(address=subscriber, expires_at=expires_at or datetime.now(UTC) + timedelta(days=30))
+        .on_conflict_do_nothing()
     )
     host = int(secrets.token_hex(2), 16) % 60_000 + 2
     await session.execute(
@@ -115,6 +122,13 @@ async def add_config(
         )
     )
     return key
+
+
+async def agent_of(session: AsyncSession, node_id: str) -> str:
+    """The node's agent key as the indexer recorded it."""
+    agent = await session.scalar(select(ChainNode.agent).where(ChainNode.node_id == node_id))
+    assert agent is not None
+    return agent.lower()
 
 
 async def report_peer(

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.rewards.allocation import allocate, cap_budget, cumulate, operator_weights
+from control_plane.rewards.allocation import (
+    allocate,
+    allocate_capped,
+    by_operator,
+    cap_budget,
+    cumulate,
+    operator_weights,
+    stake_cap,
+)
 from control_plane.rewards.scoring import NodeMetrics, ProberView, score_node
 
 NDS = 10**18
@@ -46,7 +54,7 @@ def test_the_budget_is_capped_by_what_the_pool_can_still_pay() -> None:
 
 
 def test_operators_weigh_the_sum_of_their_nodes_scores() -> None:
-    prober = ProberView(address(9), 10, 10, 10_000)
+    prober = ProberView(address(9), 10, 10, 10_000, epoch_rounds=10)
 
     def node(n: int, operator: str, active: bool = True) -> NodeMetrics:
         return NodeMetrics(
@@ -120,3 +128,56 @@ def test_cumulative_amounts_never_decrease(epochs: list[tuple[int, dict[str, int
         paid += sum(parts.values())
         assert sum(new.values()) == paid
         leaves = new
+
+
+# --- version 2: each node's part capped by its stake ----------------------------------------
+
+
+def test_a_lone_node_takes_at_most_its_stake_cap_and_the_rest_stays_in_the_pool() -> None:
+    """The finding: the only node of an epoch (100 NDS staked) took the whole 10,000 NDS."""
+    node = "0x" + "aa" * 32
+    cap = stake_cap(100 * NDS, 10)
+    parts = allocate_capped(10_000 * NDS, {node: 16_666}, {node: cap})
+    assert parts == {node: 1_000 * NDS}
+    assert 10_000 * NDS - sum(parts.values()) == 9_000 * NDS  # left in the pool
+
+
+def test_caps_cut_only_the_nodes_above_them() -> None:
+    small, big, idle = "0x" + "01" * 32, "0x" + "02" * 32, "0x" + "03" * 32
+    parts = allocate_capped(
+        1_000 * NDS + 1,
+        {small: 1, big: 1, idle: 0},
+        {small: 100 * NDS, big: 10_000 * NDS, idle: 10 * NDS},
+    )
+    # Unlimited, each would get 500 NDS (+1 wei to the lower id).
+    assert parts == {small: 100 * NDS, big: 500 * NDS, idle: 0}
+    assert by_operator(parts, {small: address(1), big: address(1), idle: address(2)}) == {
+        address(1): 600 * NDS,
+        address(2): 0,
+    }
+    with pytest.raises(ValueError, match="positive"):
+        stake_cap(100, 0)
+
+
+@settings(max_examples=300)
+@given(
+    st.integers(min_value=0, max_value=10**30),
+    st.dictionaries(
+        st.integers(min_value=1, max_value=50).map(address),
+        st.tuples(st.integers(min_value=0, max_value=10**6), st.integers(0, 10**29)),
+        max_size=8,
+    ),
+)
+def test_capped_parts_are_exact_and_never_above_a_cap_or_the_budget(
+    budget: int, nodes: dict[str, tuple[int, int]]
+) -> None:
+    weights = {n: w for n, (w, _) in nodes.items()}
+    caps = {n: c for n, (_, c) in nodes.items()}
+    parts = allocate_capped(budget, weights, caps)
+    uncapped = allocate(budget, weights)
+    assert set(parts) == set(nodes)
+    assert sum(parts.values()) <= budget
+    for n, part in parts.items():
+        assert part == min(uncapped[n], caps[n])
+    if all(uncapped[n] <= caps[n] for n in nodes):
+        assert sum(parts.values()) == (budget if sum(weights.values()) else 0)

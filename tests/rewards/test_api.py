@@ -60,10 +60,10 @@ async def test_a_nodes_scores_newest_first_with_reasons_and_pages(
     assert [item["epoch"] for item in page["items"]] == [3, 2]
     assert page["next_cursor"] == "2"
     middle = page["items"][1]
-    assert "uptime 0.75: 15 of 60 probe rounds failed" in middle["reasons"]
+    assert "uptime 0.75: answered 45 of the epoch's 60 probe rounds" in middle["reasons"]
     assert middle["breakdown"]["uptime"]["value_ppm"] == 750_000
     assert 0 <= middle["score"] <= 1
-    assert middle["formula_version"] == "nodus-score/1"
+    assert middle["formula_version"] == "nodus-score/2"
     assert middle["active"] is True
     # Smoothing: epoch 2's bad hour moved the score less than it moved the raw score.
     first_epoch_score = (await api.get(f"/v1/nodes/{node}/scores")).json()["items"][2]

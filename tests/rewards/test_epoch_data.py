@@ -93,7 +93,7 @@ async def test_an_epoch_of_three_nodes_and_two_operators(
     scores = {s.node_id: s for s in result.scores}
     assert scores[a1].uptime.value_ppm == PPM
     assert scores[a2].uptime.value_ppm == PPM // 2
-    assert scores[a2].uptime.reason == "uptime 0.50: 30 of 60 probe rounds failed"
+    assert scores[a2].uptime.reason == "uptime 0.50: answered 30 of the epoch's 60 probe rounds"
     assert scores[b1].latency.value_ppm < scores[a1].latency.value_ppm
     assert scores[a1].handshake.value_ppm == PPM
     assert scores[a1].traffic.value_ppm > 0
@@ -106,7 +106,7 @@ async def test_an_epoch_of_three_nodes_and_two_operators(
     # The published data is canonical and has everything needed to recompute the root.
     data = json.loads(result.data)
     assert json.dumps(data, sort_keys=True, separators=(",", ":")).encode() == result.data
-    assert data["formula"]["version"] == "nodus-score/1"
+    assert data["formula"]["version"] == "nodus-score/2"
     assert data["budget"]["effective"] == str(budget)
     assert [n["node_id"] for n in data["nodes"]] == sorted([a1, a2, b1])
     leaves = [(leaf["account"], int(leaf["cumulative_amount"])) for leaf in data["leaves"]]
@@ -114,7 +114,13 @@ async def test_an_epoch_of_three_nodes_and_two_operators(
     assert sum(int(a["amount"]) for a in data["allocations"]) == budget
     (node_a1,) = [n for n in data["nodes"] if n["node_id"] == a1]
     assert node_a1["metrics"]["probers"] == [
-        {"prober": prober.address, "rounds": 60, "answered": 60, "median_rtt_us": 20_000}
+        {
+            "prober": prober.address,
+            "rounds": 60,
+            "answered": 60,
+            "median_rtt_us": 20_000,
+            "epoch_rounds": 60,
+        }
     ]
     assert node_a1["breakdown"]["score_ppm"] == scores[a1].score_ppm
     recomputed = score_node(
@@ -127,6 +133,7 @@ async def test_an_epoch_of_three_nodes_and_two_operators(
             peers_with_traffic=node_a1["metrics"]["peers_with_traffic"],
             peers_with_handshake=node_a1["metrics"]["peers_with_handshake"],
             served_bytes=int(node_a1["metrics"]["served_bytes"]),
+            stake=int(node_a1["stake"]),
         )
     )
     assert recomputed.score_ppm == node_a1["breakdown"]["score_ppm"]
@@ -215,7 +222,9 @@ async def test_a_node_that_stops_answering_probes_loses_uptime(
     scores = {s.node_id: s for s in result.scores}
     assert scores[stopped].uptime.value_ppm == PPM // 2
     assert scores[stopped].score_ppm < scores[steady].score_ppm
-    assert scores[stopped].uptime.reason == "uptime 0.50: 30 of 60 probe rounds failed"
+    assert scores[stopped].uptime.reason == (
+        "uptime 0.50: answered 30 of the epoch's 60 probe rounds"
+    )
 
 
 async def test_probers_median_and_untrusted_samples(
@@ -376,9 +385,9 @@ def test_traffic_counts_differences_resets_and_only_real_peers() -> None:
         handshake: bool = True,
     ) -> PeerReport:
         at = start + timedelta(minutes=minute)
-        return PeerReport(
-            "n", peer, at, at - timedelta(seconds=10) if handshake else None, rx, 0, real, baseline
-        )
+        handshake_at = at - timedelta(seconds=10) if handshake else None
+        wallet = f"0x{peer * 40}"[:42] if real else None  # one wallet per peer here
+        return PeerReport("n", peer, at, handshake_at, rx, 0, wallet, baseline)
 
     tallies = tally_traffic(
         [

@@ -1,4 +1,5 @@
-"""The scoring function: examples and properties (hypothesis)."""
+"""The scoring function under `nodus-score/1` (kept so epochs published under it still
+verify): examples and properties (hypothesis). Version 2: test_scoring_v2.py."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from control_plane.rewards.scoring import (
+    FORMULA_V1,
     PARAMS,
     PPM,
     FormulaParams,
     NodeMetrics,
+    NodeScore,
     ProberView,
     Weights,
     fmt,
@@ -27,6 +30,10 @@ from control_plane.rewards.scoring import (
 HOUR = 3_600
 NODE = "0x" + "aa" * 32
 OPERATOR = "0x" + "11" * 20
+
+
+def score_v1(metrics: NodeMetrics, params: FormulaParams = PARAMS) -> NodeScore:
+    return score_node(metrics, params, FORMULA_V1)
 
 
 def healthy(**changes: object) -> NodeMetrics:
@@ -47,7 +54,7 @@ def healthy(**changes: object) -> NodeMetrics:
 
 
 def test_reasons_say_what_happened_in_plain_words() -> None:
-    score = score_node(healthy(probers=(ProberView("0x" + "01" * 20, 48, 45, 70_000),)))
+    score = score_v1(healthy(probers=(ProberView("0x" + "01" * 20, 48, 45, 70_000),)))
     assert score.uptime.reason == "uptime 0.94: 3 of 48 probe rounds failed"
     assert score.latency.reason.startswith("latency 0.98: median round trip 70.0 ms")
     assert "10 of 10 peers with traffic completed a recent handshake" in score.handshake.reason
@@ -57,18 +64,18 @@ def test_reasons_say_what_happened_in_plain_words() -> None:
 
 def test_a_perfect_node_scores_one_and_an_absent_node_zero() -> None:
     perfect = healthy(served_bytes=PARAMS.traffic_full_bps * HOUR)
-    assert score_node(perfect).score_ppm == PPM
+    assert score_v1(perfect).score_ppm == PPM
     absent = NodeMetrics(node_id=NODE, operator=OPERATOR, active=True, epoch_seconds=HOUR)
-    scored = score_node(absent)
+    scored = score_v1(absent)
     assert scored.score_ppm == 0
     assert "no probe rounds reached this node" in scored.uptime.reason
 
 
 def test_a_node_that_stops_answering_probes_loses_uptime() -> None:
     prober = "0x" + "01" * 20
-    up = score_node(healthy(probers=(ProberView(prober, 60, 60, 20_000),)))
-    half = score_node(healthy(probers=(ProberView(prober, 60, 30, 20_000),)))
-    down = score_node(healthy(probers=(ProberView(prober, 60, 0, None),)))
+    up = score_v1(healthy(probers=(ProberView(prober, 60, 60, 20_000),)))
+    half = score_v1(healthy(probers=(ProberView(prober, 60, 30, 20_000),)))
+    down = score_v1(healthy(probers=(ProberView(prober, 60, 0, None),)))
     assert up.uptime.value_ppm == PPM
     assert half.uptime.value_ppm == PPM // 2
     assert down.uptime.value_ppm == 0
@@ -78,7 +85,7 @@ def test_a_node_that_stops_answering_probes_loses_uptime() -> None:
 
 
 def test_not_active_on_chain_scores_zero_but_keeps_its_history() -> None:
-    score = score_node(healthy(active=False, previous_smoothed_ppm=900_000))
+    score = score_v1(healthy(active=False, previous_smoothed_ppm=900_000))
     assert score.score_ppm == 0
     assert score.smoothed_ppm > 0  # measured service is remembered for when it is Active again
     assert "not Active in NodeRegistry" in score.reasons[-1]
@@ -91,8 +98,8 @@ def test_several_probers_take_the_median_so_one_liar_cannot_move_it() -> None:
     )
     liar_up = ProberView("0x" + "03" * 20, 60, 60, 1_000)
     liar_down = ProberView("0x" + "03" * 20, 60, 0, None)
-    a = score_node(healthy(probers=(*honest, liar_up)))
-    b = score_node(healthy(probers=(*honest, liar_down)))
+    a = score_v1(healthy(probers=(*honest, liar_up)))
+    b = score_v1(healthy(probers=(*honest, liar_down)))
     assert a.uptime.value_ppm == 58 * PPM // 60
     assert b.uptime.value_ppm == 57 * PPM // 60
     assert "median of 3 probers" in a.uptime.reason
@@ -111,7 +118,7 @@ def test_an_upgrade_restart_does_not_crater_the_smoothed_score() -> None:
     smoothed: int | None = None
     history = []
     for metrics in (good, good, good, good, bad, good, good):
-        score = score_node(replace(metrics, previous_smoothed_ppm=smoothed))
+        score = score_v1(replace(metrics, previous_smoothed_ppm=smoothed))
         smoothed = score.smoothed_ppm
         history.append(score)
     before, during, after = history[3], history[4], history[5]
@@ -123,7 +130,7 @@ def test_an_upgrade_restart_does_not_crater_the_smoothed_score() -> None:
 
 
 def test_the_first_epoch_starts_at_its_raw_score() -> None:
-    score = score_node(healthy())
+    score = score_v1(healthy())
     assert score.smoothed_ppm == score.raw_ppm
     assert "first scored epoch" in score.reasons[-2]
 
@@ -156,7 +163,7 @@ def test_latency_mapping() -> None:
 
 
 def test_idle_nodes_get_no_handshake_or_traffic_points() -> None:
-    idle = score_node(healthy(peers_with_traffic=0, peers_with_handshake=0, served_bytes=0))
+    idle = score_v1(healthy(peers_with_traffic=0, peers_with_handshake=0, served_bytes=0))
     assert idle.handshake.value_ppm == 0
     assert idle.traffic.value_ppm == 0
     assert idle.raw_ppm == (PARAMS.weights.uptime + PARAMS.weights.latency) * PPM // 100
@@ -222,7 +229,7 @@ def node_metrics(draw: st.DrawFn) -> NodeMetrics:
 @settings(max_examples=500)
 @given(node_metrics())
 def test_scores_stay_within_zero_and_one(metrics: NodeMetrics) -> None:
-    score = score_node(metrics)
+    score = score_v1(metrics)
     for part in (score.uptime, score.handshake, score.latency, score.traffic):
         assert 0 <= part.value_ppm <= PPM
     assert 0 <= score.raw_ppm <= PPM
@@ -255,7 +262,7 @@ def test_scores_are_monotonic_in_uptime(
         mine = ProberView("0x" + "ff" * 20, rounds, answered, rtt if answered else None)
         return replace(metrics, probers=(*views, mine))
 
-    a, b = score_node(with_answered(low)), score_node(with_answered(high))
+    a, b = score_v1(with_answered(low)), score_v1(with_answered(high))
     assert a.uptime.value_ppm <= b.uptime.value_ppm
     assert a.raw_ppm <= b.raw_ppm
     assert a.smoothed_ppm <= b.smoothed_ppm
