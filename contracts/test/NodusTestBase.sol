@@ -46,6 +46,21 @@ abstract contract NodusTestBase is Test {
         _adopt(d);
     }
 
+    /// @notice The handles, for a handler contract's constructor.
+    struct Contracts {
+        NDSToken token;
+        TimelockController timelock;
+        NodusGovernor governor;
+        RewardDistributor rewards;
+        SubscriptionManager subscriptions;
+        NodeRegistry registry;
+        address swap;
+    }
+
+    function _contracts() internal view returns (Contracts memory) {
+        return Contracts(token, timelock, governor, rewards, subscriptions, registry, address(swap));
+    }
+
     /// @notice Points the test's handles at a deployment's contracts.
     function _adopt(NodusDeployment.Deployment memory d) internal {
         (token, timelock, governor, rewards) = (d.token, d.timelock, d.governor, d.rewards);
