@@ -216,7 +216,7 @@ contract GovernanceHandler is CommonBase, StdCheats, StdUtils {
         uint256 id = proposals[index].id;
         currentTime = governor.proposalSnapshot(id) + 1;
         for (uint256 i = 0; i < holders.length; i++) {
-            if (voterMask & (1 << i) != 0) vote(i, index, support);
+            if ((voterMask >> i) & 1 == 1) vote(i, index, support);
         }
         currentTime = governor.proposalDeadline(id) + 1;
         queue(index);
