@@ -890,8 +890,7 @@ def execute(
 async def _why_defeated(chain: Chain, proposal_id: int) -> str:
     governor = chain.contract("NodusGovernor")
     against, for_, abstain = await rpc(chain, governor.functions.proposalVotes(proposal_id).call())
-    snapshot = int(await rpc(chain, governor.functions.proposalSnapshot(proposal_id).call()))
-    quorum = int(await rpc(chain, governor.functions.quorum(snapshot).call()))
+    quorum = int(await rpc(chain, governor.functions.proposalQuorum(proposal_id).call()))
     reasons = []
     if for_ + abstain < quorum:
         reasons.append(
@@ -912,8 +911,7 @@ class ProposalStatus:
     votes_for: int
     votes_against: int
     votes_abstain: int
-    quorum: int
-    quorum_final: bool  # False while the snapshot is in the future (an estimate until then)
+    quorum: int  # 4% of the votable supply, fixed when the proposal was created
     snapshot: int
     deadline: int
     eta: int | None
@@ -930,7 +928,6 @@ class ProposalStatus:
             "against": str(self.votes_against),
             "abstain": str(self.votes_abstain),
             "quorum": str(self.quorum),
-            "quorum_final": self.quorum_final,
             "quorum_reached": self.votes_for + self.votes_abstain >= self.quorum,
             "snapshot": self.snapshot,
             "deadline": self.deadline,
@@ -944,7 +941,6 @@ class ProposalStatus:
 
 async def proposal_status(chain: Chain, proposal_id: int) -> ProposalStatus:
     governor = chain.contract("NodusGovernor")
-    token = chain.contract("NDSToken")
     state = await proposal_state(chain, proposal_id)
     against, for_, abstain = await rpc(chain, governor.functions.proposalVotes(proposal_id).call())
     snapshot = int(await rpc(chain, governor.functions.proposalSnapshot(proposal_id).call()))
@@ -952,14 +948,7 @@ async def proposal_status(chain: Chain, proposal_id: int) -> ProposalStatus:
     eta = int(await rpc(chain, governor.functions.proposalEta(proposal_id).call()))
     proposer = await rpc(chain, governor.functions.proposalProposer(proposal_id).call())
     now = await chain.now()
-    try:
-        quorum = int(await governor.functions.quorum(snapshot).call())
-        quorum_final = True
-    except (ContractCustomError, ContractLogicError):  # the snapshot is not in the past yet
-        supply = int(await rpc(chain, token.functions.totalSupply().call()))
-        numerator = int(await rpc(chain, governor.functions.quorumNumerator().call()))
-        denominator = int(await rpc(chain, governor.functions.quorumDenominator().call()))
-        quorum, quorum_final = supply * numerator // denominator, False
+    quorum = int(await rpc(chain, governor.functions.proposalQuorum(proposal_id).call()))
     description: str | None = None
     actions: list[str] | None = None
     try:
@@ -976,7 +965,6 @@ async def proposal_status(chain: Chain, proposal_id: int) -> ProposalStatus:
         votes_against=int(against),
         votes_abstain=int(abstain),
         quorum=quorum,
-        quorum_final=quorum_final,
         snapshot=snapshot,
         deadline=deadline,
         eta=eta or None,
@@ -1033,8 +1021,7 @@ def status(
     reached = "reached" if counted >= result.quorum else "not reached"
     table.add_row(
         "quorum",
-        f"{format_nds(result.quorum)}{'' if result.quorum_final else ' (estimate)'}: {reached} "
-        f"({format_nds(counted)} for+abstain)",
+        f"{format_nds(result.quorum)}: {reached} ({format_nds(counted)} for+abstain)",
     )
     table.add_row("snapshot", format_time(result.snapshot, result.now))
     table.add_row("deadline", format_time(result.deadline, result.now))

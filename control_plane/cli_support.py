@@ -72,6 +72,9 @@ UINT256_MAX: Final = 2**256 - 1
 DEFAULT_RPC_URL: Final = "http://127.0.0.1:8545"
 DEFAULT_API_URL: Final = "http://127.0.0.1:8000"
 RECEIPT_TIMEOUT_S: Final = 180.0
+# NDS vote checkpoints are keyed by timestamp: a delegation estimated in the second of the last
+# checkpoint updates it in place, but mined a second later it writes a new slot (22,100 gas).
+FRESH_SLOT_GAS: Final = 25_000
 LOG_CHUNK_BLOCKS: Final = 10_000
 
 console = Console(soft_wrap=True, highlight=False)
@@ -544,7 +547,8 @@ async def send(
 ) -> TxReceipt:
     """Signs `call` with the user's key, sends it, waits for its receipt behind a spinner and
     checks that it succeeded. A call the chain would revert is not sent: the decoded reason is
-    the error. Gas comes from an estimate plus 20% headroom; fees from the node."""
+    the error. Gas comes from an estimate plus 20% and FRESH_SLOT_GAS of headroom; fees from the
+    node."""
     w3 = chain.w3
     nonce = await rpc(chain, w3.eth.get_transaction_count(account.address, "pending"))
     params: TxParams = {
@@ -561,7 +565,7 @@ async def send(
         raise CliError(f"{label}: {_rpc_message(exc)}") from None
     except (OSError, TimeoutError, aiohttp.ClientError) as exc:
         raise CliError(f"{label}: the chain at {chain.rpc_url} failed: {_reason(exc)}") from None
-    tx["gas"] = int(tx["gas"]) * 6 // 5
+    tx["gas"] = int(tx["gas"]) * 6 // 5 + FRESH_SLOT_GAS
     signed = account.sign_transaction(cast(dict[str, Any], tx))
     try:
         tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)

@@ -8,8 +8,11 @@ import {NodusDeployment} from "./NodusDeployment.sol";
 /// @notice Deploys Nodus and writes `deployments/<chainId>.json` (or NODUS_DEPLOY_OUTPUT) (each contract's address under
 /// its name, plus `chainId` and `startBlock`), which the control plane reads.
 /// @dev Run by scripts/deploy. Environment: `PRIVATE_KEY` (the deployer, required), `NODUS_ORACLE`
-/// (default: anvil's account 1), and on a local chain (31337) the ten anvil accounts are funded.
-/// Any other chain takes the production delays below; override each with its NODUS_* variable.
+/// (default: anvil's account 1). On a local chain (31337) the ten anvil accounts are the
+/// circulating holders (100,000 NDS each). Any other chain takes NodusDeployment.productionParams
+/// and requires `NODUS_HOLDERS` (comma-separated addresses) and `NODUS_HOLDER_NDS` (their amounts
+/// in NDS wei, same order): the circulating supply. Override each other default with its NODUS_*
+/// variable.
 contract Deploy is Script {
     /// anvil's default mnemonic accounts 0..9 ("test test ... junk").
     string internal constant ANVIL_MNEMONIC =
@@ -29,28 +32,21 @@ contract Deploy is Script {
     }
 
     function _params(address deployer) internal view returns (NodusDeployment.Params memory p) {
-        bool local = block.chainid == 31337;
-        address[] memory devAccounts = new address[](local ? 10 : 0);
-        for (uint32 i = 0; i < devAccounts.length; i++) {
-            devAccounts[i] = vm.addr(vm.deriveKey(ANVIL_MNEMONIC, i));
-        }
         address defaultOracle = vm.addr(vm.deriveKey(ANVIL_MNEMONIC, 1));
-        p = NodusDeployment.localParams(
-            deployer, vm.envOr("NODUS_ORACLE", defaultOracle), devAccounts
-        );
-        if (!local) {
-            // Production defaults: a governance round takes 5 days (delay 1 + vote 3 + timelock
-            // 1), so a bad root waits 6 days (weekly epochs), and unbonding (14 days) outlasts
-            // challenge window plus a governance round (11 days). No preset liquidity.
-            p.unbondingPeriod = 14 days;
-            p.challengePeriod = 6 days;
-            p.votingDelay = 1 days;
-            p.votingPeriod = 3 days;
-            p.timelockDelay = 1 days;
-            p.proposalThreshold = 100_000 ether;
-            p.rewardPoolFunding = 0;
-            p.swapNds = 0;
-            p.swapEth = 0;
+        address oracle = vm.envOr("NODUS_ORACLE", defaultOracle);
+        if (block.chainid == 31337) {
+            address[] memory devAccounts = new address[](10);
+            for (uint32 i = 0; i < devAccounts.length; i++) {
+                devAccounts[i] = vm.addr(vm.deriveKey(ANVIL_MNEMONIC, i));
+            }
+            p = NodusDeployment.localParams(deployer, oracle, devAccounts);
+        } else {
+            p = NodusDeployment.productionParams(
+                deployer,
+                oracle,
+                vm.envAddress("NODUS_HOLDERS", ","),
+                vm.envUint("NODUS_HOLDER_NDS", ",")
+            );
         }
         p.pricePerPeriod = vm.envOr("NODUS_PRICE_PER_PERIOD", p.pricePerPeriod);
         p.rewardBps = uint16(vm.envOr("NODUS_REWARD_BPS", uint256(p.rewardBps)));
@@ -62,6 +58,8 @@ contract Deploy is Script {
         p.votingPeriod = uint32(vm.envOr("NODUS_VOTING_PERIOD", uint256(p.votingPeriod)));
         p.timelockDelay = vm.envOr("NODUS_TIMELOCK_DELAY", p.timelockDelay);
         p.rewardPoolFunding = vm.envOr("NODUS_REWARD_POOL_FUNDING", p.rewardPoolFunding);
+        p.swapNds = vm.envOr("NODUS_SWAP_NDS", p.swapNds);
+        p.swapEth = vm.envOr("NODUS_SWAP_ETH", p.swapEth);
     }
 
     function _write(NodusDeployment.Deployment memory d, uint256 startBlock) internal {
@@ -74,6 +72,7 @@ contract Deploy is Script {
         vm.serializeAddress(key, "RewardDistributor", address(d.rewards));
         vm.serializeAddress(key, "SubscriptionManager", address(d.subscriptions));
         vm.serializeAddress(key, "NodeRegistry", address(d.registry));
+        vm.serializeAddress(key, "TimingGuard", address(d.guard));
         string memory json = vm.serializeAddress(key, "NodusSwap", address(d.swap));
         string memory path = vm.envOr(
             "NODUS_DEPLOY_OUTPUT",

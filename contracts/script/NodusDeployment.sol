@@ -1,19 +1,29 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {TimelockController} from "@openzeppelin/contracts/governance/TimelockController.sol";
 import {NDSToken} from "../src/NDSToken.sol";
 import {NodeRegistry} from "../src/NodeRegistry.sol";
 import {NodusGovernor} from "../src/NodusGovernor.sol";
 import {NodusSwap} from "../src/NodusSwap.sol";
+import {NodusTimelock} from "../src/NodusTimelock.sol";
 import {RewardDistributor} from "../src/RewardDistributor.sol";
 import {SubscriptionManager} from "../src/SubscriptionManager.sol";
+import {TimingGuard} from "../src/TimingGuard.sol";
+import {
+    IChallengeWindow,
+    IGovernorClocks,
+    ITimelockDelay,
+    IUnbondingPeriod
+} from "../src/interfaces/ITimingGuard.sol";
 
 /// @title NodusDeployment
 /// @notice Deploys and wires the whole protocol. Used by Deploy.s.sol (under a broadcast) and by
 /// the forge tests, so tests exercise exactly the wiring that ships.
 /// @dev Internal functions run in the caller's context: `new` and calls come from the broadcaster
 /// in a script and from the test contract in a test. `admin` must be that caller.
+/// The supply is split into the treasury (the timelock), the reward pool, the swap's liquidity and
+/// the circulating holders (community and contributors, `holders`), who alone can vote: the
+/// governor's quorum leaves the protocol's own holdings out (see README "Token distribution").
 library NodusDeployment {
     /// @notice Every tunable of a deployment.
     struct Params {
@@ -33,25 +43,32 @@ library NodusDeployment {
         uint256 rewardPoolFunding; // NDS sent to the RewardDistributor
         uint256 swapNds; // initial swap liquidity, NDS side
         uint256 swapEth; // initial swap liquidity, ETH side
-        address[] devAccounts; // each receives devAccountNds (local chains)
-        uint256 devAccountNds;
+        address[] holders; // the circulating supply's holders (community, contributors)
+        uint256[] holderNds; // what each of `holders` receives
     }
 
     /// @notice The deployed contracts.
     struct Deployment {
         NDSToken token;
-        TimelockController timelock;
+        NodusTimelock timelock;
         NodusGovernor governor;
         RewardDistributor rewards;
         SubscriptionManager subscriptions;
         NodeRegistry registry;
         NodusSwap swap;
+        TimingGuard guard;
     }
 
-    error UnbondingTooShort(uint64 unbondingPeriod, uint256 slashPath);
-    error ChallengeWindowTooShort(uint64 challengePeriod, uint256 governancePath);
+    /// @notice Each local dev account's share of the circulating supply.
+    uint256 internal constant LOCAL_HOLDER_NDS = 100_000 ether;
+    /// @notice The production reward pool: 15% of the supply.
+    uint256 internal constant PRODUCTION_REWARD_POOL = 150_000_000 ether;
 
-    /// @notice The defaults of a local chain: delays of seconds to minutes, funded dev accounts.
+    error HolderListMismatch(uint256 holders, uint256 amounts);
+    error CirculatingBelowThreshold(uint256 circulating, uint256 proposalThreshold);
+
+    /// @notice The defaults of a local chain: delays of seconds to minutes; the dev accounts are
+    /// the circulating holders, 100,000 NDS each.
     function localParams(address admin, address oracle, address[] memory devAccounts)
         internal
         pure
@@ -73,41 +90,62 @@ library NodusDeployment {
         p.rewardPoolFunding = 1_000_000 ether;
         p.swapNds = 1_000_000 ether;
         p.swapEth = 100 ether;
-        p.devAccounts = devAccounts;
-        p.devAccountNds = 100_000 ether;
+        p.holders = devAccounts;
+        p.holderNds = new uint256[](devAccounts.length);
+        for (uint256 i = 0; i < devAccounts.length; i++) {
+            p.holderNds[i] = LOCAL_HOLDER_NDS;
+        }
+    }
+
+    /// @notice The defaults of any other chain: a governance round takes 4 days (voting delay 1
+    /// + voting period 2 + timelock 1), the challenge window (6 days) outlasts it by 2 days and
+    /// unbonding (14 days) outlasts both (10 days). 15% of the supply funds the reward pool, the
+    /// circulating `holders` get `holderNds`, no preset swap liquidity; the rest is the treasury.
+    function productionParams(
+        address admin,
+        address oracle,
+        address[] memory holders,
+        uint256[] memory holderNds
+    ) internal pure returns (Params memory p) {
+        p = localParams(admin, oracle, new address[](0));
+        p.unbondingPeriod = 14 days;
+        p.challengePeriod = 6 days;
+        p.votingDelay = 1 days;
+        p.votingPeriod = 2 days;
+        p.timelockDelay = 1 days;
+        p.proposalThreshold = 100_000 ether;
+        p.rewardPoolFunding = PRODUCTION_REWARD_POOL;
+        p.swapNds = 0;
+        p.swapEth = 0;
+        p.holders = holders;
+        p.holderNds = holderNds;
     }
 
     /// @notice Deploys everything, funds it, hands every role to the timelock and renounces the
     /// deployer's. The rest of the supply goes to the treasury (the timelock).
     function deploy(Params memory p) internal returns (Deployment memory d) {
-        // The DAO (the guardian) must be able to revoke a bad root before anyone may accept it:
-        // a whole governance round (delay, vote, timelock) fits inside the challenge window.
-        uint256 governancePath = uint256(p.votingDelay) + p.votingPeriod + p.timelockDelay;
-        if (p.challengePeriod <= governancePath) {
-            revert ChallengeWindowTooShort(p.challengePeriod, governancePath);
-        }
-        // A slash for a bad epoch needs the challenge window to spot it, then a governance
-        // round: an operator must not be able to exit faster than that.
-        uint256 slashPath = p.challengePeriod + governancePath;
-        if (p.unbondingPeriod <= slashPath) revert UnbondingTooShort(p.unbondingPeriod, slashPath);
+        _checkCirculating(p);
 
+        // First, so the four contracts owning a clock can take its address.
+        d.guard = new TimingGuard();
         d.token = new NDSToken(p.admin, p.totalSupply);
 
         address[] memory none = new address[](0);
         address[] memory anyone = new address[](1); // address(0): anyone may execute
-        d.timelock = new TimelockController(p.timelockDelay, none, anyone, p.admin);
-        d.governor = new NodusGovernor(
-            d.token, d.timelock, p.votingDelay, p.votingPeriod, p.proposalThreshold
-        );
+        d.timelock = new NodusTimelock(p.timelockDelay, none, anyone, p.admin, d.guard);
         address timelock = address(d.timelock);
 
-        d.rewards =
-            new RewardDistributor(d.token, timelock, p.oracle, p.epochBudget, p.challengePeriod);
+        d.rewards = new RewardDistributor(
+            d.token, timelock, p.oracle, p.epochBudget, p.challengePeriod, d.guard
+        );
         d.subscriptions = new SubscriptionManager(
             d.token, address(d.rewards), timelock, timelock, p.pricePerPeriod, p.rewardBps
         );
-        d.registry = new NodeRegistry(d.token, timelock, p.minStake, p.unbondingPeriod);
+        d.registry = new NodeRegistry(d.token, timelock, p.minStake, p.unbondingPeriod, d.guard);
         d.swap = new NodusSwap(d.token, d.subscriptions);
+
+        // Last, so the quorum can leave out every protocol holding.
+        d.governor = _deployGovernor(p, d);
 
         // The governor is the timelock's only proposer (and canceller); the deployer leaves.
         d.timelock.grantRole(d.timelock.PROPOSER_ROLE(), address(d.governor));
@@ -122,18 +160,54 @@ library NodusDeployment {
             d.token.approve(address(d.swap), p.swapNds);
             d.swap.addLiquidity{value: p.swapEth}(p.swapNds, 0, timelock, type(uint256).max);
         }
-        for (uint256 i = 0; i < p.devAccounts.length; i++) {
-            if (p.devAccounts[i] != p.admin) d.token.transfer(p.devAccounts[i], p.devAccountNds);
+        uint256 keep = 0; // the admin's own share, when it is a holder (local dev account 0)
+        for (uint256 i = 0; i < p.holders.length; i++) {
+            if (p.holders[i] == p.admin) keep += p.holderNds[i];
+            else d.token.transfer(p.holders[i], p.holderNds[i]);
         }
-        // The admin keeps a dev account's share on a local chain; the rest is the treasury's.
-        uint256 keep = _contains(p.devAccounts, p.admin) ? p.devAccountNds : 0;
         d.token.transfer(timelock, d.token.balanceOf(p.admin) - keep);
+
+        // From now on every change of a clock keeps the orderings; check the initial values.
+        d.guard
+            .initialize(
+                IGovernorClocks(address(d.governor)),
+                ITimelockDelay(timelock),
+                IChallengeWindow(address(d.rewards)),
+                IUnbondingPeriod(address(d.registry))
+            );
+        d.guard.check();
     }
 
-    function _contains(address[] memory list, address item) private pure returns (bool) {
-        for (uint256 i = 0; i < list.length; i++) {
-            if (list[i] == item) return true;
+    function _checkCirculating(Params memory p) private pure {
+        if (p.holders.length != p.holderNds.length) {
+            revert HolderListMismatch(p.holders.length, p.holderNds.length);
         }
-        return false;
+        uint256 circulating = 0;
+        for (uint256 i = 0; i < p.holderNds.length; i++) {
+            circulating += p.holderNds[i];
+        }
+        // Circulating holders alone must be able to propose (and, since the quorum counts only
+        // supply outside the protocol, to reach quorum).
+        if (circulating == 0 || circulating < p.proposalThreshold) {
+            revert CirculatingBelowThreshold(circulating, p.proposalThreshold);
+        }
+    }
+
+    function _deployGovernor(Params memory p, Deployment memory d) private returns (NodusGovernor) {
+        address[] memory protocolHolders = new address[](5);
+        protocolHolders[0] = address(d.timelock);
+        protocolHolders[1] = address(d.rewards);
+        protocolHolders[2] = address(d.swap);
+        protocolHolders[3] = address(d.subscriptions);
+        protocolHolders[4] = address(d.registry);
+        return new NodusGovernor(
+            d.token,
+            d.timelock,
+            p.votingDelay,
+            p.votingPeriod,
+            p.proposalThreshold,
+            d.guard,
+            protocolHolders
+        );
     }
 }

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {ITimingGuard} from "./interfaces/ITimingGuard.sol";
 
 /// @title NodeRegistry
 /// @notice VPN node operators stake NDS here to register a node. The control plane serves and
@@ -11,9 +12,9 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 /// @dev Owned by the governance timelock, which sets the minimum stake and unbonding period and
 /// may slash. Each node names an agent: the hot key its software signs in with, separate from the
 /// operator's wallet that holds the stake and receives rewards, so a lost agent key loses nothing.
-/// The unbonding period must exceed the reward challenge window plus the governor's voting
-/// period, so an operator cannot exit before a slash for a bad epoch can pass; the deploy script
-/// checks it and governance keeps it so.
+/// The unbonding period must exceed the reward challenge window plus a governance round, so an
+/// operator cannot exit before a slash for a bad epoch can pass; the TimingGuard checks it after
+/// every change of any of those clocks.
 contract NodeRegistry is Ownable {
     using SafeERC20 for IERC20;
 
@@ -43,6 +44,8 @@ contract NodeRegistry is Ownable {
 
     /// @notice The NDS token.
     IERC20 public immutable token;
+    /// @notice Checks the timing orderings after every unbonding period change.
+    ITimingGuard public immutable timingGuard;
 
     /// @notice Stake a node needs to be Active, in NDS wei.
     uint256 public minStake;
@@ -85,11 +88,17 @@ contract NodeRegistry is Ownable {
     /// @param owner_ Governance (the timelock).
     /// @param minStake_ Initial minimum stake (100 NDS in the default deployment).
     /// @param unbondingPeriod_ Initial unbonding period in seconds.
-    constructor(IERC20 token_, address owner_, uint256 minStake_, uint64 unbondingPeriod_)
-        Ownable(owner_)
-    {
+    /// @param timingGuard_ Keeps unbonding longer than window plus round (see ITimingGuard).
+    constructor(
+        IERC20 token_,
+        address owner_,
+        uint256 minStake_,
+        uint64 unbondingPeriod_,
+        ITimingGuard timingGuard_
+    ) Ownable(owner_) {
         if (address(token_) == address(0)) revert ZeroAddress();
         token = token_;
+        timingGuard = timingGuard_;
         _setMinStake(minStake_);
         _setUnbondingPeriod(unbondingPeriod_);
     }
@@ -206,9 +215,11 @@ contract NodeRegistry is Ownable {
         _setMinStake(newMinStake);
     }
 
-    /// @notice Governance sets the unbonding period (applies to exits requested afterwards).
+    /// @notice Governance sets the unbonding period (applies to exits requested afterwards); the
+    /// TimingGuard reverts when it would no longer outlast the challenge window plus a round.
     function setUnbondingPeriod(uint64 newPeriod) external onlyOwner {
         _setUnbondingPeriod(newPeriod);
+        timingGuard.check();
     }
 
     /// @notice Everything about a node; `status` is `None` for an unknown id.

@@ -7,6 +7,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IRewardPool} from "./interfaces/IRewardPool.sol";
+import {ITimingGuard} from "./interfaces/ITimingGuard.sol";
 
 /// @title RewardDistributor
 /// @notice Pays node operators their NDS rewards from cumulative Merkle roots, after Morpho's
@@ -68,6 +69,8 @@ contract RewardDistributor is IRewardPool, AccessControl {
     uint64 public rootEpoch;
     /// @notice Seconds a proposed root waits before anyone may accept it.
     uint64 public challengePeriod;
+    /// @notice Checks the timing orderings after every challenge window change.
+    ITimingGuard public immutable timingGuard;
     /// @notice Largest increase of the cumulative total one epoch may bring, in NDS wei.
     uint256 public epochBudget;
 
@@ -109,17 +112,20 @@ contract RewardDistributor is IRewardPool, AccessControl {
     /// @param oracle The control plane's oracle key.
     /// @param epochBudget_ Initial per-epoch budget in NDS wei.
     /// @param challengePeriod_ Initial challenge window in seconds.
+    /// @param timingGuard_ Keeps the window longer than a governance round (see ITimingGuard).
     constructor(
         IERC20 token_,
         address governance,
         address oracle,
         uint256 epochBudget_,
-        uint64 challengePeriod_
+        uint64 challengePeriod_,
+        ITimingGuard timingGuard_
     ) {
         if (address(token_) == address(0) || governance == address(0) || oracle == address(0)) {
             revert ZeroAddress();
         }
         token = token_;
+        timingGuard = timingGuard_;
         _grantRole(DEFAULT_ADMIN_ROLE, governance);
         _grantRole(GUARDIAN_ROLE, governance);
         _grantRole(ORACLE_ROLE, oracle);
@@ -238,9 +244,12 @@ contract RewardDistributor is IRewardPool, AccessControl {
         _setEpochBudget(newBudget);
     }
 
-    /// @notice Governance sets the challenge window (applies to roots proposed afterwards).
+    /// @notice Governance sets the challenge window (applies to roots proposed afterwards); the
+    /// TimingGuard reverts when it would no longer outlast a governance round, or the unbonding
+    /// period would no longer outlast it plus a round.
     function setChallengePeriod(uint64 newPeriod) external onlyRole(DEFAULT_ADMIN_ROLE) {
         _setChallengePeriod(newPeriod);
+        timingGuard.check();
     }
 
     function _setEpochBudget(uint256 newBudget) private {

@@ -98,29 +98,29 @@ contract NodeRegistryTest is NodusTestBase {
         emit NodeRegistry.MinStakeChanged(0, 5 ether);
         vm.expectEmit();
         emit NodeRegistry.UnbondingPeriodChanged(0, 2 days);
-        new NodeRegistry(token, address(timelock), 5 ether, 2 days);
+        new NodeRegistry(token, address(timelock), 5 ether, 2 days, guard);
     }
 
     function test_RevertWhen_ConstructorTokenZero() public {
         vm.expectRevert(NodeRegistry.ZeroAddress.selector);
-        new NodeRegistry(IERC20(address(0)), address(timelock), MIN_STAKE, UNBONDING);
+        new NodeRegistry(IERC20(address(0)), address(timelock), MIN_STAKE, UNBONDING, guard);
     }
 
     function test_RevertWhen_ConstructorOwnerZero() public {
         vm.expectRevert(abi.encodeWithSelector(Ownable.OwnableInvalidOwner.selector, address(0)));
-        new NodeRegistry(token, address(0), MIN_STAKE, UNBONDING);
+        new NodeRegistry(token, address(0), MIN_STAKE, UNBONDING, guard);
     }
 
     function test_RevertWhen_ConstructorMinStakeZero() public {
         vm.expectRevert(NodeRegistry.ZeroAmount.selector);
-        new NodeRegistry(token, address(timelock), 0, UNBONDING);
+        new NodeRegistry(token, address(timelock), 0, UNBONDING, guard);
     }
 
     function test_RevertWhen_ConstructorUnbondingOutOfBounds() public {
         vm.expectRevert(
             abi.encodeWithSelector(NodeRegistry.InvalidUnbondingPeriod.selector, 1 hours - 1)
         );
-        new NodeRegistry(token, address(timelock), MIN_STAKE, 1 hours - 1);
+        new NodeRegistry(token, address(timelock), MIN_STAKE, 1 hours - 1, guard);
     }
 
     // ------------------------------------------------------------------ register

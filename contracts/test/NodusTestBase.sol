@@ -9,6 +9,7 @@ import {NodusGovernor} from "../src/NodusGovernor.sol";
 import {NodusSwap} from "../src/NodusSwap.sol";
 import {RewardDistributor} from "../src/RewardDistributor.sol";
 import {SubscriptionManager} from "../src/SubscriptionManager.sol";
+import {TimingGuard} from "../src/TimingGuard.sol";
 import {NodusDeployment} from "../script/NodusDeployment.sol";
 
 /// @notice The whole protocol deployed exactly as contracts/script/Deploy.s.sol deploys it on a
@@ -24,6 +25,7 @@ abstract contract NodusTestBase is Test {
     SubscriptionManager internal subscriptions;
     NodeRegistry internal registry;
     NodusSwap internal swap;
+    TimingGuard internal guard;
 
     address internal oracle = makeAddr("oracle");
     address internal alice = makeAddr("alice");
@@ -41,7 +43,27 @@ abstract contract NodusTestBase is Test {
         (dev[0], dev[1], dev[2], dev[3], dev[4]) = (alice, bob, carol, operator1, operator2);
         params = NodusDeployment.localParams(address(this), oracle, dev);
         NodusDeployment.Deployment memory d = NodusDeployment.deploy(params);
-        (token, timelock, governor, rewards, subscriptions, registry, swap) =
-        (d.token, d.timelock, d.governor, d.rewards, d.subscriptions, d.registry, d.swap);
+        _adopt(d);
+    }
+
+    /// @notice The handles, for a handler contract's constructor.
+    struct Contracts {
+        NDSToken token;
+        TimelockController timelock;
+        NodusGovernor governor;
+        RewardDistributor rewards;
+        SubscriptionManager subscriptions;
+        NodeRegistry registry;
+        address swap;
+    }
+
+    function _contracts() internal view returns (Contracts memory) {
+        return Contracts(token, timelock, governor, rewards, subscriptions, registry, address(swap));
+    }
+
+    /// @notice Points the test's handles at a deployment's contracts.
+    function _adopt(NodusDeployment.Deployment memory d) internal {
+        (token, timelock, governor, rewards) = (d.token, d.timelock, d.governor, d.rewards);
+        (subscriptions, registry, swap, guard) = (d.subscriptions, d.registry, d.swap, d.guard);
     }
 }

@@ -7,6 +7,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Errors} from "@openzeppelin/contracts/interfaces/draft-IERC6093.sol";
 import {Hashes} from "@openzeppelin/contracts/utils/cryptography/Hashes.sol";
 import {RewardDistributor} from "../src/RewardDistributor.sol";
+import {ITimingGuard} from "../src/interfaces/ITimingGuard.sol";
 import {NodusTestBase} from "./NodusTestBase.sol";
 
 /// @notice Builds the tree that OpenZeppelin's
@@ -82,6 +83,7 @@ abstract contract RewardTestBase is NodusTestBase {
     uint256 internal constant BUDGET = 10_000 ether;
     uint256 internal constant POOL = 1_000_000 ether;
     uint64 internal constant WINDOW = 120; // NodusDeployment.localParams' challenge window
+    uint64 internal constant UNBONDING_LOCAL = 1 hours; // NodusDeployment.localParams
     /// @notice The intrinsic gas of a transaction.
     uint256 internal constant TX_BASE_GAS = 21_000;
 
@@ -290,29 +292,29 @@ contract RewardDistributorTest is RewardTestBase {
         emit RewardDistributor.EpochBudgetChanged(0, 7 ether);
         vm.expectEmit();
         emit RewardDistributor.ChallengePeriodChanged(0, 3 hours);
-        new RewardDistributor(token, address(timelock), oracle, 7 ether, 3 hours);
+        new RewardDistributor(token, address(timelock), oracle, 7 ether, 3 hours, guard);
     }
 
     function test_RevertWhen_ConstructorTokenZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(IERC20(address(0)), address(timelock), oracle, BUDGET, WINDOW);
+        new RewardDistributor(IERC20(address(0)), address(timelock), oracle, BUDGET, WINDOW, guard);
     }
 
     function test_RevertWhen_ConstructorGovernanceZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(token, address(0), oracle, BUDGET, WINDOW);
+        new RewardDistributor(token, address(0), oracle, BUDGET, WINDOW, guard);
     }
 
     function test_RevertWhen_ConstructorOracleZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(token, address(timelock), address(0), BUDGET, WINDOW);
+        new RewardDistributor(token, address(timelock), address(0), BUDGET, WINDOW, guard);
     }
 
     function test_RevertWhen_ConstructorChallengePeriodOutOfBounds() public {
         vm.expectRevert(
             abi.encodeWithSelector(RewardDistributor.InvalidChallengePeriod.selector, 0)
         );
-        new RewardDistributor(token, address(timelock), oracle, BUDGET, 0);
+        new RewardDistributor(token, address(timelock), oracle, BUDGET, 0, guard);
     }
 
     // ------------------------------------------------------------------ proposeRoot
@@ -619,6 +621,7 @@ contract RewardDistributorTest is RewardTestBase {
     function test_AcceptRoot_KeepsWindowOfProposalTime() public {
         _propose(1, bytes32(uint256(1)), 1 ether);
         uint64 validAt = rewards.pendingRoot().validAt;
+        _makeRoomForLongWindows();
         vm.prank(address(timelock));
         rewards.setChallengePeriod(1 days); // applies to later proposals only
         assertEq(rewards.pendingRoot().validAt, validAt);
@@ -957,32 +960,69 @@ contract RewardDistributorTest is RewardTestBase {
 
     // ------------------------------------------------------------------ setChallengePeriod
 
+    /// @notice The unbonding period (1 hour locally) caps the window at 1 hour minus a governance
+    /// round; unit tests of longer windows first raise it to the maximum.
+    function _makeRoomForLongWindows() internal {
+        vm.prank(address(timelock));
+        registry.setUnbondingPeriod(365 days);
+    }
+
+    function _governanceRound() internal view returns (uint64) {
+        return uint64(governor.votingDelay() + governor.votingPeriod() + timelock.getMinDelay());
+    }
+
     function test_SetChallengePeriod_ByTimelock() public {
+        _makeRoomForLongWindows();
         vm.prank(address(timelock));
         rewards.setChallengePeriod(1 days);
         assertEq(rewards.challengePeriod(), 1 days);
     }
 
     function test_SetChallengePeriod_EmitsChallengePeriodChanged() public {
+        _makeRoomForLongWindows();
         vm.expectEmit(address(rewards));
         emit RewardDistributor.ChallengePeriodChanged(WINDOW, 1 days);
         vm.prank(address(timelock));
         rewards.setChallengePeriod(1 days);
     }
 
-    function test_SetChallengePeriod_AcceptsMinimum() public {
+    /// @notice The shortest window is one second longer than a governance round (91 s here).
+    function test_SetChallengePeriod_AcceptsOneSecondMoreThanGovernanceRound() public {
+        uint64 shortest = _governanceRound() + 1;
         vm.prank(address(timelock));
-        rewards.setChallengePeriod(1);
-        assertEq(rewards.challengePeriod(), rewards.MIN_CHALLENGE_PERIOD());
+        rewards.setChallengePeriod(shortest);
+        assertEq(rewards.challengePeriod(), shortest);
+    }
+
+    function test_RevertWhen_ChallengePeriodNotLongerThanGovernanceRound() public {
+        uint64 round = _governanceRound();
+        vm.prank(address(timelock));
+        vm.expectRevert(
+            abi.encodeWithSelector(ITimingGuard.ChallengeWindowTooShort.selector, round, round)
+        );
+        rewards.setChallengePeriod(round);
+    }
+
+    function test_RevertWhen_ChallengePeriodLeavesUnbondingTooShort() public {
+        uint64 window = UNBONDING_LOCAL - _governanceRound(); // window + round == unbonding
+        vm.prank(address(timelock));
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                ITimingGuard.UnbondingTooShort.selector, UNBONDING_LOCAL, UNBONDING_LOCAL
+            )
+        );
+        rewards.setChallengePeriod(window);
     }
 
     function test_SetChallengePeriod_AcceptsMaximum() public {
+        _makeRoomForLongWindows();
         vm.prank(address(timelock));
         rewards.setChallengePeriod(30 days);
         assertEq(rewards.challengePeriod(), rewards.MAX_CHALLENGE_PERIOD());
     }
 
     function test_SetChallengePeriod_AppliesToNextProposal() public {
+        _makeRoomForLongWindows();
         vm.prank(address(timelock));
         rewards.setChallengePeriod(2 hours);
         _propose(1, bytes32(uint256(1)), 1 ether);
@@ -1006,10 +1046,17 @@ contract RewardDistributorTest is RewardTestBase {
     }
 
     function testFuzz_SetChallengePeriod_Bounds(uint64 period) public {
-        bool valid = period >= 1 && period <= 30 days;
-        if (!valid) {
+        _makeRoomForLongWindows();
+        uint64 round = _governanceRound();
+        bool inBounds = period >= 1 && period <= 30 days;
+        bool valid = inBounds && period > round;
+        if (!inBounds) {
             vm.expectRevert(
                 abi.encodeWithSelector(RewardDistributor.InvalidChallengePeriod.selector, period)
+            );
+        } else if (!valid) {
+            vm.expectRevert(
+                abi.encodeWithSelector(ITimingGuard.ChallengeWindowTooShort.selector, period, round)
             );
         }
         vm.prank(address(timelock));

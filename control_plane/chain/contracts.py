@@ -31,6 +31,7 @@ CONTRACT_NAMES: Final = (
     "NodusGovernor",
     "TimelockController",
     "NodusSwap",
+    "TimingGuard",
 )
 
 

@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +70,11 @@ def running_anvil() -> Iterator[Anvil]:
             process.kill()
 
 
-def deploy(rpc_url: str, out_dir: Path) -> None:
-    """Deploys with scripts/deploy (the project's own path); it writes <out_dir>/<chain>.json."""
-    env = {**os.environ, "NODUS_DEPLOYMENTS_DIR": str(out_dir)}
+def deploy(rpc_url: str, out_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
+    """Deploys with scripts/deploy (the project's own path); it writes <out_dir>/<chain>.json.
+    `extra_env` adds NODUS_* parameters (a chain other than 31337 needs NODUS_HOLDERS and
+    NODUS_HOLDER_NDS: the circulating supply's holders)."""
+    env = {**os.environ, **(extra_env or {}), "NODUS_DEPLOYMENTS_DIR": str(out_dir)}
     subprocess.run(  # noqa: S603 - our own deploy script
         [str(REPO_ROOT / "scripts" / "deploy"), "--rpc-url", rpc_url],
         check=True,
@@ -100,6 +102,9 @@ async def transact(
         "value": Wei(value),
     }
     tx = await call.build_transaction(params)
+    # Vote checkpoints are keyed by timestamp: estimated in the second of the last checkpoint, a
+    # delegation updates it in place, but mined a second later it writes a fresh slot.
+    tx["gas"] = int(tx["gas"]) * 6 // 5 + 25_000
     signed = sender.sign_transaction(cast(dict[str, Any], tx))
     tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt: TxReceipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)

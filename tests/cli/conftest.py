@@ -1,6 +1,6 @@
 """Helpers for the `nodus` CLI tests: run the real typer app against the session's anvil (each
-test's chain state is reverted by the root conftest), give a dev account DAO votes from the
-treasury, and serve hand-made API answers from a tiny local HTTP server."""
+test's chain state is reverted by the root conftest), gather the dev accounts' own votes on a
+representative, and serve hand-made API answers from a tiny local HTTP server."""
 
 from __future__ import annotations
 
@@ -18,12 +18,19 @@ from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, dev_account
+from control_plane.chain.devchain import Anvil, dev_account, transact
 from control_plane.cli import app
 
 NDS = 10**18
-# More than the 4% quorum (40,000,000 NDS) of the 1e9 supply.
-WHALE_VOTES = 50_000_000 * NDS
+# The local deployment's circulating supply: the ten dev accounts hold 100,000 NDS each, and the
+# quorum is 4% of that (the treasury, reward pool and swap reserves never vote).
+DEV_ACCOUNT_NDS = 100_000 * NDS
+CIRCULATING = 10 * DEV_ACCOUNT_NDS
+QUORUM = CIRCULATING * 4 // 100
+# The representative is dev account 5; dev account 6 keeps its votes (tests delegate it late).
+REPRESENTATIVE = 5
+DELEGATORS = (0, 1, 2, 3, 4, 7, 8, 9)
+REPRESENTATIVE_VOTES = (len(DELEGATORS) + 1) * DEV_ACCOUNT_NDS
 
 
 @dataclass
@@ -70,26 +77,15 @@ def proposal_id_of(result: Result) -> int:
     return int(match.group(1))
 
 
-async def give_votes(
-    w3: Web3Client, deployment: Deployment, voter: str, amount: int = WHALE_VOTES
-) -> None:
-    """The treasury (the timelock) sends `voter` NDS: anvil impersonates it, as Governance.t.sol
-    pranks it. The voter still has to delegate."""
-    timelock = deployment.addresses["TimelockController"]
-    token = contract(w3, deployment, "NDSToken")
-    await w3.provider.make_request("anvil_impersonateAccount", [timelock])
-    await w3.provider.make_request("anvil_setBalance", [timelock, hex(10**18)])
-    tx_hash = await token.functions.transfer(voter, amount).transact({"from": timelock})
-    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash)
-    assert receipt["status"] == 1
-    await w3.provider.make_request("anvil_stopImpersonatingAccount", [timelock])
-
-
 @pytest.fixture
-async def whale(w3: Web3Client, deployment: Deployment, cli: Cli) -> LocalAccount:
-    """dev account 5 with 50M NDS from the treasury, self-delegated through the CLI."""
-    voter = dev_account(5)
-    await give_votes(w3, deployment, voter.address)
+async def representative(w3: Web3Client, deployment: Deployment, cli: Cli) -> LocalAccount:
+    """dev account 5, to which eight other dev accounts delegate their own 100,000 NDS (each
+    signs its own delegation), self-delegated through the CLI: 900,000 NDS of votes, far above
+    the 40,000 NDS quorum and a majority of the circulating supply."""
+    voter = dev_account(REPRESENTATIVE)
+    token = contract(w3, deployment, "NDSToken")
+    for index in DELEGATORS:
+        await transact(w3, dev_account(index), token.functions.delegate(voter.address))
     result = await cli("dao", "delegate", key=voter)
     assert result.exit_code == 0, result.output
     return voter

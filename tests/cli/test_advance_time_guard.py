@@ -1,6 +1,6 @@
 """`--advance-time` moves anvil's clock; on any chain but a local one (chain id 31337) it is
 refused before anything is read or sent. The other chain here is a real anvil started with
---chain-id 5 and the contracts deployed by scripts/deploy (with production delays)."""
+--chain-id 5 and the contracts deployed by scripts/deploy (with production parameters)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,10 @@ def goerli_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                 assert time.monotonic() < deadline, "anvil did not start"
                 time.sleep(0.1)
         out_dir = tmp_path_factory.mktemp("deployments5")
-        deploy(rpc_url, out_dir)
+        # Production parameters: three holders share 350,000,000 NDS of circulating supply.
+        holders = ",".join(dev_account(i).address for i in range(3))
+        amounts = ",".join(str(n * 10**18) for n in (200_000_000, 100_000_000, 50_000_000))
+        deploy(rpc_url, out_dir, {"NODUS_HOLDERS": holders, "NODUS_HOLDER_NDS": amounts})
         assert (out_dir / "5.json").exists()
         yield rpc_url, out_dir
     finally:

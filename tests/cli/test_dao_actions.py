@@ -94,11 +94,18 @@ async def created_event(w3: Web3Client, deployment: Deployment, proposal_id: int
 
 @pytest.mark.parametrize("name", list(CASES))
 async def test_each_typed_action_proposes_the_intended_calldata(
-    name: str, w3: Web3Client, deployment: Deployment, cli: Cli, whale: LocalAccount, world: None
+    name: str,
+    w3: Web3Client,
+    deployment: Deployment,
+    cli: Cli,
+    representative: LocalAccount,
+    world: None,
 ) -> None:
     case = CASES[name]
     description = f"Nodus test: {name}\n\nWhy: because the test says so."
-    result = await cli("dao", "propose", *case.args, "--description", description, key=whale)
+    result = await cli(
+        "dao", "propose", *case.args, "--description", description, key=representative
+    )
     assert result.exit_code == 0, result.output
 
     args = await created_event(w3, deployment, proposal_id_of(result))
@@ -117,7 +124,7 @@ async def test_each_typed_action_proposes_the_intended_calldata(
 
 
 async def test_raw_calldata_and_value_are_proposed_as_given(
-    w3: Web3Client, deployment: Deployment, cli: Cli, whale: LocalAccount
+    w3: Web3Client, deployment: Deployment, cli: Cli, representative: LocalAccount
 ) -> None:
     token = contract(w3, deployment, "NDSToken")
     calldata = token.encode_abi("transfer", args=[NEW_ORACLE, 3 * NDS])
@@ -134,7 +141,7 @@ async def test_raw_calldata_and_value_are_proposed_as_given(
         "5",
         "-d",
         "raw",
-        key=whale,
+        key=representative,
     )
     assert refused.exit_code == 1
     assert "--force" in flat(refused)
@@ -151,7 +158,7 @@ async def test_raw_calldata_and_value_are_proposed_as_given(
         "-d",
         "raw",
         "--force",
-        key=whale,
+        key=representative,
     )
     assert result.exit_code == 0, result.output
     args = await created_event(w3, deployment, proposal_id_of(result))
@@ -161,11 +168,18 @@ async def test_raw_calldata_and_value_are_proposed_as_given(
 
 
 async def test_actions_that_cannot_execute_are_refused_before_a_vote(
-    cli: Cli, whale: LocalAccount
+    cli: Cli, representative: LocalAccount
 ) -> None:
     # No pending root: the timelock's dry run reverts with NoPendingRoot.
     revoke = await cli(
-        "dao", "propose", "revoke-root", "1", "0x" + PENDING.root.hex(), "-d", "x", key=whale
+        "dao",
+        "propose",
+        "revoke-root",
+        "1",
+        "0x" + PENDING.root.hex(),
+        "-d",
+        "x",
+        key=representative,
     )
     assert revoke.exit_code == 1
     assert "NoPendingRoot()" in flat(revoke)
@@ -179,7 +193,7 @@ async def test_actions_that_cannot_execute_are_refused_before_a_vote(
         NEW_ORACLE.lower(),
         "-d",
         "x",
-        key=whale,
+        key=representative,
     )
     assert oracle.exit_code == 2
     assert "both the new oracle and an --old one" in flat(oracle)
@@ -192,32 +206,41 @@ async def test_actions_that_cannot_execute_are_refused_before_a_vote(
         dev_account(2).address,
         "-d",
         "x",
-        key=whale,
+        key=representative,
     )
     assert unknown.exit_code == 2
     assert f"current oracle(s): {OLD_ORACLE}" in flat(unknown)
     slash = await cli(
-        "dao", "propose", "slash", "0x" + NODE_ID.hex(), "1", "--reason", "r", "-d", "x", key=whale
+        "dao",
+        "propose",
+        "slash",
+        "0x" + NODE_ID.hex(),
+        "1",
+        "--reason",
+        "r",
+        "-d",
+        "x",
+        key=representative,
     )
     assert slash.exit_code == 2
     assert "there is no node" in flat(slash)
 
 
 async def test_the_same_proposal_twice_is_refused_with_its_id(
-    cli: Cli, whale: LocalAccount
+    cli: Cli, representative: LocalAccount
 ) -> None:
-    first = await cli("dao", "propose", "set-price", "11", "-d", "same", key=whale)
+    first = await cli("dao", "propose", "set-price", "11", "-d", "same", key=representative)
     assert first.exit_code == 0, first.output
-    again = await cli("dao", "propose", "set-price", "11", "-d", "same", key=whale)
+    again = await cli("dao", "propose", "set-price", "11", "-d", "same", key=representative)
     assert again.exit_code == 1
     assert str(proposal_id_of(first)) in flat(again)
 
 
 async def test_a_description_is_shown_as_text_never_as_terminal_markup(
-    cli: Cli, whale: LocalAccount
+    cli: Cli, representative: LocalAccount
 ) -> None:
     title = "[bold]Cheaper[/bold] [link=https://evil.example]click[/link]"
-    proposed = await cli("dao", "propose", "set-price", "9", "-d", title, key=whale)
+    proposed = await cli("dao", "propose", "set-price", "9", "-d", title, key=representative)
     assert proposed.exit_code == 0, proposed.output
     status = await cli("dao", "status", str(proposal_id_of(proposed)))
     assert status.exit_code == 0, status.output
