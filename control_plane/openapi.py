@@ -89,6 +89,7 @@ _GENERIC_ERRORS: dict[str, str] = {
 _RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
+_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
 
@@ -114,6 +115,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
         for scheme in (wallet_token_scheme, node_token_scheme, api_key_scheme)
     }
+    _exact_bounds(document)
     for path, item in document.get("paths", {}).items():
         for method in _METHODS:
             operation = item.get(method)
@@ -124,6 +126,21 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         schemas.pop(unused, None)
     app.openapi_schema = document
     return document
+
+
+def _exact_bounds(node: object) -> None:
+    """FastAPI's OpenAPI model holds bounds as floats (`0.0`); integral ones are written back
+    as integers. (They are exact: every bound of this API is a value a double holds, see
+    patterns.API_INT64_MAX.)"""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in _BOUNDS and isinstance(value, float) and value.is_integer():
+                node[key] = int(value)
+            else:
+                _exact_bounds(value)
+    elif isinstance(node, list):
+        for item in node:
+            _exact_bounds(item)
 
 
 def _complete_operation(path: str, operation: dict[str, Any], settings: Settings) -> None:

@@ -10,7 +10,12 @@ from __future__ import annotations
 # --- integers (PostgreSQL columns are BIGINT / INTEGER / SMALLINT) ------------------------------
 
 INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
+INT64_MAX = 2**63 - 1  # BIGINT
+# The bound the API documents and enforces for 64-bit values (counters, revisions, epochs): the
+# largest integer not above BIGINT's maximum that a JSON number (an IEEE double, which is what
+# the OpenAPI document's bounds are) holds exactly, so the document and the server agree on
+# every value. INT64_MAX itself would be published as 2**63, which the server must refuse.
+API_INT64_MAX = 2**63 - 1024
 
 # --- identifiers ---------------------------------------------------------------------------------
 

@@ -16,13 +16,14 @@ from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
 from control_plane.openapi import OPTIONAL_WALLET_SECURITY
+from control_plane.patterns import CURSOR, NODE_ID
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 NodeIdPath = Annotated[
     str,
     Path(
-        pattern=r"^0x[0-9a-fA-F]{64}$",
+        pattern=NODE_ID,
         description="the node's on-chain id (bytes32 as 0x-hex)",
         examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
     ),
@@ -113,7 +114,8 @@ async def list_nodes(
     ] = None,
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=200, pattern=CURSOR, description="`next_cursor` of the previous page"),
     ] = None,
 ) -> NodePage:
     """Live nodes (deleted ones are hidden), oldest first, a page at a time (keyset cursor)."""
