@@ -15,6 +15,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.patterns import INT64_MAX
 from control_plane.settings import Settings
 
 # Names of the security schemes in the document (not secrets).
@@ -89,6 +90,8 @@ _GENERIC_ERRORS: dict[str, str] = {
 _RETRY_AFTER = {
     "Retry-After": {"description": "seconds to wait before retrying", "schema": {"type": "integer"}}
 }
+# The integer bounds of this API that a double cannot hold, by the double they became.
+_WIDE_BOUNDS = {float(bound): bound for bound in (INT64_MAX,)}
 _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
@@ -129,13 +132,12 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def _exact_bounds(node: object) -> None:
-    """FastAPI's OpenAPI model holds bounds as floats (`0.0`); integral ones are written back
-    as integers. (They are exact: every bound of this API is a value a double holds, see
-    patterns.API_INT64_MAX.)"""
+    """FastAPI's OpenAPI model holds bounds as floats, which turns 2**63 - 1 into 2**63 (a
+    value the server refuses): integral bounds are written back as exact integers."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key in _BOUNDS and isinstance(value, float) and value.is_integer():
-                node[key] = int(value)
+                node[key] = _WIDE_BOUNDS.get(value, int(value))
             else:
                 _exact_bounds(value)
     elif isinstance(node, list):

@@ -7,15 +7,24 @@ engine and Python's `re`: the OpenAPI document publishes exactly what the server
 
 from __future__ import annotations
 
+from pydantic import BeforeValidator
+
 # --- integers (PostgreSQL columns are BIGINT / INTEGER / SMALLINT) ------------------------------
 
 INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1  # BIGINT
-# The bound the API documents and enforces for 64-bit values (counters, revisions, epochs): the
-# largest integer not above BIGINT's maximum that a JSON number (an IEEE double, which is what
-# the OpenAPI document's bounds are) holds exactly, so the document and the server agree on
-# every value. INT64_MAX itself would be published as 2**63, which the server must refuse.
-API_INT64_MAX = 2**63 - 1024
+INT64_MAX = 2**63 - 1  # BIGINT: counters, revisions, epochs
+
+
+def _whole_number(value: object) -> object:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# JSON Schema's `integer` is any number without a fraction, so `2169.0` is one. Put before a
+# strict int (which still refuses strings, booleans and fractions) so the server takes what
+# the document allows.
+WholeNumber = BeforeValidator(_whole_number)
 
 # --- identifiers ---------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from control_plane.auth.dependencies import NodePrincipal, SettingsDep
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
 from control_plane.errors import Forbidden, Invalid
-from control_plane.patterns import API_INT64_MAX, NODE_ID
+from control_plane.patterns import INT64_MAX, NODE_ID
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
@@ -66,9 +66,7 @@ async def get_peers(
     settings: SettingsDep,
     since: Annotated[
         int | None,
-        Query(
-            ge=0, le=API_INT64_MAX, description="The revision you have; absent: send everything."
-        ),
+        Query(ge=0, le=INT64_MAX, description="The revision you have; absent: send everything."),
     ] = None,
     wait: Annotated[
         int,

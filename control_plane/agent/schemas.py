@@ -11,19 +11,20 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.patterns import (
-    API_INT64_MAX,
     CERT_SERIAL,
     INT32_MAX,
+    INT64_MAX,
     TUNNEL_ADDRESS,
     WIREGUARD_KEY,
+    WholeNumber,
 )
 
 MAX_METRIC_PEERS = 10_000
 # A handshake reported further ahead of our clock than this is a broken clock, not a handshake.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 
-Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
-Counter = Annotated[int, Field(strict=True, ge=0, le=API_INT64_MAX)]
+Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX), WholeNumber]
+Counter = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX), WholeNumber]
 
 
 def _wireguard_key(value: str) -> str:
@@ -115,7 +116,7 @@ class PeerSet(BaseModel):
     )
 
     revision: int = Field(
-        ge=0, le=API_INT64_MAX, description="Monotonic per node; poll again with since=<revision>."
+        ge=0, le=INT64_MAX, description="Monotonic per node; poll again with since=<revision>."
     )
     changed: bool = Field(description="False when the revision is still `since`.")
     peers: list[Peer] | None
@@ -150,7 +151,7 @@ class HeartbeatIn(_Strict):
 class HeartbeatOut(BaseModel):
     revision: int = Field(
         ge=0,
-        le=API_INT64_MAX,
+        le=INT64_MAX,
         description="The node's current revision: if yours is older, re-poll.",
     )
 

@@ -13,7 +13,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from control_plane.configs.addresses import parse_ipv4_pool, parse_ipv6_pool
 from control_plane.configs.wireguard import check_public_key
-from control_plane.patterns import ADDRESS, CURSOR, IPV4_CIDR, IPV6_CIDR, NODE_ID, WIREGUARD_KEY
+from control_plane.patterns import (
+    ADDRESS,
+    CURSOR,
+    IPV4_CIDR,
+    IPV6_CIDR,
+    NODE_ID,
+    WIREGUARD_KEY,
+    WholeNumber,
+)
 
 Protocol = Literal["wireguard", "openvpn"]
 PROTOCOLS: tuple[Protocol, ...] = ("wireguard", "openvpn")
@@ -143,7 +151,7 @@ WireGuardPublicKey = Annotated[
     ),
     AfterValidator(check_public_key),
 ]
-Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535), WholeNumber]
 IPv4Pool = Annotated[str, Field(max_length=18, pattern=IPV4_CIDR), AfterValidator(_ipv4_pool)]
 IPv6Pool = Annotated[str, Field(max_length=43, pattern=IPV6_CIDR), AfterValidator(_ipv6_pool)]
 

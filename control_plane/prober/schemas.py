@@ -8,7 +8,7 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.nodes.schemas import NodeId
-from control_plane.patterns import ADDRESS, CURSOR, NODE_ID
+from control_plane.patterns import ADDRESS, CURSOR, NODE_ID, WholeNumber
 from control_plane.patterns import SIGNATURE as SIGNATURE_PATTERN
 
 MAX_BATCH = 1_000
@@ -52,9 +52,11 @@ class ProbeSampleIn(_Strict):
 
     prober: Address
     node_id: NodeId
-    round: int = Field(strict=True, ge=0, le=2**40, description="the round's start, unix seconds")
-    attempts: int = Field(strict=True, ge=1, le=10)
-    rtt_us: list[Annotated[int, Field(strict=True, ge=0, le=MAX_RTT_US)]] = Field(
+    round: Annotated[int, WholeNumber] = Field(
+        strict=True, ge=0, le=2**40, description="the round's start, unix seconds"
+    )
+    attempts: Annotated[int, WholeNumber] = Field(strict=True, ge=1, le=10)
+    rtt_us: list[Annotated[int, Field(strict=True, ge=0, le=MAX_RTT_US), WholeNumber]] = Field(
         max_length=10, description="round trips of the answered attempts (microseconds)"
     )
     error: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,32}$")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.patterns import API_INT64_MAX, HASH32, WEI
+from control_plane.patterns import HASH32, INT64_MAX, WEI
 
 
 class RewardOut(BaseModel):
@@ -36,7 +36,7 @@ class RewardOut(BaseModel):
         pattern=WEI, description="cumulative minus claimed: what one claim pays now"
     )
     epoch: int = Field(
-        ge=1, le=API_INT64_MAX, description="the accepted epoch whose root the proof is for"
+        ge=1, le=INT64_MAX, description="the accepted epoch whose root the proof is for"
     )
     proof: list[Annotated[str, Field(pattern=HASH32)]] = Field(
         description="`claim(address, cumulative, proof)` on the RewardDistributor pays "

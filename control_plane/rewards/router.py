@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 from control_plane.auth.dependencies import SettingsDep
 from control_plane.db import Session
 from control_plane.errors import Invalid, NotFound, error_body
-from control_plane.patterns import API_INT64_MAX, EPOCH_CURSOR, INT64_MAX, NODE_ID
+from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
 from control_plane.rewards import repository
 from control_plane.rewards.schemas import EpochOut, NodeScorePage, epoch_out, node_score_out
 
@@ -81,7 +81,7 @@ async def node_scores(
 async def get_epoch(
     session: Session,
     settings: SettingsDep,
-    epoch: Annotated[int, Path(ge=1, le=API_INT64_MAX, description="the epoch number")],
+    epoch: Annotated[int, Path(ge=1, le=INT64_MAX, description="the epoch number")],
 ) -> EpochOut:
     """An epoch's summary: its status (scored here; proposed, accepted or revoked on-chain), the
     root and data hash, the budget and each operator's part and cumulative amount. Its full data

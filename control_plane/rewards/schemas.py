@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.patterns import ADDRESS, API_INT64_MAX, EPOCH_CURSOR, HASH32, WEI
+from control_plane.patterns import ADDRESS, EPOCH_CURSOR, HASH32, INT64_MAX, WEI
 from control_plane.rewards.models import RewardEpoch
 from control_plane.rewards.repository import NodeScoreView
 from control_plane.rewards.score_models import OperatorAllocation, ScoredEpoch
@@ -120,7 +120,7 @@ class EpochOut(BaseModel):
         }
     )
 
-    epoch: int = Field(ge=1, le=API_INT64_MAX)
+    epoch: int = Field(ge=1, le=INT64_MAX)
     status: EpochStatus = Field(
         description="scored: computed, not yet on-chain; proposed / accepted / revoked: as the "
         "RewardDistributor says"
