@@ -9,7 +9,7 @@ operation, both valid and invalid input) and deterministic (derandomized Hypothe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import hypothesis
 import pytest
@@ -19,7 +19,8 @@ from eth_account.signers.local import LocalAccount
 from hypothesis import HealthCheck, Phase, given
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.python.asgi import get_client, shutdown_lifespans
+from schemathesis.core.result import Ok
+from schemathesis.python.asgi import ASGIApp, get_client, shutdown_lifespans
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -83,9 +84,7 @@ def _credentials(operation: Any, by_scheme: dict[str, dict[str, str]]) -> dict[s
     return {}
 
 
-def _run(
-    operation: Any, mode: GenerationMode, headers: dict[str, str], failures: list[str]
-) -> int:
+def _run(operation: Any, mode: GenerationMode, headers: dict[str, str], failures: list[str]) -> int:
     """Sends EXAMPLES[mode] generated requests to `operation`; the number sent."""
     fixed_query = {"wait": 0} if operation.path == "/v1/agent/peers" else None
     sent = 0
@@ -99,7 +98,7 @@ def _run(
         suppress_health_check=list(HealthCheck),
     )
     @given(case=operation.as_strategy(generation_mode=mode, query=fixed_query))
-    def send(case: Case) -> None:
+    def send(case: Case[Any]) -> None:
         nonlocal sent
         sent += 1
         response = case.call(headers=headers)
@@ -125,7 +124,7 @@ def test_generated_requests_get_documented_answers(
     app = create_app(settings)  # its own chain reader, in Schemathesis' event loop
     try:
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-        client = get_client(app)
+        client = get_client(cast(ASGIApp, app))
         operator, node_id = operator_and_node
         registered = client.post(
             "/v1/nodes", json=node_body(node_id), headers=_sign_in(client, operator)
@@ -140,6 +139,7 @@ def test_generated_requests_get_documented_answers(
         failures: list[str] = []
         sent = 0
         for result in schema.get_all_operations():
+            assert isinstance(result, Ok), result  # the document loads as OpenAPI
             operation = result.ok()
             headers = (
                 admin
