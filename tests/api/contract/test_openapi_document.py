@@ -12,9 +12,18 @@ from fastapi import FastAPI
 
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
+from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.settings import Settings
 from tests.api.agent.conftest import World
 from tests.api.contract.conftest import ADMIN, concrete_path, operations
+from tests.api.nodes.support import (
+    NDS,
+    fresh_wallet,
+    node_body,
+    post_node,
+    register_on_chain,
+    wallet_headers,
+)
 
 # Properties and parameters that hold identifiers, keys, networks, hashes, amounts or cursors.
 # `endpoint` and `country` have a grammar of their own (nodes/schemas.py) and are not listed.
@@ -363,3 +372,37 @@ async def test_the_documented_64_bit_maximum_is_accepted(
         response = await client.get(path.format(epoch=epoch_max + 1))
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "invalid"
+
+
+async def test_patch_nulls_do_what_the_document_says(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    settings: Settings,
+    w3: Web3Client,
+    deployment: Deployment,
+) -> None:
+    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
+    node_id = await register_on_chain(w3, deployment, operator)
+    body = node_body(node_id, openvpn_port=1195)
+    registered = await post_node(client, settings, operator, body)
+    assert registered.status_code == 201, registered.text
+    headers = wallet_headers(settings, operator.address)
+    url = f"/v1/nodes/{node_id}"
+
+    # openvpn_port: null goes back to the default port.
+    response = await client.patch(url, json={"openvpn_port": None}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["openvpn_port"] == 1194
+
+    # wireguard_public_key: null removes the key, once WireGuard is no longer served.
+    response = await client.patch(
+        url, json={"protocols": ["openvpn"], "wireguard_public_key": None}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["wireguard_public_key"] is None
+
+    # The fields the document does not offer null for refuse it, and say which.
+    for name in ("endpoint", "country", "protocols"):
+        response = await client.patch(url, json={name: None}, headers=headers)
+        assert response.status_code == 422, response.text
+        assert name in response.json()["error"]["message"]
