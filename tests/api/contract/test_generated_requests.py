@@ -76,12 +76,15 @@ def _sign_in(client: requests.Session, account: LocalAccount) -> dict[str, str]:
     return {"authorization": f"Bearer {login.json()['access_token']}"}
 
 
-def _credentials(operation: Any, by_scheme: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The headers of the first credential the operation lists (none for public ones)."""
-    for requirement in operation.definition.raw.get("security", []):
-        for name in requirement:
-            return by_scheme[name]
-    return {}
+def _credentials(
+    operation: Any, by_scheme: dict[str, dict[str, str]], mode: GenerationMode
+) -> dict[str, str]:
+    """Headers of a credential the operation lists (none for public ones): the first it lists
+    for valid input, the last for invalid input (so API keys are exercised too)."""
+    listed = [name for r in operation.definition.raw.get("security", []) for name in r]
+    if not listed:
+        return {}
+    return by_scheme[listed[0] if mode is GenerationMode.POSITIVE else listed[-1]]
 
 
 def _run(operation: Any, mode: GenerationMode, headers: dict[str, str], failures: list[str]) -> int:
@@ -133,7 +136,10 @@ def test_generated_requests_get_documented_answers(
         wallet = _sign_in(client, subscriber)
         node_principal = Principal(subject=node_id, roles=frozenset({Role.NODE}), node_id=node_id)
         node = {"authorization": f"Bearer {issue_access_token(settings, node_principal)}"}
-        by_scheme = {"walletToken": wallet, "apiKey": wallet, "nodeToken": node}
+        created = client.post("/v1/api-keys", json={"name": "schemathesis"}, headers=wallet)
+        assert created.status_code == 201, created.text
+        api_key = {"authorization": f"Bearer {created.json()['key']}"}
+        by_scheme = {"walletToken": wallet, "apiKey": api_key, "nodeToken": node}
         admin = _sign_in(client, ADMIN)  # the probers' allow-list is the admins'
 
         failures: list[str] = []
@@ -141,12 +147,12 @@ def test_generated_requests_get_documented_answers(
         for result in schema.get_all_operations():
             assert isinstance(result, Ok), result  # the document loads as OpenAPI
             operation = result.ok()
-            headers = (
-                admin
-                if operation.path.startswith("/v1/probers/")
-                else _credentials(operation, by_scheme)
-            )
             for mode in EXAMPLES:
+                headers = (
+                    admin
+                    if operation.path.startswith("/v1/probers/")
+                    else _credentials(operation, by_scheme, mode)
+                )
                 sent += _run(operation, mode, headers, failures)
         assert failures == []
         assert sent >= 150  # every operation was exercised
