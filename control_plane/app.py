@@ -34,6 +34,7 @@ from control_plane.errors import install_error_handlers
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
+from control_plane.openapi import install_openapi
 from control_plane.prober.router import router as prober_router
 from control_plane.rewards.claims_router import router as rewards_claims_router
 from control_plane.rewards.router import router as rewards_router
@@ -107,6 +108,7 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_openapi(app)
     _install_observability(app)
     app.add_middleware(BodyLimitMiddleware)
 

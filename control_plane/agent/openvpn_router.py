@@ -21,6 +21,7 @@ from control_plane.auth.principal import Principal
 from control_plane.db import Session
 from control_plane.errors import Forbidden
 from control_plane.nodes.service import openvpn_material
+from control_plane.patterns import IPV4_CIDR, IPV6_CIDR, NODE_ID, TUNNEL_ADDRESS
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
@@ -52,8 +53,10 @@ class OpenVpnMaterialOut(BaseModel):
         }
     )
 
-    node_id: str
-    port: int = Field(description="The UDP port clients' profiles name (listen on it).")
+    node_id: str = Field(pattern=NODE_ID)
+    port: int = Field(
+        ge=1, le=65535, description="The UDP port clients' profiles name (listen on it)."
+    )
     ca_cert: str = Field(description="The node's own CA (PEM): it signed everything below.")
     server_cert: str = Field(description="The server certificate (PEM, serverAuth).")
     server_key: str = Field(description="The server's private key (PEM, PKCS#8). Secret.")
@@ -64,9 +67,13 @@ class OpenVpnMaterialOut(BaseModel):
         description="The CRL's nextUpdate (UTC): OpenVPN refuses every client after it. "
         "Fetch a fresh one well before."
     )
-    ipv4_pool: str = Field(description="The node's IPv4 pool; `server` takes it.")
-    ipv6_pool: str = Field(description="The node's IPv6 pool; `server-ipv6` takes it.")
-    server_addresses: list[str] = Field(
+    ipv4_pool: str = Field(
+        pattern=IPV4_CIDR, description="The node's IPv4 pool; `server` takes it."
+    )
+    ipv6_pool: str = Field(
+        pattern=IPV6_CIDR, description="The node's IPv6 pool; `server-ipv6` takes it."
+    )
+    server_addresses: list[Annotated[str, Field(pattern=TUNNEL_ADDRESS)]] = Field(
         description="The node's own tunnel addresses (host 1 of each pool), with prefix."
     )
 
@@ -100,7 +107,9 @@ async def get_openvpn_material(
     settings: SettingsDep,
     node_id: Annotated[
         str | None,
-        Query(max_length=66, description="Optional; must be the token's own node."),
+        Query(
+            max_length=66, pattern=NODE_ID, description="Optional; must be the token's own node."
+        ),
     ] = None,
 ) -> OpenVpnMaterialOut:
     """The OpenVPN material of the token's own node, with a CRL signed just now. Never cached

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Query, Request
 from control_plane.agent import service
 from control_plane.agent.feed import PeerFeed
 from control_plane.agent.schemas import (
-    INT64_MAX,
     HeartbeatIn,
     HeartbeatOut,
     MetricsIn,
@@ -22,6 +21,7 @@ from control_plane.auth.dependencies import NodePrincipal, SettingsDep
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
 from control_plane.errors import Forbidden, Invalid
+from control_plane.patterns import INT64_MAX, NODE_ID
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
@@ -79,7 +79,9 @@ async def get_peers(
     ] = 0,
     node_id: Annotated[
         str | None,
-        Query(max_length=66, description="Optional; must be the token's own node."),
+        Query(
+            max_length=66, pattern=NODE_ID, description="Optional; must be the token's own node."
+        ),
     ] = None,
 ) -> PeerSet:
     """The node's desired peer set and its monotonic revision. Answers at once when the

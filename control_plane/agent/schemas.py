@@ -10,14 +10,21 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-INT32_MAX = 2**31 - 1
-INT64_MAX = 2**63 - 1
+from control_plane.patterns import (
+    CERT_SERIAL,
+    INT32_MAX,
+    INT64_MAX,
+    TUNNEL_ADDRESS,
+    WIREGUARD_KEY,
+    WholeNumber,
+)
+
 MAX_METRIC_PEERS = 10_000
 # A handshake reported further ahead of our clock than this is a broken clock, not a handshake.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 
-Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX)]
-Counter = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX)]
+Count = Annotated[int, Field(strict=True, ge=0, le=INT32_MAX), WholeNumber]
+Counter = Annotated[int, Field(strict=True, ge=0, le=INT64_MAX), WholeNumber]
 
 
 def _wireguard_key(value: str) -> str:
@@ -30,8 +37,11 @@ def _wireguard_key(value: str) -> str:
     return value
 
 
-WireGuardKey = Annotated[str, Field(min_length=44, max_length=44), AfterValidator(_wireguard_key)]
-CertSerial = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Fa-f]+$")]
+WireGuardKey = Annotated[
+    str, Field(min_length=44, max_length=44, pattern=WIREGUARD_KEY), AfterValidator(_wireguard_key)
+]
+CertSerial = Annotated[str, Field(min_length=1, max_length=64, pattern=CERT_SERIAL)]
+TunnelAddress = Annotated[str, Field(pattern=TUNNEL_ADDRESS)]
 
 
 EARLIEST_HANDSHAKE = datetime(2015, 1, 1, tzinfo=UTC)  # before WireGuard existed: nonsense
@@ -54,8 +64,8 @@ class _Strict(BaseModel):
 
 class WireGuardPeer(BaseModel):
     protocol: Literal["wireguard"] = "wireguard"
-    public_key: str
-    allowed_ips: list[str] = Field(description='["<ipv4>/32", "<ipv6>/128"]')
+    public_key: str = Field(pattern=WIREGUARD_KEY)
+    allowed_ips: list[TunnelAddress] = Field(description='["<ipv4>/32", "<ipv6>/128"]')
     expires_at: datetime = Field(
         description="The subscriber's expiry (UTC): the agent removes the peer then by itself."
     )
@@ -63,8 +73,10 @@ class WireGuardPeer(BaseModel):
 
 class OpenVpnPeer(BaseModel):
     protocol: Literal["openvpn"] = "openvpn"
-    cert_serial: str = Field(description="The client certificate's serial number.")
-    allowed_ips: list[str] = Field(description='["<ipv4>/32", "<ipv6>/128"]')
+    cert_serial: str = Field(
+        pattern=CERT_SERIAL, description="The client certificate's serial number."
+    )
+    allowed_ips: list[TunnelAddress] = Field(description='["<ipv4>/32", "<ipv6>/128"]')
     expires_at: datetime = Field(
         description="The subscriber's expiry (UTC): the agent removes the peer then by itself."
     )
@@ -103,7 +115,9 @@ class PeerSet(BaseModel):
         }
     )
 
-    revision: int = Field(description="Monotonic per node; poll again with since=<revision>.")
+    revision: int = Field(
+        ge=0, le=INT64_MAX, description="Monotonic per node; poll again with since=<revision>."
+    )
     changed: bool = Field(description="False when the revision is still `since`.")
     peers: list[Peer] | None
 
@@ -135,7 +149,11 @@ class HeartbeatIn(_Strict):
 
 
 class HeartbeatOut(BaseModel):
-    revision: int = Field(description="The node's current revision: if yours is older, re-poll.")
+    revision: int = Field(
+        ge=0,
+        le=INT64_MAX,
+        description="The node's current revision: if yours is older, re-poll.",
+    )
 
 
 # --- GET /v1/agent/pools ----------------------------------------------------------------------

@@ -11,6 +11,13 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from control_plane.auth.principal import Role
+from control_plane.patterns import ADDRESS
+from control_plane.patterns import NODE_ID as NODE_ID_PATTERN
+from control_plane.patterns import SIGNATURE as SIGNATURE_PATTERN
+
+# A wallet address or, for node agents, a node id.
+_SUBJECT_PATTERN = r"^0x([0-9a-fA-F]{40}|[0-9a-fA-F]{64})$"
+_API_KEY_PREFIX_PATTERN = r"^[a-z0-9]{8}$"
 
 # A SIWE message is a few hundred characters; the bound keeps parsing cheap on hostile input.
 MAX_SIWE_MESSAGE_CHARS = 2048
@@ -34,7 +41,7 @@ _EXAMPLE_SIWE_MESSAGE = (
 Signature = Annotated[
     str,
     Field(
-        pattern=r"^0x[0-9a-fA-F]{130}$",
+        pattern=SIGNATURE_PATTERN,
         description="An EIP-191 personal_sign signature: 0x and 65 bytes (r, s, v) in hex.",
         examples=["0x" + "1b" * 65],
     ),
@@ -48,7 +55,7 @@ def _lower(value: str) -> str:
 NodeId = Annotated[
     str,
     Field(
-        pattern=r"^0x[0-9a-fA-F]{64}$",
+        pattern=NODE_ID_PATTERN,
         description="The node's on-chain id (bytes32) as 0x and 64 hex digits.",
         examples=[_EXAMPLE_NODE_ID],
     ),
@@ -81,7 +88,9 @@ class NonceOut(BaseModel):
         }
     )
 
-    nonce: str = Field(description="Single use; put it in the message's `Nonce:` line.")
+    nonce: str = Field(
+        pattern=r"^[0-9a-f]{32}$", description="Single use; put it in the message's `Nonce:` line."
+    )
     domain: str = Field(description="The message's domain (the API's host[:port]).")
     uri: str = Field(description="The message's `URI:` line.")
     chain_id: int = Field(description="The message's `Chain ID:` line.")
@@ -123,7 +132,7 @@ class LoginOut(BaseModel):
     access_token: str = Field(description="Send as `Authorization: Bearer <access_token>`.")
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires.")
-    address: str = Field(description="The signed-in wallet, lower-case.")
+    address: str = Field(pattern=ADDRESS, description="The signed-in wallet, lower-case.")
     roles: list[Role]
 
 
@@ -137,9 +146,14 @@ class MeOut(BaseModel):
         }
     )
 
-    subject: str = Field(description="A lower-case wallet address, or a node id for agents.")
+    subject: str = Field(
+        pattern=_SUBJECT_PATTERN,
+        description="A lower-case wallet address, or a node id for agents.",
+    )
     roles: list[Role]
-    node_id: str | None = Field(description="Set only for node-agent tokens.")
+    node_id: str | None = Field(
+        pattern=NODE_ID_PATTERN, description="Set only for node-agent tokens."
+    )
 
 
 # --- node agents ------------------------------------------------------------------------------
@@ -167,7 +181,7 @@ class AgentChallengeOut(BaseModel):
         }
     )
 
-    node_id: str
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
     challenge: str = Field(
         description="Sign this exact text with the node's on-chain agent key (EIP-191 "
         "personal_sign). Asking again while it is fresh returns the same text."
@@ -204,7 +218,7 @@ class AgentLoginOut(BaseModel):
     access_token: str = Field(description="A token scoped to this node only.")
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type, not a secret
     expires_in: int = Field(description="Seconds until the token expires.")
-    node_id: str
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
 
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -247,7 +261,9 @@ class ApiKeyOut(BaseModel):
 
     id: uuid.UUID
     name: str
-    prefix: str = Field(description="The key's public part: `nds_<prefix>_...`.")
+    prefix: str = Field(
+        pattern=_API_KEY_PREFIX_PATTERN, description="The key's public part: `nds_<prefix>_...`."
+    )
     created_at: datetime
     last_used_at: datetime | None = Field(
         description="Approximate (updated at most once a minute)."
@@ -271,10 +287,11 @@ class ApiKeyCreatedOut(BaseModel):
 
     id: uuid.UUID
     name: str
-    prefix: str
+    prefix: str = Field(pattern=_API_KEY_PREFIX_PATTERN)
     key: str = Field(
+        pattern=r"^nds_[a-z0-9]{8}_[A-Za-z0-9_-]{43}$",
         description="The key, shown this once: store it now. Send it as "
-        "`Authorization: Bearer nds_...`."
+        "`Authorization: Bearer nds_...`.",
     )
     created_at: datetime
 

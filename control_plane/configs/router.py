@@ -15,6 +15,7 @@ from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
 from control_plane.db import Session
 from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.patterns import CURSOR
 
 router = APIRouter(prefix="/configs", tags=["configs"])
 
@@ -90,7 +91,8 @@ async def list_configs(
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=200, pattern=CURSOR, description="`next_cursor` of the previous page"),
     ] = None,
 ) -> ConfigPage:
     """Your live configs, oldest first (revoked ones are gone), without their text."""

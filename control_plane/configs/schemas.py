@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from control_plane.configs.openvpn import load_csr
 from control_plane.nodes.schemas import NodeId, WireGuardPublicKey
+from control_plane.patterns import CERT_SERIAL, CURSOR, NODE_ID, TUNNEL_ADDRESS, WIREGUARD_KEY
 
 MAX_CSR_CHARS = 16_384  # an RSA-8192 CSR is ~3.3 KB of PEM
 
@@ -86,15 +87,18 @@ class ConfigSummary(BaseModel):
     model_config = ConfigDict(json_schema_extra={"example": _SUMMARY_EXAMPLE})
 
     id: uuid.UUID
-    node_id: str
+    node_id: str = Field(pattern=NODE_ID)
     protocol: Literal["wireguard", "openvpn"]
-    address: list[str] = Field(
+    address: list[Annotated[str, Field(pattern=TUNNEL_ADDRESS)]] = Field(
         description='the device\'s tunnel addresses: ["<IPv4>/32", "<IPv6>/128"] (what '
         "wg-quick's Address line holds)"
     )
-    public_key: str | None = Field(description="WireGuard: the device's public key")
+    public_key: str | None = Field(
+        pattern=WIREGUARD_KEY, description="WireGuard: the device's public key"
+    )
     cert_serial: str | None = Field(
-        description="OpenVPN: the certificate's serial, lower-case hex without leading zeros"
+        pattern=CERT_SERIAL,
+        description="OpenVPN: the certificate's serial, lower-case hex without leading zeros",
     )
     expires_at: datetime | None = Field(
         description="WireGuard: the subscription's expiry; OpenVPN: the certificate's notAfter "
@@ -132,4 +136,6 @@ class ConfigPage(BaseModel):
     )
 
     items: list[ConfigSummary]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+    next_cursor: str | None = Field(
+        pattern=CURSOR, description="pass as `cursor` for the next page; null: done"
+    )

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from control_plane.auth.dependencies import CurrentPrincipal, SettingsDep, current_principal
+from control_plane.auth.dependencies import SettingsDep, WalletPrincipal, current_principal
 from control_plane.auth.principal import Principal, Role
 from control_plane.chain.client import ChainReader
 from control_plane.db import Session
@@ -15,13 +15,15 @@ from control_plane.errors import Forbidden, Invalid, error_body
 from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
+from control_plane.openapi import OPTIONAL_WALLET_SECURITY
+from control_plane.patterns import CURSOR, NODE_ID
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
 
 NodeIdPath = Annotated[
     str,
     Path(
-        pattern=r"^0x[0-9a-fA-F]{64}$",
+        pattern=NODE_ID,
         description="the node's on-chain id (bytes32 as 0x-hex)",
         examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
     ),
@@ -76,7 +78,7 @@ def _chain(request: Request) -> ChainReader:
 )
 async def register_node(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
     body: NodeIn,
@@ -112,7 +114,8 @@ async def list_nodes(
     ] = None,
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=200, pattern=CURSOR, description="`next_cursor` of the previous page"),
     ] = None,
 ) -> NodePage:
     """Live nodes (deleted ones are hidden), oldest first, a page at a time (keyset cursor)."""
@@ -127,7 +130,11 @@ async def list_nodes(
     return await service.list_nodes(session, filters, cursor, limit)
 
 
-@router.get("/{node_id}", responses={401: _UNAUTHORIZED, 404: _NOT_FOUND, 422: _INVALID})
+@router.get(
+    "/{node_id}",
+    responses={401: _UNAUTHORIZED, 404: _NOT_FOUND, 422: _INVALID},
+    openapi_extra={"security": OPTIONAL_WALLET_SECURITY},
+)
 async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> NodeOut:
     """A live node. Public; with the operator's token the pools and the OpenVPN CA certificate
     are included too (an invalid token is a 401, no token is fine)."""
@@ -143,7 +150,7 @@ async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> N
     responses={401: _UNAUTHORIZED, 403: _NOT_OWNER, 404: _NOT_FOUND, 422: _INVALID},
 )
 async def update_node(
-    principal: CurrentPrincipal,
+    principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
     node_id: NodeIdPath,
@@ -160,7 +167,7 @@ async def update_node(
     response_class=Response,
     responses={401: _UNAUTHORIZED, 403: _NOT_OWNER, 404: _NOT_FOUND},
 )
-async def delete_node(principal: CurrentPrincipal, session: Session, node_id: NodeIdPath) -> None:
+async def delete_node(principal: WalletPrincipal, session: Session, node_id: NodeIdPath) -> None:
     """Soft-deletes the node: it disappears from the API, its live configs are revoked and its
     agent's next poll gets an empty set. The operator only (others: 403). It can be registered
     again later (with POST)."""

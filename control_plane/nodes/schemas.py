@@ -13,6 +13,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from control_plane.configs.addresses import parse_ipv4_pool, parse_ipv6_pool
 from control_plane.configs.wireguard import check_public_key
+from control_plane.patterns import (
+    ADDRESS,
+    CURSOR,
+    IPV4_CIDR,
+    IPV6_CIDR,
+    NODE_ID,
+    WIREGUARD_KEY,
+    WholeNumber,
+)
 
 Protocol = Literal["wireguard", "openvpn"]
 PROTOCOLS: tuple[Protocol, ...] = ("wireguard", "openvpn")
@@ -113,6 +122,7 @@ NodeId = Annotated[
     Field(
         min_length=66,
         max_length=66,
+        pattern=NODE_ID,
         examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
     ),
     AfterValidator(normalize_node_id),
@@ -135,14 +145,15 @@ WireGuardPublicKey = Annotated[
     Field(
         min_length=44,
         max_length=44,
+        pattern=WIREGUARD_KEY,
         examples=["xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="],
         description="Curve25519 public key, base64 (what `wg pubkey` prints)",
     ),
     AfterValidator(check_public_key),
 ]
-Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
-IPv4Pool = Annotated[str, Field(max_length=18), AfterValidator(_ipv4_pool)]
-IPv6Pool = Annotated[str, Field(max_length=43), AfterValidator(_ipv6_pool)]
+Port = Annotated[int, Field(strict=True, ge=1, le=65535), WholeNumber]
+IPv4Pool = Annotated[str, Field(max_length=18, pattern=IPV4_CIDR), AfterValidator(_ipv4_pool)]
+IPv6Pool = Annotated[str, Field(max_length=43, pattern=IPV6_CIDR), AfterValidator(_ipv6_pool)]
 
 
 def openvpn_port_of(endpoint: str, protocols: Sequence[str], openvpn_port: int | None) -> int:
@@ -231,15 +242,28 @@ class NodeIn(_Strict):
         return self
 
 
-class NodePatch(_Strict):
-    """The fields to change (absent: unchanged). `wireguard_public_key: null` removes the key
-    (only with WireGuard no longer among the protocols). Dropping a protocol revokes the node's
-    live configs of that protocol."""
+# PATCH fields that cannot be cleared: absent means unchanged, and null is refused, so the
+# document does not offer null for them.
+_PATCH_NOT_NULLABLE = ("endpoint", "country", "protocols")
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={"example": {"endpoint": "203.0.113.7:51820", "country": "NL"}},
-    )
+
+def _patch_schema(schema: dict[str, Any]) -> None:
+    schema["example"] = {"endpoint": "203.0.113.7:51820", "country": "NL"}
+    for name in _PATCH_NOT_NULLABLE:
+        field = schema["properties"][name]
+        field.pop("default", None)
+        alternatives = [s for s in field.pop("anyOf", []) if s.get("type") != "null"]
+        if len(alternatives) == 1:
+            field.update(alternatives[0])
+
+
+class NodePatch(_Strict):
+    """The fields to change (absent: unchanged). `endpoint`, `country` and `protocols` cannot
+    be null. `wireguard_public_key: null` removes the key (only with WireGuard no longer among
+    the protocols); `openvpn_port: null` goes back to the default port. Dropping a protocol
+    revokes the node's live configs of that protocol."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_patch_schema)
 
     endpoint: Endpoint | None = None
     country: Country | None = None
@@ -249,7 +273,7 @@ class NodePatch(_Strict):
 
     @model_validator(mode="after")
     def _no_nulls(self) -> Self:
-        for name in ("endpoint", "country", "protocols"):
+        for name in _PATCH_NOT_NULLABLE:
             if name in self.model_fields_set and getattr(self, name) is None:
                 raise ValueError(f"{name} cannot be null")
         return self
@@ -279,19 +303,19 @@ class NodeOut(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"example": _NODE_OUT_EXAMPLE})
 
-    id: str
-    operator: str
+    id: str = Field(pattern=NODE_ID)
+    operator: str = Field(pattern=ADDRESS)
     protocols: list[Protocol]
     endpoint: str
     openvpn_port: int | None = Field(description="null unless the node serves OpenVPN")
     country: str
-    wireguard_public_key: str | None
+    wireguard_public_key: str | None = Field(pattern=WIREGUARD_KEY)
     online: bool = Field(description="a heartbeat arrived within the last 60 seconds")
     last_heartbeat_at: datetime | None
     score: float | None = Field(description="the latest epoch score; null: not scored yet")
     created_at: datetime
-    ipv4_pool: str | None = Field(default=None, description="operator only")
-    ipv6_pool: str | None = Field(default=None, description="operator only")
+    ipv4_pool: str | None = Field(default=None, pattern=IPV4_CIDR, description="operator only")
+    ipv6_pool: str | None = Field(default=None, pattern=IPV6_CIDR, description="operator only")
     openvpn_ca_certificate: str | None = Field(
         default=None, description="operator only (PEM); clients get it in their profile"
     )
@@ -303,4 +327,6 @@ class NodePage(BaseModel):
     )
 
     items: list[NodeOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+    next_cursor: str | None = Field(
+        pattern=CURSOR, description="pass as `cursor` for the next page; null: done"
+    )

@@ -13,6 +13,7 @@ from control_plane.auth.principal import Principal, Role
 from control_plane.db import Session
 from control_plane.errors import Invalid, error_body
 from control_plane.nodes.schemas import normalize_node_id
+from control_plane.patterns import ADDRESS, CURSOR, NODE_ID
 from control_plane.prober import service
 from control_plane.prober.intake import SampleBudget, take_post_token
 from control_plane.prober.schemas import (
@@ -51,7 +52,7 @@ AdminPrincipal = Annotated[Principal, Depends(require_role(Role.ADMIN))]
 ProberAddress = Annotated[
     str,
     Path(
-        pattern=r"^0x[0-9a-fA-F]{40}$",
+        pattern=ADDRESS,
         description="the prober's signing address",
         examples=["0x90f79bf6eb2c4f870365e785982e1f101e93b906"],
     ),
@@ -123,14 +124,15 @@ async def list_probes(
     node_id: Annotated[
         str,
         Query(
-            pattern=r"^0x[0-9a-fA-F]{64}$",
+            pattern=NODE_ID,
             description="the node whose samples to list",
             examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
         ),
     ],
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=200, description="`next_cursor` of the previous page")
+        str | None,
+        Query(max_length=200, pattern=CURSOR, description="`next_cursor` of the previous page"),
     ] = None,
 ) -> ProbeSamplePage:
     """A node's probe samples, newest round first, each with its signature and whether it

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from control_plane.nodes.schemas import NodeId
+from control_plane.patterns import ADDRESS, CURSOR, NODE_ID, WholeNumber
+from control_plane.patterns import SIGNATURE as SIGNATURE_PATTERN
 
 MAX_BATCH = 1_000
 MAX_RTT_US = 60_000_000
@@ -20,12 +22,12 @@ def _address(value: str) -> str:
 Address = Annotated[
     str,
     Field(
-        pattern=r"^0x[0-9a-fA-F]{40}$",
+        pattern=ADDRESS,
         examples=["0x90f79bf6eb2c4f870365e785982e1f101e93b906"],
     ),
     AfterValidator(_address),
 ]
-Signature = Annotated[str, Field(pattern=r"^0x[0-9a-fA-F]{130}$")]
+Signature = Annotated[str, Field(pattern=SIGNATURE_PATTERN)]
 
 _SAMPLE_EXAMPLE: dict[str, Any] = {
     "prober": "0x90f79bf6eb2c4f870365e785982e1f101e93b906",
@@ -50,9 +52,11 @@ class ProbeSampleIn(_Strict):
 
     prober: Address
     node_id: NodeId
-    round: int = Field(strict=True, ge=0, le=2**40, description="the round's start, unix seconds")
-    attempts: int = Field(strict=True, ge=1, le=10)
-    rtt_us: list[Annotated[int, Field(strict=True, ge=0, le=MAX_RTT_US)]] = Field(
+    round: Annotated[int, WholeNumber] = Field(
+        strict=True, ge=0, le=2**40, description="the round's start, unix seconds"
+    )
+    attempts: Annotated[int, WholeNumber] = Field(strict=True, ge=1, le=10)
+    rtt_us: list[Annotated[int, Field(strict=True, ge=0, le=MAX_RTT_US), WholeNumber]] = Field(
         max_length=10, description="round trips of the answered attempts (microseconds)"
     )
     error: str | None = Field(default=None, pattern=r"^[a-z0-9_]{1,32}$")
@@ -76,11 +80,13 @@ class ProbeBatchIn(_Strict):
 class ProbeBatchOut(BaseModel):
     accepted: int = Field(description="new samples stored")
     duplicates: int = Field(description="samples already stored (same prober, node, round)")
-    unknown_nodes: list[str] = Field(description="node ids not registered here (not stored)")
+    unknown_nodes: list[Annotated[str, Field(pattern=NODE_ID)]] = Field(
+        description="node ids not registered here (not stored)"
+    )
 
 
 class ProbeTargetOut(BaseModel):
-    node_id: str
+    node_id: str = Field(pattern=NODE_ID)
     url: str = Field(description="the node's health endpoint: http://<endpoint host:port>/health")
     agent: str = Field(
         description="the node's on-chain agent address: its health answers must be signed by "
@@ -109,20 +115,22 @@ class ProbeTargetsOut(BaseModel):
 
 
 class ProbeSampleOut(BaseModel):
-    prober: str
-    node_id: str
+    prober: str = Field(pattern=ADDRESS)
+    node_id: str = Field(pattern=NODE_ID)
     round: int
     round_at: datetime
     attempts: int
     rtt_us: list[int]
     error: str | None
-    signature: str
+    signature: str = Field(pattern=SIGNATURE_PATTERN)
     verified: bool = Field(description="the signature recovers to the prober (checked on read)")
 
 
 class ProbeSamplePage(BaseModel):
     items: list[ProbeSampleOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+    next_cursor: str | None = Field(
+        pattern=CURSOR, description="pass as `cursor` for the next page; null: done"
+    )
 
 
 class ProberIn(_Strict):
@@ -130,7 +138,7 @@ class ProberIn(_Strict):
 
 
 class ProberOut(BaseModel):
-    address: str
+    address: str = Field(pattern=ADDRESS)
     name: str
     created_at: datetime
     revoked_at: datetime | None

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Path, Request, Response
 from control_plane.chain.client import ChainReader
 from control_plane.db import Session
 from control_plane.errors import error_body
+from control_plane.patterns import ADDRESS, INT64_MAX
 from control_plane.rewards.claims_schemas import RewardOut
 from control_plane.rewards.publication import published_data, reward_status
 
 router = APIRouter(tags=["rewards"])
 
-ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
+ADDRESS_PATTERN = ADDRESS
 
 
 def _error(description: str, code: str, message: str) -> dict[str, Any]:
@@ -73,7 +74,7 @@ async def get_rewards(
 async def get_epoch_data(
     request: Request,
     session: Session,
-    epoch: Annotated[int, Path(ge=1, le=2**64 - 1, description="epoch number")],
+    epoch: Annotated[int, Path(ge=1, le=INT64_MAX, description="epoch number")],
 ) -> Response:
     """The exact bytes published for the epoch; recompute its scores, leaves and root from them
     (`nodus rewards verify`)."""

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from control_plane.patterns import HASH32, INT64_MAX, WEI
 
 
 class RewardOut(BaseModel):
@@ -24,12 +28,17 @@ class RewardOut(BaseModel):
     )
 
     cumulative: str = Field(
-        description="everything earned up to the latest accepted epoch (the leaf's amount)"
+        pattern=WEI,
+        description="everything earned up to the latest accepted epoch (the leaf's amount)",
     )
-    claimed: str = Field(description="what the RewardDistributor has paid out so far")
-    claimable: str = Field(description="cumulative minus claimed: what one claim pays now")
-    epoch: int = Field(description="the accepted epoch whose root the proof is for")
-    proof: list[str] = Field(
+    claimed: str = Field(pattern=WEI, description="what the RewardDistributor has paid out so far")
+    claimable: str = Field(
+        pattern=WEI, description="cumulative minus claimed: what one claim pays now"
+    )
+    epoch: int = Field(
+        ge=1, le=INT64_MAX, description="the accepted epoch whose root the proof is for"
+    )
+    proof: list[Annotated[str, Field(pattern=HASH32)]] = Field(
         description="`claim(address, cumulative, proof)` on the RewardDistributor pays "
         "`claimable`; 0x-hex sibling hashes, leaf to root"
     )

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from control_plane.auth.dependencies import SettingsDep
 from control_plane.db import Session
 from control_plane.errors import Invalid, NotFound, error_body
+from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
 from control_plane.rewards import repository
 from control_plane.rewards.schemas import EpochOut, NodeScorePage, epoch_out, node_score_out
 
@@ -18,7 +19,7 @@ router = APIRouter(tags=["rewards"])
 NodeIdPath = Annotated[
     str,
     Path(
-        pattern=r"^0x[0-9a-fA-F]{64}$",
+        pattern=NODE_ID,
         description="the node's on-chain id (bytes32 as 0x-hex)",
         examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
     ),
@@ -45,7 +46,10 @@ async def node_scores(
     node_id: NodeIdPath,
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 20,
     cursor: Annotated[
-        str | None, Query(max_length=20, description="`next_cursor` of the previous page")
+        str | None,
+        Query(
+            max_length=20, pattern=EPOCH_CURSOR, description="`next_cursor` of the previous page"
+        ),
     ] = None,
 ) -> NodeScorePage:
     """A node's scores, newest epoch first: the score the allocation used, this epoch alone,
@@ -57,7 +61,7 @@ async def node_scores(
     if cursor is not None:
         if not cursor.isdigit():
             raise Invalid("cursor: not a cursor this API returned")
-        before = int(cursor)
+        before = min(int(cursor), INT64_MAX)  # no epoch is past a BIGINT
     node = node_id.lower()
     if not await repository.node_exists(session, node):
         raise NotFound("no such node")
@@ -77,7 +81,7 @@ async def node_scores(
 async def get_epoch(
     session: Session,
     settings: SettingsDep,
-    epoch: Annotated[int, Path(ge=1, le=2**64 - 1, description="the epoch number")],
+    epoch: Annotated[int, Path(ge=1, le=INT64_MAX, description="the epoch number")],
 ) -> EpochOut:
     """An epoch's summary: its status (scored here; proposed, accepted or revoked on-chain), the
     root and data hash, the budget and each operator's part and cumulative amount. Its full data

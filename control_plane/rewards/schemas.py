@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.patterns import ADDRESS, EPOCH_CURSOR, HASH32, INT64_MAX, WEI
 from control_plane.rewards.models import RewardEpoch
 from control_plane.rewards.repository import NodeScoreView
 from control_plane.rewards.score_models import OperatorAllocation, ScoredEpoch
@@ -70,24 +71,26 @@ class NodeScorePage(BaseModel):
     )
 
     items: list[NodeScoreOut]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: done")
+    next_cursor: str | None = Field(
+        pattern=EPOCH_CURSOR, description="pass as `cursor` for the next page; null: done"
+    )
 
 
 class AllocationOut(BaseModel):
-    operator: str
-    amount: str = Field(description="this epoch's part, NDS wei (decimal string)")
-    cumulative: str = Field(description="the operator's leaf: cumulative NDS wei")
+    operator: str = Field(pattern=ADDRESS)
+    amount: str = Field(pattern=WEI, description="this epoch's part, NDS wei (decimal string)")
+    cumulative: str = Field(pattern=WEI, description="the operator's leaf: cumulative NDS wei")
 
 
 class ChainEpochOut(BaseModel):
     """The epoch as the RewardDistributor announced it (from the indexer)."""
 
-    root: str
-    data_hash: str
-    total_cumulative: str
+    root: str = Field(pattern=HASH32)
+    data_hash: str = Field(pattern=HASH32)
+    total_cumulative: str = Field(pattern=WEI)
     valid_at: datetime = Field(description="end of the challenge window")
-    proposed_tx_hash: str
-    settled_tx_hash: str | None
+    proposed_tx_hash: str = Field(pattern=HASH32)
+    settled_tx_hash: str | None = Field(pattern=HASH32)
 
 
 class EpochOut(BaseModel):
@@ -117,7 +120,7 @@ class EpochOut(BaseModel):
         }
     )
 
-    epoch: int
+    epoch: int = Field(ge=1, le=INT64_MAX)
     status: EpochStatus = Field(
         description="scored: computed, not yet on-chain; proposed / accepted / revoked: as the "
         "RewardDistributor says"
@@ -125,14 +128,19 @@ class EpochOut(BaseModel):
     starts_at: datetime | None
     ends_at: datetime | None
     formula_version: str | None
-    root: str = Field(description="the computed root (the chain's, if not scored here)")
-    data_hash: str = Field(description="keccak256 of GET /v1/epochs/{n}/data")
-    budget: str | None = Field(description="NDS wei, capped by what the pool can still pay")
-    allocated: str | None = Field(
-        description="sum of this epoch's parts, NDS wei; below `budget` when nodes' stake caps "
-        "held some back (that stays in the pool)"
+    root: str = Field(
+        pattern=HASH32, description="the computed root (the chain's, if not scored here)"
     )
-    total_cumulative: str
+    data_hash: str = Field(pattern=HASH32, description="keccak256 of GET /v1/epochs/{n}/data")
+    budget: str | None = Field(
+        pattern=WEI, description="NDS wei, capped by what the pool can still pay"
+    )
+    allocated: str | None = Field(
+        pattern=WEI,
+        description="sum of this epoch's parts, NDS wei; below `budget` when nodes' stake caps "
+        "held some back (that stays in the pool)",
+    )
+    total_cumulative: str = Field(pattern=WEI)
     nodes_scored: int
     allocations: list[AllocationOut]
     chain: ChainEpochOut | None = Field(description="the on-chain proposal; null: not proposed")

@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from control_plane.auth.dependencies import CurrentPrincipal, SettingsDep
+from control_plane.auth.dependencies import SettingsDep, WalletPrincipal
 from control_plane.auth.principal import Role
 from control_plane.chain.client import ChainReader
 from control_plane.db import Session
@@ -38,7 +38,7 @@ def _error(description: str, code: str, message: str) -> dict[str, Any]:
 )
 async def get_my_subscription(
     request: Request,
-    principal: CurrentPrincipal,
+    principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, description="payments per page")] = 20,

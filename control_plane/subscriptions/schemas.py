@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.patterns import ADDRESS, HASH32, WEI
+
 PaymentStatus = Literal["pending", "confirmed"]
 
 _PAYMENT_EXAMPLE: dict[str, Any] = {
@@ -22,11 +24,11 @@ class PaymentOut(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"example": _PAYMENT_EXAMPLE})
 
-    tx_hash: str
+    tx_hash: str = Field(pattern=HASH32)
     log_index: int
     block_number: int
     months: int
-    amount: str = Field(description="NDS wei, as a decimal string (exact)")
+    amount: str = Field(pattern=WEI, description="NDS wei, as a decimal string (exact)")
     status: PaymentStatus = Field(
         description="`pending` until `confirmations` blocks are mined on top of the payment's "
         "block, then `confirmed`"
@@ -48,8 +50,10 @@ class SubscriptionOut(BaseModel):
         }
     )
 
-    address: str
+    address: str = Field(pattern=ADDRESS)
     active: bool
     expires_at: datetime | None = Field(description="null if the address never paid")
-    price_per_period: str = Field(description="NDS wei per 30-day period, as a decimal string")
+    price_per_period: str = Field(
+        pattern=WEI, description="NDS wei per 30-day period, as a decimal string"
+    )
     payments: list[PaymentOut] = Field(description="newest first, one page")
