@@ -14,6 +14,9 @@ from control_plane.patterns import (
     CERT_SERIAL,
     INT32_MAX,
     INT64_MAX,
+    IPV4_CIDR,
+    IPV6_CIDR,
+    NODE_ID_LOWER,
     TUNNEL_ADDRESS,
     WIREGUARD_KEY,
     WholeNumber,
@@ -175,9 +178,9 @@ class NodePools(BaseModel):
         }
     )
 
-    node_id: str
-    ipv4_pool: str
-    ipv6_pool: str
+    node_id: str = Field(pattern=NODE_ID_LOWER)
+    ipv4_pool: str = Field(pattern=IPV4_CIDR)
+    ipv6_pool: str = Field(pattern=IPV6_CIDR)
 
 
 # --- POST /v1/agent/metrics --------------------------------------------------------------------
