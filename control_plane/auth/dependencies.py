@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from control_plane.auth import repository
 from control_plane.auth.api_keys import principal_for_api_key
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import decode_access_token
@@ -69,6 +70,40 @@ def require_role(role: Role) -> Callable[[Principal], Awaitable[Principal]]:
     return dependency
 
 
+async def node_agent(principal: CurrentPrincipal, session: Session) -> Principal:
+    """A node agent's token, still backed by the chain: the node's NodeRegistry state as the
+    indexer mirrors it must show the agent key that signed in, and the node not exiting or
+    withdrawn. So an agent key change or an exit ends the token within one indexer interval,
+    not at its expiry. (A node the indexer has not seen yet passes: its token came from a live
+    chain read moments ago, and an exit or key change is indexed after the registration.)"""
+    if not principal.has(Role.NODE) or principal.node_id is None:
+        raise Forbidden(f"this needs the {Role.NODE} role")
+    on_chain = await repository.chain_node(session, principal.node_id)
+    if on_chain is None:
+        return principal
+    if principal.agent is None or on_chain.agent.lower() != principal.agent.lower():
+        raise Unauthorized(
+            "the node's agent key changed on-chain; sign in again with the new key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if on_chain.status != "active" or not on_chain.active:
+        raise Unauthorized(
+            f"the node is no longer Active on-chain (status {on_chain.status!r})",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+async def operator_wallet(principal: CurrentPrincipal, session: Session) -> Principal:
+    """The operator role, re-checked against the indexer's mirror on each request (a token's
+    roles are those at sign-in)."""
+    if principal.node_id is not None or not principal.has(Role.OPERATOR):
+        raise Forbidden(f"this needs the {Role.OPERATOR} role")
+    if not await repository.operates_active_node(session, principal.address.lower()):
+        raise Forbidden("this wallet no longer operates a node Active on-chain")
+    return principal
+
+
 SubscriberPrincipal = Annotated[Principal, Depends(require_role(Role.SUBSCRIBER))]
-OperatorPrincipal = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
-NodePrincipal = Annotated[Principal, Depends(require_role(Role.NODE))]
+OperatorPrincipal = Annotated[Principal, Depends(operator_wallet)]
+NodePrincipal = Annotated[Principal, Depends(node_agent)]

@@ -30,15 +30,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "device_limit(n): run the test with settings.device_limit = n"
     )
+    config.addinivalue_line(
+        "markers",
+        "config_changes_per_minute(n): run the test with settings.config_changes_per_minute = n",
+    )
 
 
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The session's settings, with `device_limit` from the test's marker if it has one."""
-    marker = request.node.get_closest_marker("device_limit")
-    if marker is None:
-        return settings
-    return settings.model_copy(update={"device_limit": int(marker.args[0])})
+    """The session's settings, with `device_limit` and `config_changes_per_minute` from the
+    test's markers if it has them."""
+    update: dict[str, int] = {}
+    for name in ("device_limit", "config_changes_per_minute"):
+        marker = request.node.get_closest_marker(name)
+        if marker is not None:
+            update[name] = int(marker.args[0])
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture
@@ -57,7 +64,8 @@ async def node(
     """A node serving WireGuard (127.0.0.1:51820) and OpenVPN (port 1194), Active on-chain and
     registered here with the default pools."""
     node_id = await register_on_chain(w3, deployment, operator)
-    response = await post_node(client, settings, operator, node_body(node_id))
+    body = node_body(node_id, endpoint="127.0.0.1:51820")
+    response = await post_node(client, settings, operator, body)
     assert response.status_code == 201, response.text
     return node_id
 

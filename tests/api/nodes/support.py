@@ -159,10 +159,14 @@ def node_body(
     node_id: str,
     *,
     protocols: tuple[str, ...] = ("wireguard", "openvpn"),
-    endpoint: str = "127.0.0.1:51820",
+    endpoint: str | None = None,
     country: str = "DE",
     **extra: Any,
 ) -> dict[str, Any]:
+    """A registration body. Without `endpoint`, a loopback endpoint of its own (live nodes
+    cannot share one)."""
+    if endpoint is None:
+        endpoint = f"127.0.0.1:{secrets.randbelow(40_000) + 20_000}"
     body: dict[str, Any] = {
         "node_id": node_id,
         "protocols": list(protocols),
