@@ -16,6 +16,7 @@ from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.chain.devchain import Anvil
 from control_plane.settings import Settings
+from tests.api.configs.strict_config import parse_config
 from tests.api.nodes.support import (
     NDS,
     fresh_wallet,
@@ -46,6 +47,30 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
         if marker is not None:
             update[name] = int(marker.args[0])
     return settings.model_copy(update=update)
+
+
+async def check_served_config(response: httpx.Response) -> None:
+    """Every config the API serves in these tests must pass the strict parsers."""
+    if not response.request.url.path.startswith("/v1/configs") or response.status_code >= 300:
+        return
+    await response.aread()
+    if response.status_code == 204 or not response.content:
+        return
+    body = response.json()
+    if isinstance(body, dict) and "config" in body:
+        parse_config(body["protocol"], body["config"])
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The application's client; each config it receives is checked by the strict parsers."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [check_served_config]},
+    ) as http:
+        yield http
 
 
 @pytest.fixture
@@ -90,5 +115,9 @@ async def second_app(
 @pytest.fixture
 async def second_client(second_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=second_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [check_served_config]},
+    ) as http:
         yield http
