@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "nodus"
     jwt_audience: str = "nodus-api"
     access_token_ttl_seconds: int = 900
+    # How long a node token found backed by the chain (agent key, Active) is trusted before the
+    # indexer's mirror is read again (per replica).
+    node_token_recheck_seconds: float = Field(default=5.0, ge=0)
     api_key_secret: SecretStr = Field(min_length=32)
     admin_addresses: list[str] = []
     # Encrypts key material the control plane must keep (OpenVPN CA keys) at rest.

@@ -23,6 +23,12 @@ from tests.api.nodes.support import NDS, fresh_wallet, node_body, post_node, wal
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """Every request re-reads the chain mirror (no reuse of a passed check)."""
+    return settings.model_copy(update={"node_token_recheck_seconds": 0.0})
+
+
+@pytest.fixture
 async def services(
     settings: Settings, anvil: Anvil, deployment: Deployment
 ) -> AsyncIterator[Services]:
