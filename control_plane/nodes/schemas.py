@@ -27,12 +27,12 @@ Protocol = Literal["wireguard", "openvpn"]
 PROTOCOLS: tuple[Protocol, ...] = ("wireguard", "openvpn")
 OPENVPN_DEFAULT_PORT = 1194  # IANA's; used when a node also serves WireGuard on `endpoint`
 
-_NODE_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_NODE_ID = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
 def normalize_node_id(value: str) -> str:
     """bytes32 as 0x + 64 hex digits, lower-cased; not all zero (NodeRegistry refuses it)."""
-    if not isinstance(value, str) or not _NODE_ID.match(value):
+    if not isinstance(value, str) or not _NODE_ID.fullmatch(value):
         raise ValueError("a node id is the on-chain bytes32 as 0x followed by 64 hex digits")
     value = value.lower()
     if int(value, 16) == 0:
