@@ -30,7 +30,7 @@ from control_plane.errors import (
     NotFound,
 )
 from control_plane.nodes.grammar import stored_node_problem
-from control_plane.nodes.models import Node
+from control_plane.nodes.models import ChainNode, Node
 from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
 from control_plane.nodes.schemas import (
     NodeIn,
@@ -202,7 +202,7 @@ async def get_node(session: AsyncSession, node_id: str, caller: str | None) -> N
     return node_out(view, owner=owner)
 
 
-async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> Node:
+async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> tuple[Node, ChainNode | None]:
     """The live node, locked, if `caller` operates it. Nodes are public, so another wallet gets
     403 (not a 404 that would pretend the node does not exist)."""
     node = await nodes.lock_live(node_id)
@@ -213,15 +213,14 @@ async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> Node:
     on_chain = await nodes.chain_state(node_id)
     if on_chain is not None and on_chain.operator != caller.lower():
         raise Forbidden("only the node's on-chain operator can change it")
-    return node
+    return node, on_chain
 
 
 async def _changeable(nodes: NodeRepository, chain: ChainReader, node_id: str, caller: str) -> Node:
     """`_owned`, and the node still Active-status in NodeRegistry: per the indexer's mirror, or
     read live when the indexer has not seen the node yet. An exiting or withdrawn node cannot
     be changed (only deleted)."""
-    node = await _owned(nodes, node_id, caller)
-    on_chain = await nodes.chain_state(node_id)
+    node, on_chain = await _owned(nodes, node_id, caller)
     if on_chain is None:
         live = await chain.node(node_id)
         operator, status = live.operator, live.status
