@@ -26,6 +26,7 @@ from control_plane.errors import (
     EndpointInUse,
     Forbidden,
     Invalid,
+    NodeMisconfigured,
     NodeNotActive,
     NotFound,
 )
@@ -59,6 +60,18 @@ def _pki_values(settings: Settings, node_id: str) -> dict[str, Any]:
     }
 
 
+def _stored_openvpn_port(node: Node) -> int:
+    """OpenVPN's port from the stored row; a row whose endpoint fails the grammar (a node out
+    of service) is a 409 `node_misconfigured`, never a 500."""
+    try:
+        return openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port)
+    except ValueError as exc:
+        raise NodeMisconfigured(
+            "the node's stored endpoint is outside the endpoint grammar; its operator must "
+            "PATCH a valid one"
+        ) from exc
+
+
 def node_out(view: NodeView, *, owner: bool) -> NodeOut:
     node = view.node
     serves_openvpn = "openvpn" in node.protocols
@@ -67,11 +80,7 @@ def node_out(view: NodeView, *, owner: bool) -> NodeOut:
         operator=node.operator,
         protocols=[p for p in ("wireguard", "openvpn") if p in node.protocols],
         endpoint=node.endpoint,
-        openvpn_port=(
-            openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port)
-            if serves_openvpn
-            else None
-        ),
+        openvpn_port=(_stored_openvpn_port(node) if serves_openvpn else None),
         country=node.country,
         wireguard_public_key=node.wireguard_public_key,
         online=view.online,
@@ -371,7 +380,7 @@ async def openvpn_material(
         server_key=crypto.decrypt(settings, node.openvpn_server_key_encrypted).decode(),
         tls_crypt_key=crypto.decrypt(settings, node.openvpn_tls_crypt_key_encrypted).decode(),
         crl=await _crl(session, settings, node),
-        port=openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port),
+        port=_stored_openvpn_port(node),
         ipv4_pool=str(node.ipv4_pool),
         ipv6_pool=str(node.ipv6_pool),
         server_addresses=pools.node_addresses(),

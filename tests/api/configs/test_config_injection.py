@@ -12,13 +12,17 @@ import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
 
+from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.settings import Settings
 from tests.api.configs.strict_config import UnexpectedConfig, parse_config, parse_openvpn
 from tests.api.nodes.hostile import HOSTILE_ENDPOINTS
 from tests.api.nodes.support import (
     ec_key,
     make_csr,
+    node_body,
+    node_headers,
     paying_subscriber,
+    register_on_chain,
     sql,
     wallet_headers,
     wg_keys,
@@ -45,6 +49,24 @@ def wireguard(node_id: str, public_key: str | None = None) -> dict[str, Any]:
 
 def openvpn(node_id: str) -> dict[str, Any]:
     return {"node_id": node_id, "protocol": "openvpn", "csr": make_csr(ec_key())}
+
+
+@pytest.fixture
+async def staked_openvpn_node(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    w3: Web3Client,
+    deployment: Deployment,
+    operator: LocalAccount,
+) -> str:
+    """An OpenVPN-only node: its port is the endpoint's."""
+    node_id = await register_on_chain(w3, deployment, operator)
+    body = node_body(node_id, protocols=("openvpn",))
+    response = await client.post(
+        "/v1/nodes", json=body, headers=wallet_headers(settings, operator.address)
+    )
+    assert response.status_code == 201, response.text
+    return node_id
 
 
 async def _two_configs(
@@ -76,6 +98,7 @@ async def test_a_hostile_endpoint_in_the_database_never_reaches_a_config(
 ) -> None:
     configs = await _two_configs(client, settings, subscriber, node)
     headers = wallet_headers(settings, subscriber.address)
+    operator_headers = wallet_headers(settings, operator.address)
 
     for hostile in STORABLE_ENDPOINTS:
         await sql(settings, "UPDATE nodes SET endpoint = :e WHERE id = :id", e=hostile, id=node)
@@ -88,6 +111,11 @@ async def test_a_hostile_endpoint_in_the_database_never_reaches_a_config(
             _assert_misconfigured(await issue(client, settings, subscriber, body), hostile)
         assert node not in [n["id"] for n in (await client.get("/v1/nodes")).json()["items"]]
         assert (await client.get(f"/v1/nodes/{node}")).status_code == 404
+        # Its operator and its agent still get clean answers (never a 5xx).
+        owner_view = await client.get(f"/v1/nodes/{node}", headers=operator_headers)
+        assert owner_view.status_code in (200, 409), owner_view.text
+        material = await client.get("/v1/agent/openvpn", headers=node_headers(settings, node))
+        assert material.status_code in (200, 409), material.text
 
     # Nothing was issued meanwhile; the operator fixes the endpoint and the configs come back.
     (live,) = await sql(
@@ -192,8 +220,8 @@ async def test_a_wallet_cannot_churn_configs_beyond_its_limit(
     settings: Settings,
     subscriber: LocalAccount,
     node: str,
-    w3: Any,
-    deployment: Any,
+    w3: Web3Client,
+    deployment: Deployment,
 ) -> None:
     headers = wallet_headers(settings, subscriber.address)
     first = await issue(client, settings, subscriber, wireguard(node))
@@ -236,3 +264,22 @@ def test_the_strict_parsers_reject_injected_lines() -> None:
             parse_config("wireguard", hostile)
     with pytest.raises(UnexpectedConfig):
         parse_openvpn("client\ndev tun\nproto udp\nremote x 1\nscript-security 2\n")
+
+
+async def test_an_openvpn_only_node_with_a_hostile_row_answers_cleanly(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    operator: LocalAccount,
+    staked_openvpn_node: str,
+) -> None:
+    node = staked_openvpn_node
+    hostile = HOSTILE_ENDPOINTS[1]  # OpenVPN directives behind a zone id
+    await sql(settings, "UPDATE nodes SET endpoint = :e WHERE id = :id", e=hostile, id=node)
+
+    owner_view = await client.get(
+        f"/v1/nodes/{node}", headers=wallet_headers(settings, operator.address)
+    )
+    material = await client.get("/v1/agent/openvpn", headers=node_headers(settings, node))
+
+    for response in (owner_view, material):
+        _assert_misconfigured(response, hostile, "script-security")
