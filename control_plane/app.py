@@ -24,6 +24,7 @@ from control_plane import __version__
 from control_plane.agent.feed import PeerFeed
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.agent.router import router as agent_router
+from control_plane.auth.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
 from control_plane.auth.router import router as auth_router
 from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
@@ -111,6 +112,10 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
     install_openapi(app)
     _install_observability(app)
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost: every later layer (rate limits, logs) sees the client, not the proxy.
+    app.add_middleware(
+        TrustedProxiesMiddleware, trusted=parse_trusted_proxies(settings.trusted_proxies)
+    )
 
     for router in (
         auth_router,

@@ -50,6 +50,22 @@ class Conflict(AppError):
     status_code, code = 409, "conflict"
 
 
+class NodeMisconfigured(Conflict):
+    """A stored node value is outside its grammar: no config is written with it."""
+
+    code = "node_misconfigured"
+
+
+class NodeNotActive(Conflict):
+    """The node is exiting or gone on-chain (per the indexer): its operator cannot change it."""
+
+    code = "node_not_active"
+
+
+class EndpointInUse(Conflict):
+    code = "endpoint_in_use"
+
+
 class PaymentRequired(AppError):
     status_code, code = 402, "payment_required"
 
@@ -66,6 +82,12 @@ class EndpointNotPublic(Invalid):
     """A node endpoint on a loopback, private, link-local or reserved address (addresses.py)."""
 
     code = "endpoint_not_public"
+
+
+class NodeKeyRefused(Invalid):
+    """A device config with the node's own WireGuard key would make the node its own peer."""
+
+    code = "node_key_refused"
 
 
 class ShuttingDown(AppError):

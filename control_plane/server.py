@@ -45,6 +45,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        proxy_headers=True,
+        # X-Forwarded-For is handled by the app, from NODUS_TRUSTED_PROXIES only.
+        proxy_headers=False,
         log_config=None,
     )

@@ -5,11 +5,14 @@ The README lists each one. Secrets are `SecretStr`, so they never reach logs or 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from control_plane.auth.proxies import parse_trusted_proxies
 from control_plane.chain.contracts import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
 
 
@@ -35,6 +38,9 @@ class Settings(BaseSettings):
     jwt_issuer: str = "nodus"
     jwt_audience: str = "nodus-api"
     access_token_ttl_seconds: int = 900
+    # How long a node token found backed by the chain (agent key, Active) is trusted before the
+    # indexer's mirror is read again (per replica).
+    node_token_recheck_seconds: float = Field(default=5.0, ge=0)
     api_key_secret: SecretStr = Field(min_length=32)
     admin_addresses: list[str] = []
     # Encrypts key material the control plane must keep (OpenVPN CA keys) at rest.
@@ -49,6 +55,12 @@ class Settings(BaseSettings):
     device_limit: int = Field(default=5, ge=1)
     max_page_size: int = 100
     long_poll_max_seconds: int = 60
+    # Configs one wallet may issue or revoke per minute (per replica): each change wakes a node.
+    config_changes_per_minute: int = Field(default=10, ge=1)
+
+    # Peers whose X-Forwarded-For is believed (IPs or CIDRs, e.g. the nginx container). Empty:
+    # the connection's peer is the client, and X-Forwarded-For is ignored.
+    trusted_proxies: Annotated[list[str], NoDecode] = []
 
     # Jobs
     run_jobs: bool = True
@@ -61,6 +73,23 @@ class Settings(BaseSettings):
     @classmethod
     def _lower_addresses(cls, value: list[str]) -> list[str]:
         return [a.lower() for a in value]
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        # The environment gives one string: comma-separated, or a JSON list.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                parsed: object = json.loads(text)
+                return parsed
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        return [str(network) for network in parse_trusted_proxies(value)]
 
     @property
     def siwe_domain(self) -> str:

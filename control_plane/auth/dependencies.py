@@ -6,12 +6,15 @@ API keys (see auth/api_keys.py). Every failure is a 401 without detail on which 
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 
+from control_plane.auth import repository
 from control_plane.auth.api_keys import principal_for_api_key
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import decode_access_token
@@ -116,6 +119,70 @@ def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
     return wallet_dependency
 
 
+# Node tokens found backed by the chain, per replica: (node id, agent) -> when to look again.
+# Bounded: the least recently checked entry goes first.
+MAX_CACHED_NODE_CHECKS = 100_000
+
+
+def _node_checks(request: Request) -> OrderedDict[tuple[str, str | None], float]:
+    checks: OrderedDict[tuple[str, str | None], float] | None = getattr(
+        request.app.state, "node_credential_checks", None
+    )
+    if checks is None:
+        checks = OrderedDict()
+        request.app.state.node_credential_checks = checks
+    return checks
+
+
+async def node_agent(
+    request: Request, principal: CurrentPrincipal, session: Session, settings: SettingsDep
+) -> Principal:
+    """A node agent's token, still backed by the chain: the node's NodeRegistry state as the
+    indexer mirrors it must show the agent key that signed in, and the node not exiting or
+    withdrawn. So an agent key change or an exit ends the token within one indexer run (plus
+    `node_token_recheck_seconds`, how long a passed check is reused so an idle long-poll stays
+    free of SQL), not at its expiry. A node the indexer has not seen yet passes: its token came
+    from a live chain read moments ago, and an exit or key change is indexed after the
+    registration."""
+    if not principal.has(Role.NODE) or principal.node_id is None:
+        raise Forbidden(f"this needs the {Role.NODE} role")
+    key = (principal.node_id, principal.agent)
+    checks = _node_checks(request)
+    now = time.monotonic()
+    if checks.get(key, 0.0) > now:
+        checks.move_to_end(key)
+        return principal
+    on_chain = await repository.chain_node(session, principal.node_id)
+    if on_chain is not None:
+        if principal.agent is None or on_chain.agent.lower() != principal.agent.lower():
+            checks.pop(key, None)
+            raise Unauthorized(
+                "the node's agent key changed on-chain; sign in again with the new key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if on_chain.status != "active" or not on_chain.active:
+            checks.pop(key, None)
+            raise Unauthorized(
+                f"the node is no longer Active on-chain (status {on_chain.status!r})",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+    checks[key] = now + settings.node_token_recheck_seconds
+    checks.move_to_end(key)
+    while len(checks) > MAX_CACHED_NODE_CHECKS:
+        checks.popitem(last=False)
+    return principal
+
+
+async def operator_wallet(principal: CurrentPrincipal, session: Session) -> Principal:
+    """The operator role, re-checked against the indexer's mirror on each request (a token's
+    roles are those at sign-in)."""
+    if principal.node_id is not None or not principal.has(Role.OPERATOR):
+        raise Forbidden(f"this needs the {Role.OPERATOR} role")
+    if not await repository.operates_active_node(session, principal.address.lower()):
+        raise Forbidden("this wallet no longer operates a node Active on-chain")
+    return principal
+
+
 SubscriberPrincipal = Annotated[Principal, Depends(require_role(Role.SUBSCRIBER))]
-OperatorPrincipal = Annotated[Principal, Depends(require_role(Role.OPERATOR))]
-NodePrincipal = Annotated[Principal, Depends(require_role(Role.NODE))]
+OperatorPrincipal = Annotated[Principal, Depends(operator_wallet)]
+NodePrincipal = Annotated[Principal, Depends(node_agent)]

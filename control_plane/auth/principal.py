@@ -21,6 +21,8 @@ class Principal:
     subject: str
     roles: frozenset[Role]
     node_id: str | None = None
+    # Node tokens: the on-chain agent key that signed in (lower-case); the token dies with it.
+    agent: str | None = None
 
     @property
     def address(self) -> str:

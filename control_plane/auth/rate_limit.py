@@ -4,8 +4,8 @@ challenge, agent login).
 Per replica and in memory: with N replicas a client gets up to N times the rate. That is the
 intent: the limit only keeps one client from burning CPU (signature recovery) and database rows
 (nonces) in bulk; it is not a quota. The client IP is the connection's peer as uvicorn reports
-it; behind nginx, uvicorn's `--proxy-headers` (on in `nodus-control-plane serve`) takes it from
-`X-Forwarded-For` when the proxy is listed in `FORWARDED_ALLOW_IPS`, so clients cannot spoof it.
+it, or, behind a proxy listed in `NODUS_TRUSTED_PROXIES`, the right-most address in
+`X-Forwarded-For` that is not a trusted proxy (auth/proxies.py), so clients cannot spoof it.
 """
 
 from __future__ import annotations
@@ -90,18 +90,33 @@ def client_key(host: str) -> str:
     return str(address)
 
 
+def _raise_if_waiting(wait: float) -> None:
+    if wait > 0:
+        retry_after = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"too many requests; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def spend_config_change(request: Request, wallet: str, per_minute: int) -> None:
+    """Takes one of the wallet's config changes (issue or revoke), or answers 429 with
+    `Retry-After`. Every change bumps a node's revision and wakes its agent, so a wallet
+    churning configs would force every agent to re-sync; this bounds it. Per replica, in
+    memory, like the sign-in limit."""
+    limiter: TokenBucketLimiter | None = getattr(request.app.state, "config_change_limiter", None)
+    if limiter is None or limiter.capacity != per_minute:
+        limiter = TokenBucketLimiter(capacity=per_minute)
+        request.app.state.config_change_limiter = limiter
+    _raise_if_waiting(limiter.take(wallet.lower()))
+
+
 def rate_limit(route: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency that spends one of the client's tokens for `route` (each route has its own
     bucket per client), or answers 429 with `Retry-After`."""
 
     async def dependency(request: Request) -> None:
         client = client_key(request.client.host if request.client is not None else "unknown")
-        wait = _limiter(request).take(f"{route} {client}")
-        if wait > 0:
-            retry_after = max(1, math.ceil(wait))
-            raise RateLimited(
-                f"too many requests; retry in {retry_after} s",
-                headers={"Retry-After": str(retry_after)},
-            )
+        _raise_if_waiting(_limiter(request).take(f"{route} {client}"))
 
     return dependency

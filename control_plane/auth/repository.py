@@ -77,6 +77,15 @@ async def operates_active_node(session: AsyncSession, address: str) -> bool:
     return bool((await session.execute(statement)).scalar_one())
 
 
+async def chain_node(session: AsyncSession, node_id: str) -> ChainNode | None:
+    """The node as the indexer last saw it in NodeRegistry (None: not indexed yet)."""
+    return await session.scalar(
+        select(ChainNode)
+        .where(ChainNode.node_id == node_id)
+        .execution_options(populate_existing=True)
+    )
+
+
 # --- node-agent challenges --------------------------------------------------------------------
 
 

@@ -127,7 +127,9 @@ async def agent_sign_in(
             f"the node is not Active on-chain (status {node.status!r}, or its stake is below "
             "the minimum)"
         )
-    principal = Principal(subject=node_id, roles=frozenset({Role.NODE}), node_id=node_id)
+    principal = Principal(
+        subject=node_id, roles=frozenset({Role.NODE}), node_id=node_id, agent=node.agent
+    )
     return AgentLoginOut(
         access_token=issue_access_token(settings, principal),
         expires_in=settings.access_token_ttl_seconds,

@@ -29,6 +29,8 @@ def issue_access_token(settings: Settings, principal: Principal) -> str:
     }
     if principal.node_id is not None:
         claims["node_id"] = principal.node_id
+    if principal.agent is not None:
+        claims["agent"] = principal.agent
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
@@ -46,4 +48,10 @@ def decode_access_token(settings: Settings, token: str) -> Principal:
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise Unauthorized("invalid or expired access token") from exc
     node_id = claims.get("node_id")
-    return Principal(subject=str(claims["sub"]), roles=roles, node_id=node_id)
+    agent = claims.get("agent")
+    return Principal(
+        subject=str(claims["sub"]),
+        roles=roles,
+        node_id=node_id,
+        agent=agent if isinstance(agent, str) else None,
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -30,8 +31,14 @@ def default_pools(node_id: str) -> tuple[str, str]:
     return str(ipv4), str(ipv6)
 
 
+_IPV4_NETWORK_TEXT = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}/[0-9]{1,2}")
+_IPV6_NETWORK_TEXT = re.compile(r"[0-9A-Fa-f:.]{2,45}/[0-9]{1,3}")  # no zone id (`%eth0`)
+
+
 def parse_ipv4_pool(value: str) -> ipaddress.IPv4Network:
     """A private IPv4 network (RFC 1918 and the like) between /8 and /29, host bits zero."""
+    if not isinstance(value, str) or _IPV4_NETWORK_TEXT.fullmatch(value) is None:
+        raise ValueError("not an IPv4 network written as a.b.c.d/len")
     try:
         network = ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
@@ -48,6 +55,8 @@ def parse_ipv4_pool(value: str) -> ipaddress.IPv4Network:
 
 def parse_ipv6_pool(value: str) -> ipaddress.IPv6Network:
     """A unique local (fc00::/7) IPv6 network between /48 and /124, host bits zero."""
+    if not isinstance(value, str) or _IPV6_NETWORK_TEXT.fullmatch(value) is None:
+        raise ValueError("not an IPv6 network written as address/len (no zone id)")
     try:
         network = ipaddress.IPv6Network(value, strict=True)
     except ValueError as exc:

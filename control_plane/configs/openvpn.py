@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from control_plane.configs import render_checks
 from control_plane.configs.wireguard import PRIVATE_KEY_PLACEHOLDER
 
 CA_VALIDITY = timedelta(days=3650)
@@ -308,32 +309,39 @@ def client_profile(
     tls_crypt: str,
 ) -> str:
     """The client's inline profile. `<key>` holds a placeholder: the client puts its own private
-    key (the one its CSR was made with) there."""
+    key (the one its CSR was made with) there. Every interpolated value is checked against its
+    grammar first (`render_checks.UnsafeConfigValue` otherwise): a stored value can never add a
+    directive (`up`, `script-security`, `management`, ...) or end an inline block."""
+    remote = f"remote {render_checks.host(host)} {render_checks.port(port)}"
+    name = server_common_name(render_checks.node_id(node_id))
+    ca = render_checks.certificate(ca_cert, "node's CA certificate")
+    cert = render_checks.certificate(client_cert, "client certificate")
+    static_key = render_checks.tls_crypt_key(tls_crypt)
     return "\n".join(
         [
             "client",
             "dev tun",
             "proto udp",
-            f"remote {host} {port}",
+            remote,
             "resolv-retry infinite",
             "nobind",
             "persist-key",
             "persist-tun",
             "remote-cert-tls server",
-            f"verify-x509-name {server_common_name(node_id)} name",
+            f"verify-x509-name {name} name",
             "auth-nocache",
             "verb 3",
             "<ca>",
-            ca_cert.strip(),
+            ca,
             "</ca>",
             "<cert>",
-            client_cert.strip(),
+            cert,
             "</cert>",
             "<key>",
             PRIVATE_KEY_PLACEHOLDER,
             "</key>",
             "<tls-crypt>",
-            tls_crypt.strip(),
+            static_key,
             "</tls-crypt>",
             "",
         ]

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from control_plane.auth.dependencies import SettingsDep, SubscriberPrincipal
 from control_plane.auth.principal import Principal, Role
+from control_plane.auth.rate_limit import spend_config_change
 from control_plane.chain.client import ChainReader
 from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
@@ -30,6 +31,11 @@ def _error(description: str, code: str, message: str) -> dict[str, Any]:
 _UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
 _FORBIDDEN = _error("not a wallet's token", "forbidden", "this needs the subscriber role")
 _NOT_FOUND = _error("no such live config of yours", "not_found", "no such config")
+_RATE_LIMITED = _error(
+    "too many config changes by this wallet (Retry-After)",
+    "rate_limited",
+    "too many requests; retry in 3 s",
+)
 
 
 def _wallet(principal: Principal) -> str:
@@ -51,16 +57,18 @@ def _wallet(principal: Principal) -> str:
         403: _FORBIDDEN,
         404: _error("no such node (or it was deleted)", "not_found", "no such node"),
         409: _error(
-            "the node is not Active on-chain, the device limit is reached, or the key is "
-            "already live on this node",
+            "the node is not Active on-chain, the device limit is reached, the key is "
+            "already live on this node, or the node is out of service (`node_misconfigured`)",
             "conflict",
             "device limit reached (5 live configs); revoke one first",
         ),
         422: _error(
-            "invalid key or CSR, or the node does not serve the protocol",
+            "invalid key or CSR, the node does not serve the protocol, or the key is the "
+            "node's own (`node_key_refused`)",
             "invalid",
             "body.wireguard.public_key: the all-zero key is not a public key",
         ),
+        429: _RATE_LIMITED,
         503: _error(
             "the chain is unreachable (Retry-After)",
             "chain_unavailable",
@@ -81,7 +89,9 @@ async def create_config(
     expiry) in an inline profile whose `<key>` block you fill with your private key. `address`
     is `["<IPv4>/32", "<IPv6>/128"]`. Needs an active on-chain subscription (402 otherwise)."""
     chain: ChainReader = request.app.state.chain
-    return await service.create_config(session, chain, settings, _wallet(principal), body)
+    wallet = _wallet(principal)
+    spend_config_change(request, wallet, settings.config_changes_per_minute)
+    return await service.create_config(session, chain, settings, wallet, body)
 
 
 @router.get("", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN})
@@ -114,11 +124,18 @@ async def get_config(
     "/{config_id}",
     status_code=204,
     response_class=Response,
-    responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND},
+    responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND, 429: _RATE_LIMITED},
 )
 async def revoke_config(
-    principal: SubscriberPrincipal, session: Session, config_id: uuid.UUID
+    request: Request,
+    principal: SubscriberPrincipal,
+    session: Session,
+    settings: SettingsDep,
+    config_id: uuid.UUID,
 ) -> None:
     """Revokes one of your configs: the node drops the peer; an OpenVPN certificate joins the
-    node's CRL."""
-    await service.revoke_config(session, _wallet(principal), config_id)
+    node's CRL. Issuing and revoking share the per-wallet limit `config_changes_per_minute`
+    (429 with `Retry-After` beyond it)."""
+    wallet = _wallet(principal)
+    spend_config_change(request, wallet, settings.config_changes_per_minute)
+    await service.revoke_config(session, wallet, config_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import secrets
 import uuid
 from datetime import datetime
@@ -24,6 +25,7 @@ from control_plane.chain.client import ChainReader
 from control_plane.configs import openvpn, wireguard
 from control_plane.configs.addresses import FIRST_DEVICE_INDEX, Pools, device_address
 from control_plane.configs.models import DeviceConfig
+from control_plane.configs.render_checks import UnsafeConfigValue
 from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
 from control_plane.configs.schemas import (
     ConfigOut,
@@ -32,12 +34,21 @@ from control_plane.configs.schemas import (
     OpenVpnConfigIn,
     WireGuardConfigIn,
 )
-from control_plane.errors import Conflict, Invalid, NotFound, PaymentRequired
+from control_plane.errors import (
+    Conflict,
+    Invalid,
+    NodeKeyRefused,
+    NodeMisconfigured,
+    NotFound,
+    PaymentRequired,
+)
 from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeRepository
 from control_plane.nodes.schemas import openvpn_port_of, parse_endpoint
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import chain_now, current_expiry
+
+log = logging.getLogger("nodus.configs")
 
 ALLOCATION_ATTEMPTS = 10
 CANDIDATES_PER_ATTEMPT = 32  # random host indexes checked at once before an insert is tried
@@ -64,6 +75,13 @@ async def create_config(
         raise Conflict("the node is not Active in NodeRegistry; pick another node")
     if body.protocol not in node.protocols:
         raise Invalid(f"the node does not serve {body.protocol} (it serves: {node.protocols})")
+    if node.suspended_at is not None:
+        raise NodeMisconfigured(_MISCONFIGURED)
+    if isinstance(body, WireGuardConfigIn) and body.public_key == node.wireguard_public_key:
+        raise NodeKeyRefused(
+            "public_key: this is the node's own WireGuard key; generate a key pair for your "
+            "device (`wg genkey | tee private.key | wg pubkey`)"
+        )
 
     now = await chain_now(chain)
     expires_at = await current_expiry(session, chain, subscriber, settings.expiry_cache_seconds)
@@ -181,21 +199,45 @@ def _summary_fields(view: ConfigView) -> dict[str, Any]:
     }
 
 
+_MISCONFIGURED = (
+    "the node's stored settings are outside their grammar, so it is out of service; pick "
+    "another node (its operator must fix it)"
+)
+
+
 def render_config(settings: Settings, node: Node, config: DeviceConfig) -> str:
-    """The config's text as of now (the node's current endpoint and keys)."""
+    """The config's text as of now (the node's current endpoint and keys). A node out of
+    service, or a stored value the renderer refuses, is `NodeMisconfigured` (409): nothing is
+    written."""
+    if node.suspended_at is not None:
+        raise NodeMisconfigured(_MISCONFIGURED)
+    try:
+        return _render(settings, node, config)
+    except UnsafeConfigValue as exc:
+        log.warning("config not rendered: %s", exc, extra={"node_id": node.id})
+        raise NodeMisconfigured(_MISCONFIGURED) from exc
+
+
+def _render(settings: Settings, node: Node, config: DeviceConfig) -> str:
     address = device_address(str(config.ipv4), str(config.ipv6))
     if config.protocol == "wireguard":
-        assert node.wireguard_public_key is not None
+        if node.wireguard_public_key is None:
+            raise UnsafeConfigValue("the node has no WireGuard public key")
         return wireguard.client_config(
             address=address, server_public_key=node.wireguard_public_key, endpoint=node.endpoint
         )
-    assert node.openvpn_ca_cert is not None
-    assert config.certificate is not None
-    assert node.openvpn_tls_crypt_key_encrypted is not None
-    host, _ = parse_endpoint(node.endpoint)
+    if node.openvpn_tls_crypt_key_encrypted is None or node.openvpn_ca_cert is None:
+        raise UnsafeConfigValue("the node has no OpenVPN CA or tls-crypt key")
+    if config.certificate is None:
+        raise UnsafeConfigValue("the config has no certificate")
+    try:
+        host, _ = parse_endpoint(node.endpoint)
+        port = openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port)
+    except ValueError as exc:
+        raise UnsafeConfigValue("the node's endpoint is outside the endpoint grammar") from exc
     return openvpn.client_profile(
         host=host,
-        port=openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port),
+        port=port,
         node_id=node.id,
         ca_cert=node.openvpn_ca_cert,
         client_cert=config.certificate,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import binascii
 
+from control_plane.configs import render_checks
+
 PRIVATE_KEY_PLACEHOLDER = "<insert your private key>"
 # What the client's resolver is set to while the tunnel is up (Quad9: filtering off, no logs).
 DEFAULT_DNS = ("9.9.9.10", "2620:fe::10")
@@ -39,17 +41,23 @@ def client_config(
     dns: tuple[str, ...] = DEFAULT_DNS,
 ) -> str:
     """The client's wg-quick file: its addresses, the node as its only peer, all traffic through
-    the tunnel (IPv4 and IPv6), a keepalive that holds NAT mappings open."""
+    the tunnel (IPv4 and IPv6), a keepalive that holds NAT mappings open. Every interpolated
+    value is checked against its grammar first (`render_checks.UnsafeConfigValue` otherwise):
+    a stored value can never add a line, a section or a hook."""
+    if not address or not dns:
+        raise render_checks.UnsafeConfigValue("a config needs addresses and DNS servers")
+    addresses = [render_checks.interface_address(a) for a in address]
+    servers = [render_checks.ip_address(d) for d in dns]
     return "\n".join(
         [
             "[Interface]",
             f"PrivateKey = {PRIVATE_KEY_PLACEHOLDER}",
-            f"Address = {', '.join(address)}",
-            f"DNS = {', '.join(dns)}",
+            f"Address = {', '.join(addresses)}",
+            f"DNS = {', '.join(servers)}",
             "",
             "[Peer]",
-            f"PublicKey = {server_public_key}",
-            f"Endpoint = {endpoint}",
+            f"PublicKey = {render_checks.wireguard_key(server_public_key)}",
+            f"Endpoint = {render_checks.endpoint(endpoint)}",
             "AllowedIPs = 0.0.0.0/0, ::/0",
             f"PersistentKeepalive = {PERSISTENT_KEEPALIVE_SECONDS}",
             "",

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, false, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.nodes.models import Node
+from control_plane.nodes.models import ChainNode, Node
 
 ONLINE_WINDOW = timedelta(seconds=60)
 
@@ -96,6 +96,30 @@ class NodeRepository:
             .values(deleted_at=func.now(), updated_at=func.now())
         )
 
+    async def lock_endpoint(self, endpoint: str) -> None:
+        """Serializes registrations and changes to one endpoint until the transaction ends, so
+        two requests cannot both find it free."""
+        await self.session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"node endpoint {endpoint}"},
+        )
+
+    async def endpoint_user(self, endpoint: str, except_id: str) -> str | None:
+        """The id of another live node using `endpoint`, if any."""
+        return await self.session.scalar(
+            select(Node.id)
+            .where(Node.endpoint == endpoint, Node.deleted_at.is_(None), Node.id != except_id)
+            .limit(1)
+        )
+
+    async def chain_state(self, node_id: str) -> ChainNode | None:
+        """The node as the indexer last saw it in NodeRegistry (None: not indexed yet)."""
+        return await self.session.scalar(
+            select(ChainNode)
+            .where(ChainNode.node_id == node_id)
+            .execution_options(populate_existing=True)
+        )
+
     async def is_live(self, node_id: str) -> bool:
         deleted = await self.session.execute(select(Node.deleted_at).where(Node.id == node_id))
         row = deleted.one_or_none()
@@ -105,7 +129,9 @@ class NodeRepository:
         self, filters: NodeFilter, after: tuple[datetime, str] | None, limit: int
     ) -> list[NodeView]:
         """Live nodes matching `filters`, oldest first, after the keyset `(created_at, id)`."""
-        statement = select(Node, _online().label("online")).where(Node.deleted_at.is_(None))
+        statement = select(Node, _online().label("online")).where(
+            Node.deleted_at.is_(None), Node.suspended_at.is_(None)
+        )
         if filters.country is not None:
             statement = statement.where(Node.country == filters.country)
         if filters.protocol is not None:

@@ -71,7 +71,12 @@ def _chain(request: Request) -> ChainReader:
             "forbidden",
             "only the node's on-chain operator can register it",
         ),
-        409: _error("already registered", "conflict", "this node is already registered"),
+        409: _error(
+            "already registered (`conflict`), or another live node uses the endpoint "
+            "(`endpoint_in_use`)",
+            "endpoint_in_use",
+            "another live node already uses the endpoint vpn.example.net:51820",
+        ),
         422: _INVALID,
         503: _CHAIN,
     },
@@ -147,9 +152,22 @@ async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> N
 
 @router.patch(
     "/{node_id}",
-    responses={401: _UNAUTHORIZED, 403: _NOT_OWNER, 404: _NOT_FOUND, 422: _INVALID},
+    responses={
+        401: _UNAUTHORIZED,
+        403: _NOT_OWNER,
+        404: _NOT_FOUND,
+        409: _error(
+            "the node is exiting or withdrawn on-chain (`node_not_active`), or another live "
+            "node uses the endpoint (`endpoint_in_use`)",
+            "node_not_active",
+            "the node is exiting in NodeRegistry; an exiting or withdrawn node cannot be changed",
+        ),
+        422: _INVALID,
+        503: _CHAIN,
+    },
 )
 async def update_node(
+    request: Request,
     principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
@@ -158,7 +176,9 @@ async def update_node(
 ) -> NodeOut:
     """Changes the endpoint, country, protocols, WireGuard public key or OpenVPN port. The
     operator only (others: 403). Dropping a protocol revokes the node's live configs of it."""
-    return await service.update_node(session, settings, _wallet(principal), node_id.lower(), patch)
+    return await service.update_node(
+        session, _chain(request), settings, _wallet(principal), node_id.lower(), patch
+    )
 
 
 @router.delete(

@@ -3,7 +3,6 @@ lower-case, countries upper-case), so services and the database see one spelling
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,6 +12,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from control_plane.configs.addresses import parse_ipv4_pool, parse_ipv6_pool
 from control_plane.configs.wireguard import check_public_key
+from control_plane.nodes.grammar import (
+    COUNTRIES,
+    ENDPOINT_PATTERN,
+    MAX_ENDPOINT_LENGTH,
+    canonical_endpoint,
+    format_endpoint,
+    parse_country,
+    parse_endpoint,
+)
 from control_plane.patterns import (
     ADDRESS,
     CURSOR,
@@ -23,30 +31,18 @@ from control_plane.patterns import (
     WholeNumber,
 )
 
+__all__ = ["COUNTRIES", "format_endpoint", "parse_endpoint"]  # re-exported for older imports
+
 Protocol = Literal["wireguard", "openvpn"]
 PROTOCOLS: tuple[Protocol, ...] = ("wireguard", "openvpn")
 OPENVPN_DEFAULT_PORT = 1194  # IANA's; used when a node also serves WireGuard on `endpoint`
 
-# ISO 3166-1 alpha-2, officially assigned codes.
-_ISO_3166_ALPHA_2 = """
-    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ
-    BR BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO
-    DZ EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU
-    GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW
-    KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU
-    MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW
-    PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF
-    TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA
-    ZM ZW"""
-COUNTRIES = frozenset(_ISO_3166_ALPHA_2.split())
-
-_NODE_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_NODE_ID = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
 def normalize_node_id(value: str) -> str:
     """bytes32 as 0x + 64 hex digits, lower-cased; not all zero (NodeRegistry refuses it)."""
-    if not isinstance(value, str) or not _NODE_ID.match(value):
+    if not isinstance(value, str) or not _NODE_ID.fullmatch(value):
         raise ValueError("a node id is the on-chain bytes32 as 0x followed by 64 hex digits")
     value = value.lower()
     if int(value, 16) == 0:
@@ -54,53 +50,12 @@ def normalize_node_id(value: str) -> str:
     return value
 
 
-def parse_endpoint(value: str) -> tuple[str, int]:
-    """`host:port` -> (host, port). The host is a DNS name, an IPv4 address or a bracketed IPv6
-    address (`[2001:db8::1]:51820`); the port 1-65535."""
-    host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit() or len(port_text) > 5:
-        raise ValueError("endpoint: expected host:port (IPv6 in brackets: [2001:db8::1]:51820)")
-    port = int(port_text)
-    if not 1 <= port <= 65535:
-        raise ValueError("endpoint: the port must be between 1 and 65535")
-    if host.startswith("[") and host.endswith("]"):
-        try:
-            address = ipaddress.IPv6Address(host[1:-1])
-        except ValueError as exc:
-            raise ValueError("endpoint: not an IPv6 address in the brackets") from exc
-        if address.is_unspecified or address.is_multicast:
-            raise ValueError("endpoint: not a unicast address")
-        return str(address), port
-    try:
-        ipv4 = ipaddress.IPv4Address(host)
-    except ValueError:
-        pass
-    else:
-        if ipv4.is_unspecified or ipv4.is_multicast:
-            raise ValueError("endpoint: not a unicast address")
-        return str(ipv4), port
-    name = host.lower().removesuffix(".")
-    labels = name.split(".")
-    if not name or len(name) > 253 or not all(_LABEL.match(label) for label in labels):
-        raise ValueError("endpoint: the host is neither a DNS name nor an IP address")
-    if labels[-1].isdigit():
-        raise ValueError("endpoint: the host is neither a DNS name nor an IP address")
-    return name, port
-
-
-def format_endpoint(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
 def _endpoint(value: str) -> str:
-    return format_endpoint(*parse_endpoint(value))
+    return canonical_endpoint(value)
 
 
 def _country(value: str) -> str:
-    upper = value.upper()
-    if upper not in COUNTRIES:
-        raise ValueError("an ISO 3166-1 alpha-2 country code, such as DE")
-    return upper
+    return parse_country(value)
 
 
 def _protocols(value: list[Protocol]) -> list[Protocol]:
@@ -129,11 +84,21 @@ NodeId = Annotated[
 ]
 Endpoint = Annotated[
     str,
-    Field(min_length=3, max_length=262, examples=["vpn.example.net:51820"]),
+    Field(
+        min_length=3,
+        max_length=MAX_ENDPOINT_LENGTH,
+        examples=["vpn.example.net:51820"],
+        # Published for clients; the grammar module's validator (clearer messages) enforces it.
+        json_schema_extra={"pattern": f"^{ENDPOINT_PATTERN}$"},
+    ),
     AfterValidator(_endpoint),
 ]
 Country = Annotated[
-    str, Field(min_length=2, max_length=2, examples=["DE"]), AfterValidator(_country)
+    str,
+    Field(
+        min_length=2, max_length=2, examples=["DE"], json_schema_extra={"pattern": "^[A-Za-z]{2}$"}
+    ),
+    AfterValidator(_country),
 ]
 Protocols = Annotated[
     list[Protocol],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -21,8 +22,17 @@ from control_plane.chain.client import ChainReader
 from control_plane.configs.addresses import Pools, default_pools
 from control_plane.configs.openvpn import build_crl, create_node_pki
 from control_plane.configs.repository import ConfigRepository
-from control_plane.errors import Conflict, Forbidden, Invalid, NotFound
-from control_plane.nodes.models import Node
+from control_plane.errors import (
+    Conflict,
+    EndpointInUse,
+    Forbidden,
+    Invalid,
+    NodeMisconfigured,
+    NodeNotActive,
+    NotFound,
+)
+from control_plane.nodes.grammar import stored_node_problem
+from control_plane.nodes.models import ChainNode, Node
 from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
 from control_plane.nodes.schemas import (
     NodeIn,
@@ -33,6 +43,8 @@ from control_plane.nodes.schemas import (
     openvpn_port_of,
 )
 from control_plane.settings import Settings
+
+log = logging.getLogger("nodus.nodes")
 
 # A revoked certificate stays in the CRL until this long after its own expiry (clock skew).
 CRL_EXPIRED_GRACE = timedelta(days=1)
@@ -49,6 +61,18 @@ def _pki_values(settings: Settings, node_id: str) -> dict[str, Any]:
     }
 
 
+def _stored_openvpn_port(node: Node) -> int:
+    """OpenVPN's port from the stored row; a row whose endpoint fails the grammar (a node out
+    of service) is a 409 `node_misconfigured`, never a 500."""
+    try:
+        return openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port)
+    except ValueError as exc:
+        raise NodeMisconfigured(
+            "the node's stored endpoint is outside the endpoint grammar; its operator must "
+            "PATCH a valid one"
+        ) from exc
+
+
 def node_out(view: NodeView, *, owner: bool) -> NodeOut:
     node = view.node
     serves_openvpn = "openvpn" in node.protocols
@@ -57,11 +81,7 @@ def node_out(view: NodeView, *, owner: bool) -> NodeOut:
         operator=node.operator,
         protocols=[p for p in ("wireguard", "openvpn") if p in node.protocols],
         endpoint=node.endpoint,
-        openvpn_port=(
-            openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port)
-            if serves_openvpn
-            else None
-        ),
+        openvpn_port=(_stored_openvpn_port(node) if serves_openvpn else None),
         country=node.country,
         wireguard_public_key=node.wireguard_public_key,
         online=view.online,
@@ -93,6 +113,7 @@ async def register_node(
     if not on_chain.active:
         raise Forbidden(f"the node is not Active in NodeRegistry (status: {on_chain.status})")
 
+    await _claim_endpoint(nodes, body.endpoint, body.node_id)
     ipv4_default, ipv6_default = default_pools(body.node_id)
     values: dict[str, Any] = {
         "operator": on_chain.operator,
@@ -108,6 +129,8 @@ async def register_node(
         "openvpn_server_cert": None,
         "openvpn_server_key_encrypted": None,
         "openvpn_tls_crypt_key_encrypted": None,
+        "suspended_at": None,
+        "suspended_reason": None,
     }
     if "openvpn" in body.protocols:
         values.update(_pki_values(settings, body.node_id))
@@ -121,6 +144,29 @@ async def register_node(
     view = await nodes.get_live_view(body.node_id)
     assert view is not None
     return node_out(view, owner=True)
+
+
+async def _claim_endpoint(nodes: NodeRepository, endpoint: str, node_id: str) -> None:
+    """Live nodes cannot share an endpoint (a second one would receive the first one's
+    subscribers' traffic, or split its probes and rewards)."""
+    await nodes.lock_endpoint(endpoint)
+    if await nodes.endpoint_user(endpoint, except_id=node_id) is not None:
+        raise EndpointInUse(
+            f"another live node already uses the endpoint {endpoint}; each node needs its own "
+            "host:port"
+        )
+
+
+def _in_service(node: Node) -> bool:
+    """Whether the node may be shown to clients: not taken out of service, and its stored
+    endpoint and country pass the grammar (checked again here, whatever the row holds)."""
+    if node.suspended_at is not None:
+        return False
+    problem = stored_node_problem(node.endpoint, node.country)
+    if problem is not None:
+        log.warning("node hidden: %s", problem, extra={"node_id": node.id})
+        return False
+    return True
 
 
 def _encode_cursor(node: Node) -> str:
@@ -152,7 +198,7 @@ async def list_nodes(
     more = len(views) > limit
     views = views[:limit]
     return NodePage(
-        items=[node_out(v, owner=False) for v in views],
+        items=[node_out(v, owner=False) for v in views if _in_service(v.node)],
         next_cursor=_encode_cursor(views[-1].node) if more else None,
     )
 
@@ -161,10 +207,13 @@ async def get_node(session: AsyncSession, node_id: str, caller: str | None) -> N
     view = await NodeRepository(session).get_live_view(node_id)
     if view is None:
         raise NotFound("no such node")
-    return node_out(view, owner=caller is not None and caller.lower() == view.node.operator)
+    owner = caller is not None and caller.lower() == view.node.operator
+    if not owner and not _in_service(view.node):
+        raise NotFound("no such node")
+    return node_out(view, owner=owner)
 
 
-async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> Node:
+async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> tuple[Node, ChainNode | None]:
     """The live node, locked, if `caller` operates it. Nodes are public, so another wallet gets
     403 (not a 404 that would pretend the node does not exist)."""
     node = await nodes.lock_live(node_id)
@@ -172,17 +221,46 @@ async def _owned(nodes: NodeRepository, node_id: str, caller: str) -> Node:
         raise NotFound("no such node")
     if node.operator != caller.lower():
         raise Forbidden("only the node's operator can change it")
+    on_chain = await nodes.chain_state(node_id)
+    if on_chain is not None and on_chain.operator != caller.lower():
+        raise Forbidden("only the node's on-chain operator can change it")
+    return node, on_chain
+
+
+async def _changeable(nodes: NodeRepository, chain: ChainReader, node_id: str, caller: str) -> Node:
+    """`_owned`, and the node still Active-status in NodeRegistry: per the indexer's mirror, or
+    read live when the indexer has not seen the node yet. An exiting or withdrawn node cannot
+    be changed (only deleted)."""
+    node, on_chain = await _owned(nodes, node_id, caller)
+    if on_chain is None:
+        live = await chain.node(node_id)
+        operator, status = live.operator, live.status
+    else:
+        operator, status = on_chain.operator, on_chain.status
+    if operator != caller.lower():
+        raise Forbidden("only the node's on-chain operator can change it")
+    if status != "active":
+        raise NodeNotActive(
+            f"the node is {status} in NodeRegistry; an exiting or withdrawn node cannot be "
+            "changed (delete it, or register a new node)"
+        )
     return node
 
 
 async def update_node(
-    session: AsyncSession, settings: Settings, caller: str, node_id: str, patch: NodePatch
+    session: AsyncSession,
+    chain: ChainReader,
+    settings: Settings,
+    caller: str,
+    node_id: str,
+    patch: NodePatch,
 ) -> NodeOut:
     """Changes what the owner sent. Adding OpenVPN creates the node's CA and server
     credentials (if it never had them); dropping a protocol revokes the node's live configs of
-    that protocol and bumps its revision."""
+    that protocol and bumps its revision. A node out of service returns to service once its
+    endpoint and country (as changed) pass the grammar."""
     nodes = NodeRepository(session)
-    node = await _owned(nodes, node_id, caller)
+    node = await _changeable(nodes, chain, node_id, caller)
     old_protocols = list(node.protocols)
     given = patch.model_fields_set
     protocols: list[str] = list(patch.protocols) if patch.protocols is not None else node.protocols
@@ -195,17 +273,25 @@ async def update_node(
     port = patch.openvpn_port if "openvpn_port" in given else node.openvpn_port
     if "wireguard_public_key" not in given and "wireguard" not in protocols:
         key = None  # dropping WireGuard drops its key
+    country = patch.country if patch.country is not None else node.country
+    problem = stored_node_problem(endpoint, country)
+    if problem is not None:
+        raise Invalid(f"the node is out of service because {problem}: send a valid value")
     try:
         check_node_shape(protocols, endpoint, key, port)
     except ValueError as exc:
         raise Invalid(str(exc)) from exc
+    if endpoint != node.endpoint:
+        await _claim_endpoint(nodes, endpoint, node_id)
 
     values: dict[str, Any] = {
         "protocols": protocols,
         "endpoint": endpoint,
-        "country": patch.country if patch.country is not None else node.country,
+        "country": country,
         "wireguard_public_key": key,
         "openvpn_port": port,
+        "suspended_at": None,
+        "suspended_reason": None,
     }
     if "openvpn" in protocols and node.openvpn_ca_cert is None:
         values.update(_pki_values(settings, node_id))
@@ -298,7 +384,7 @@ async def openvpn_material(
         server_key=crypto.decrypt(settings, node.openvpn_server_key_encrypted).decode(),
         tls_crypt_key=crypto.decrypt(settings, node.openvpn_tls_crypt_key_encrypted).decode(),
         crl=await _crl(session, settings, node),
-        port=openvpn_port_of(node.endpoint, node.protocols, node.openvpn_port),
+        port=_stored_openvpn_port(node),
         ipv4_pool=str(node.ipv4_pool),
         ipv6_pool=str(node.ipv6_pool),
         server_addresses=pools.node_addresses(),

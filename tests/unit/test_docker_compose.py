@@ -3,6 +3,7 @@ it parses, every long-running service reports health, and what it builds and run
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import yaml
@@ -62,3 +63,13 @@ def test_replicas_are_migrated_and_deployed_before_they_start() -> None:
         "migrate": "service_completed_successfully",
         "deployer": "service_completed_successfully",
     }
+
+
+def test_the_control_plane_trusts_exactly_nginx_for_x_forwarded_for() -> None:
+    compose = load_compose()
+    services = compose["services"]
+    nginx_address = services["nginx"]["networks"]["default"]["ipv4_address"]
+    trusted = services["control-plane"]["environment"]["NODUS_TRUSTED_PROXIES"]
+    assert trusted == nginx_address
+    subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)

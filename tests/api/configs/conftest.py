@@ -16,6 +16,7 @@ from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.chain.devchain import Anvil
 from control_plane.settings import Settings
+from tests.api.configs.strict_config import parse_config
 from tests.api.nodes.support import (
     NDS,
     fresh_wallet,
@@ -30,15 +31,46 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "device_limit(n): run the test with settings.device_limit = n"
     )
+    config.addinivalue_line(
+        "markers",
+        "config_changes_per_minute(n): run the test with settings.config_changes_per_minute = n",
+    )
 
 
 @pytest.fixture
 def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
-    """The session's settings, with `device_limit` from the test's marker if it has one."""
-    marker = request.node.get_closest_marker("device_limit")
-    if marker is None:
-        return settings
-    return settings.model_copy(update={"device_limit": int(marker.args[0])})
+    """The session's settings, with `device_limit` and `config_changes_per_minute` from the
+    test's markers if it has them."""
+    update: dict[str, int] = {}
+    for name in ("device_limit", "config_changes_per_minute"):
+        marker = request.node.get_closest_marker(name)
+        if marker is not None:
+            update[name] = int(marker.args[0])
+    return settings.model_copy(update=update)
+
+
+async def check_served_config(response: httpx.Response) -> None:
+    """Every config the API serves in these tests must pass the strict parsers."""
+    if not response.request.url.path.startswith("/v1/configs") or response.status_code >= 300:
+        return
+    await response.aread()
+    if response.status_code == 204 or not response.content:
+        return
+    body = response.json()
+    if isinstance(body, dict) and "config" in body:
+        parse_config(body["protocol"], body["config"])
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The application's client; each config it receives is checked by the strict parsers."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [check_served_config]},
+    ) as http:
+        yield http
 
 
 @pytest.fixture
@@ -57,7 +89,8 @@ async def node(
     """A node serving WireGuard (127.0.0.1:51820) and OpenVPN (port 1194), Active on-chain and
     registered here with the default pools."""
     node_id = await register_on_chain(w3, deployment, operator)
-    response = await post_node(client, settings, operator, node_body(node_id))
+    body = node_body(node_id, endpoint="127.0.0.1:51820")
+    response = await post_node(client, settings, operator, body)
     assert response.status_code == 201, response.text
     return node_id
 
@@ -82,5 +115,9 @@ async def second_app(
 @pytest.fixture
 async def second_client(second_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=second_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    async with httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [check_served_config]},
+    ) as http:
         yield http

@@ -65,6 +65,7 @@ async def _check_distinct(
 
 
 @pytest.mark.device_limit(1000)
+@pytest.mark.config_changes_per_minute(1000)
 async def test_200_concurrent_requests_get_200_distinct_addresses(
     client: httpx.AsyncClient,
     settings: Settings,
@@ -89,6 +90,7 @@ async def test_200_concurrent_requests_get_200_distinct_addresses(
 
 
 @pytest.mark.device_limit(1000)
+@pytest.mark.config_changes_per_minute(1000)
 async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
     client: httpx.AsyncClient,
     second_client: httpx.AsyncClient,

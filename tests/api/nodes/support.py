@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -39,8 +40,21 @@ def wallet_headers(settings: Settings, address: str) -> dict[str, str]:
     return {"authorization": f"Bearer {issue_access_token(settings, principal)}"}
 
 
+def agent_of(node_id: str) -> LocalAccount:
+    """The agent key `register_on_chain` gives a node: derived from its id, so a test can sign
+    in as (or mint the token of) that node's agent."""
+    account: LocalAccount = Account.from_key(keccak(text=f"nodus test agent {node_id.lower()}"))
+    return account
+
+
 def node_headers(settings: Settings, node_id: str) -> dict[str, str]:
-    principal = Principal(subject=node_id, roles=frozenset({Role.NODE}), node_id=node_id)
+    """A token as agent login issues it, for the agent key `register_on_chain` set."""
+    principal = Principal(
+        subject=node_id,
+        roles=frozenset({Role.NODE}),
+        node_id=node_id,
+        agent=agent_of(node_id).address.lower(),
+    )
     return {"authorization": f"Bearer {issue_access_token(settings, principal)}"}
 
 
@@ -70,7 +84,7 @@ async def register_on_chain(
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, stake))
-    agent = agent or Account.create().address
+    agent = agent or agent_of(node_id).address
     await transact(
         w3, operator, registry.functions.register(bytes.fromhex(node_id[2:]), stake, agent, "")
     )
@@ -161,10 +175,14 @@ def node_body(
     node_id: str,
     *,
     protocols: tuple[str, ...] = ("wireguard", "openvpn"),
-    endpoint: str = "127.0.0.1:51820",
+    endpoint: str | None = None,
     country: str = "DE",
     **extra: Any,
 ) -> dict[str, Any]:
+    """A registration body. Without `endpoint`, a loopback endpoint of its own (live nodes
+    cannot share one)."""
+    if endpoint is None:
+        endpoint = f"127.0.0.1:{secrets.randbelow(40_000) + 20_000}"
     body: dict[str, Any] = {
         "node_id": node_id,
         "protocols": list(protocols),

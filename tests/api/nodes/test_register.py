@@ -85,7 +85,10 @@ async def test_an_openvpn_node_gets_a_ca_a_server_certificate_and_a_tls_crypt_ke
     tmp_path: Path,
 ) -> None:
     response = await post_node(
-        client, settings, operator, node_body(staked_node, protocols=("openvpn",))
+        client,
+        settings,
+        operator,
+        node_body(staked_node, protocols=("openvpn",), endpoint="127.0.0.1:51820"),
     )
 
     assert response.status_code == 201, response.text
