@@ -135,7 +135,11 @@ def _node_checks(request: Request) -> OrderedDict[tuple[str, str | None], float]
 
 
 async def node_agent(
-    request: Request, principal: CurrentPrincipal, session: Session, settings: SettingsDep
+    request: Request,
+    principal: _Authenticated,
+    _n: NodeTokenScheme,
+    session: Session,
+    settings: SettingsDep,
 ) -> Principal:
     """A node agent's token, still backed by the chain: the node's NodeRegistry state as the
     indexer mirrors it must show the agent key that signed in, and the node not exiting or
@@ -173,7 +177,7 @@ async def node_agent(
     return principal
 
 
-async def operator_wallet(principal: CurrentPrincipal, session: Session) -> Principal:
+async def operator_wallet(principal: WalletPrincipal, session: Session) -> Principal:
     """The operator role, re-checked against the indexer's mirror on each request (a token's
     roles are those at sign-in)."""
     if principal.node_id is not None or not principal.has(Role.OPERATOR):
