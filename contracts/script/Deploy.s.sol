@@ -8,7 +8,10 @@ import {NodusDeployment} from "./NodusDeployment.sol";
 /// @notice Deploys Nodus and writes `deployments/<chainId>.json` (or NODUS_DEPLOY_OUTPUT) (each contract's address under
 /// its name, plus `chainId` and `startBlock`), which the control plane reads.
 /// @dev Run by scripts/deploy. Environment: `PRIVATE_KEY` (the deployer, required), `NODUS_ORACLE`
-/// (default: anvil's account 1), and on a local chain (31337) the ten anvil accounts are funded.
+/// (default: anvil's account 1), `NODUS_GUARDIAN` (the fast veto of pending reward roots;
+/// default on a local chain: anvil's account 2; required on any other chain), and on a local
+/// chain (31337) the ten anvil accounts are funded. The guardian is written to the deployments
+/// file as `guardian`.
 /// Any other chain takes the production delays below; override each with its NODUS_* variable.
 contract Deploy is Script {
     /// anvil's default mnemonic accounts 0..9 ("test test ... junk").
@@ -25,7 +28,7 @@ contract Deploy is Script {
         d = NodusDeployment.deploy(p);
         vm.stopBroadcast();
 
-        _write(d, startBlock);
+        _write(d, startBlock, p.guardian);
     }
 
     function _params(address deployer) internal view returns (NodusDeployment.Params memory p) {
@@ -38,6 +41,9 @@ contract Deploy is Script {
         p = NodusDeployment.localParams(
             deployer, vm.envOr("NODUS_ORACLE", defaultOracle), devAccounts
         );
+        p.guardian = local
+            ? vm.envOr("NODUS_GUARDIAN", vm.addr(vm.deriveKey(ANVIL_MNEMONIC, 2)))
+            : vm.envAddress("NODUS_GUARDIAN");
         if (!local) {
             // Production defaults: a governance round takes 5 days (delay 1 + vote 3 + timelock
             // 1), so a bad root waits 6 days (weekly epochs), and unbonding (14 days) outlasts
@@ -64,10 +70,13 @@ contract Deploy is Script {
         p.rewardPoolFunding = vm.envOr("NODUS_REWARD_POOL_FUNDING", p.rewardPoolFunding);
     }
 
-    function _write(NodusDeployment.Deployment memory d, uint256 startBlock) internal {
+    function _write(NodusDeployment.Deployment memory d, uint256 startBlock, address guardian)
+        internal
+    {
         string memory key = "deployment";
         vm.serializeUint(key, "chainId", block.chainid);
         vm.serializeUint(key, "startBlock", startBlock);
+        vm.serializeAddress(key, "guardian", guardian);
         vm.serializeAddress(key, "NDSToken", address(d.token));
         vm.serializeAddress(key, "TimelockController", address(d.timelock));
         vm.serializeAddress(key, "NodusGovernor", address(d.governor));

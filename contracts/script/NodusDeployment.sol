@@ -19,6 +19,7 @@ library NodusDeployment {
     struct Params {
         address admin; // the caller: receives the supply, then gives up every role
         address oracle; // the control plane's key (RewardDistributor ORACLE_ROLE)
+        address guardian; // fast veto of a pending root (RewardDistributor GUARDIAN_ROLE)
         uint256 totalSupply;
         uint256 pricePerPeriod;
         uint16 rewardBps;
@@ -101,8 +102,9 @@ library NodusDeployment {
         );
         address timelock = address(d.timelock);
 
-        d.rewards =
-            new RewardDistributor(d.token, timelock, p.oracle, p.epochBudget, p.challengePeriod);
+        d.rewards = new RewardDistributor(
+            d.token, timelock, p.oracle, p.guardian, p.epochBudget, p.challengePeriod
+        );
         d.subscriptions = new SubscriptionManager(
             d.token, address(d.rewards), timelock, timelock, p.pricePerPeriod, p.rewardBps
         );

@@ -463,6 +463,7 @@ contract GovernanceProductionParamsTest is GovernanceTestBase {
         address[] memory dev = new address[](5);
         (dev[0], dev[1], dev[2], dev[3], dev[4]) = (alice, bob, carol, operator1, operator2);
         params = NodusDeployment.localParams(address(this), oracle, dev);
+        params.guardian = guardian;
         // The non-local overrides of Deploy.s.sol.
         params.unbondingPeriod = 14 days;
         params.challengePeriod = 6 days;

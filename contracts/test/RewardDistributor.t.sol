@@ -290,29 +290,31 @@ contract RewardDistributorTest is RewardTestBase {
         emit RewardDistributor.EpochBudgetChanged(0, 7 ether);
         vm.expectEmit();
         emit RewardDistributor.ChallengePeriodChanged(0, 3 hours);
-        new RewardDistributor(token, address(timelock), oracle, 7 ether, 3 hours);
+        new RewardDistributor(token, address(timelock), oracle, guardian, 7 ether, 3 hours);
     }
 
     function test_RevertWhen_ConstructorTokenZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(IERC20(address(0)), address(timelock), oracle, BUDGET, WINDOW);
+        new RewardDistributor(
+            IERC20(address(0)), address(timelock), oracle, guardian, BUDGET, WINDOW
+        );
     }
 
     function test_RevertWhen_ConstructorGovernanceZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(token, address(0), oracle, BUDGET, WINDOW);
+        new RewardDistributor(token, address(0), oracle, guardian, BUDGET, WINDOW);
     }
 
     function test_RevertWhen_ConstructorOracleZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(token, address(timelock), address(0), BUDGET, WINDOW);
+        new RewardDistributor(token, address(timelock), address(0), guardian, BUDGET, WINDOW);
     }
 
     function test_RevertWhen_ConstructorChallengePeriodOutOfBounds() public {
         vm.expectRevert(
             abi.encodeWithSelector(RewardDistributor.InvalidChallengePeriod.selector, 0)
         );
-        new RewardDistributor(token, address(timelock), oracle, BUDGET, 0);
+        new RewardDistributor(token, address(timelock), oracle, guardian, BUDGET, 0);
     }
 
     // ------------------------------------------------------------------ proposeRoot
