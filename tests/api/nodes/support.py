@@ -21,7 +21,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
-from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.contracts import (
+    Deployment,
+    Web3Client,
+    contract,
+    new_node_salt,
+    node_id_of,
+)
 from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.settings import Settings
 
@@ -60,19 +66,17 @@ async def register_on_chain(
     w3: Web3Client,
     deployment: Deployment,
     operator: LocalAccount,
-    node_id: str | None = None,
     stake: int = MIN_STAKE,
 ) -> str:
-    """Stakes and registers a node in NodeRegistry (`operator` needs `stake` NDS)."""
-    node_id = node_id or new_node_id()
+    """Stakes and registers a new node in NodeRegistry (`operator` needs `stake` NDS); its id
+    is derived from the operator and a fresh salt."""
+    salt = new_node_salt()
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, stake))
     agent = Account.create().address
-    await transact(
-        w3, operator, registry.functions.register(bytes.fromhex(node_id[2:]), stake, agent, "")
-    )
-    return node_id
+    await transact(w3, operator, registry.functions.register(salt, stake, agent, ""))
+    return node_id_of(operator.address, salt)
 
 
 async def request_exit(

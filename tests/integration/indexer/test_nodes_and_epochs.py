@@ -33,10 +33,8 @@ async def test_node_events_mirror_the_registry(
     registry = contract(w3, deployment, "NodeRegistry")
     token = contract(w3, deployment, "NDSToken")
     operator = dev_account(4)
-    node_id = os.urandom(32)
-    registered = await register_node(w3, deployment, operator, node_id, 100 * NDS)
-    other_id = os.urandom(32)
-    await register_node(w3, deployment, dev_account(5), other_id, 300 * NDS)
+    node_id, registered = await register_node(w3, deployment, operator, 100 * NDS)
+    other_id, _ = await register_node(w3, deployment, dev_account(5), 300 * NDS)
 
     await sync(services)
 
@@ -73,8 +71,7 @@ async def test_node_events_mirror_the_registry(
 async def test_reorg_dropping_a_registration_deletes_the_node(
     services: Services, w3: Web3Client, deployment: Deployment
 ) -> None:
-    node_id = os.urandom(32)
-    await register_node(w3, deployment, dev_account(4), node_id, 100 * NDS)
+    node_id, _ = await register_node(w3, deployment, dev_account(4), 100 * NDS)
     await sync(services)
     assert await chain_node(services, node_id) is not None
 
