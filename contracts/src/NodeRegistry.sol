@@ -215,7 +215,7 @@ contract NodeRegistry is INodeRegistry, Ownable {
         SlashWindow storage window = _slashWindows[nodeId];
         if (window.start == 0 || block.timestamp >= uint256(window.start) + unbondingPeriod) {
             (window.start, window.baseStake, window.slashed) =
-                (uint64(block.timestamp), SafeCast.toUint128(node.stake), 0);
+            (uint64(block.timestamp), SafeCast.toUint128(node.stake), 0);
         }
         uint256 cap = uint256(window.baseStake) * MAX_SLASH_BPS / 10_000;
         uint256 left = cap - window.slashed;

@@ -240,22 +240,36 @@ contract RewardDistributor is IRewardPool, IRewardRoots, AccessControl {
         returns (uint256 amount)
     {
         if (!_proves(proof, currentRoot, account, cumulativeAmount)) revert InvalidProof();
-        uint256 already = claimed[account];
+        // claimed[account]'s slot, computed once for the read and the write.
+        bytes32 claimedSlot;
+        uint256 already;
+        assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, claimed.slot)
+            claimedSlot := keccak256(0x00, 0x40)
+            already := sload(claimedSlot)
+        }
         if (cumulativeAmount <= already) revert NothingToClaim();
-        amount = cumulativeAmount - already;
         // One read and one write of the slot holding totalCumulative (low 128 bits) and
         // totalClaimed (high 128 bits); the layout is pinned by a test.
         uint256 totals;
         assembly ("memory-safe") {
             totals := sload(totalCumulative.slot)
         }
-        uint256 total = uint128(totals);
-        uint256 paid = (totals >> 128) + amount;
-        if (paid > total) revert ClaimsExceedTotal(paid, total);
+        uint256 total = totals & type(uint128).max;
+        uint256 paid = totals >> 128;
+        unchecked {
+            // No wrap: cumulativeAmount > already, and paid <= total always holds.
+            amount = cumulativeAmount - already;
+            if (amount > total - paid) revert ClaimsExceedTotal(amount, total - paid);
+            paid += amount;
+        }
         assembly ("memory-safe") {
             sstore(totalCumulative.slot, or(total, shl(128, paid)))
         }
-        claimed[account] = cumulativeAmount;
+        assembly ("memory-safe") {
+            sstore(claimedSlot, cumulativeAmount)
+        }
         emit Claimed(account, amount, cumulativeAmount);
         token.safeTransfer(account, amount);
     }
@@ -279,13 +293,30 @@ contract RewardDistributor is IRewardPool, IRewardRoots, AccessControl {
             mstore(0x20, cumulativeAmount)
             mstore(0x00, keccak256(0x00, 0x40))
             hash := keccak256(0x00, 0x20)
-            let end := add(proof.offset, shl(5, proof.length))
-            for { let p := proof.offset } lt(p, end) { p := add(p, 0x20) } {
+            let p := proof.offset
+            let end := add(p, shl(5, proof.length))
+            // Two levels per iteration (half the loop overhead), then the odd one out.
+            for { let pairsEnd := sub(end, shl(5, and(proof.length, 1))) } lt(p, pairsEnd) {
+                p := add(p, 0x40)
+            } {
+                // Sorted pair: the smaller word first (Hashes.commutativeKeccak256); equal
+                // words land at 0x00 and 0x20 alike.
                 let sibling := calldataload(p)
-                // Sorted pair: the smaller word first (Hashes.commutativeKeccak256).
-                let low := xor(hash, mul(xor(hash, sibling), gt(hash, sibling)))
-                mstore(0x00, low)
-                mstore(0x20, xor(xor(hash, sibling), low))
+                let hashFirst := iszero(gt(hash, sibling))
+                mstore(shl(5, iszero(hashFirst)), hash)
+                mstore(shl(5, hashFirst), sibling)
+                hash := keccak256(0x00, 0x40)
+                sibling := calldataload(add(p, 0x20))
+                hashFirst := iszero(gt(hash, sibling))
+                mstore(shl(5, iszero(hashFirst)), hash)
+                mstore(shl(5, hashFirst), sibling)
+                hash := keccak256(0x00, 0x40)
+            }
+            if lt(p, end) {
+                let sibling := calldataload(p)
+                let hashFirst := iszero(gt(hash, sibling))
+                mstore(shl(5, iszero(hashFirst)), hash)
+                mstore(shl(5, hashFirst), sibling)
                 hash := keccak256(0x00, 0x40)
             }
         }

@@ -1112,7 +1112,7 @@ contract RewardDistributorTest is RewardTestBase {
 /// (state prepared in setUp, see RewardTestBase._receiptGas). Before the tests: epoch 1 (five
 /// funded accounts) accepted, bob claimed it, epoch 2 accepted; nobody else claimed.
 contract RewardDistributorGasTest is RewardTestBase {
-    uint256 internal constant LATER_CLAIM_TARGET = 60_000;
+    uint256 internal constant LATER_CLAIM_TARGET = 62_000; // issue 8: with the claimed total
     uint256 internal constant FIRST_CLAIM_TARGET = 95_000;
     uint256 internal constant PROPOSE_TARGET = 100_000;
 
@@ -1254,7 +1254,7 @@ contract RewardDistributorLargeTreeGasTest is RewardTestBase {
         bytes memory data = abi.encodeCall(rewards.claim, (operators[0], amounts2[0], proofs2[0]));
         (uint256 receipt,) = _receiptGas(operators[0], address(rewards), data);
         console.log("  proof length:", proofs2[0].length);
-        assertLe(receipt, 60_000, "claim in a later epoch, 128 operators");
+        assertLe(receipt, 62_000, "claim in a later epoch, 128 operators");
     }
 
     function test_Gas_FirstClaim128Operators() public {

@@ -70,9 +70,10 @@ def running_anvil() -> Iterator[Anvil]:
             process.kill()
 
 
-def deploy(rpc_url: str, out_dir: Path) -> None:
-    """Deploys with scripts/deploy (the project's own path); it writes <out_dir>/<chain>.json."""
-    env = {**os.environ, "NODUS_DEPLOYMENTS_DIR": str(out_dir)}
+def deploy(rpc_url: str, out_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    """Deploys with scripts/deploy (the project's own path); it writes <out_dir>/<chain>.json.
+    `extra_env` adds NODUS_* parameters (a chain other than 31337 needs NODUS_GUARDIAN)."""
+    env = {**os.environ, "NODUS_DEPLOYMENTS_DIR": str(out_dir), **(extra_env or {})}
     subprocess.run(  # noqa: S603 - our own deploy script
         [str(REPO_ROOT / "scripts" / "deploy"), "--rpc-url", rpc_url],
         check=True,

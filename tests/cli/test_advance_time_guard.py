@@ -40,7 +40,12 @@ def goerli_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                 assert time.monotonic() < deadline, "anvil did not start"
                 time.sleep(0.1)
         out_dir = tmp_path_factory.mktemp("deployments5")
-        deploy(rpc_url, out_dir)
+        # Production requires the guardian to be named; without it nothing is deployed.
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            deploy(rpc_url, out_dir)
+        assert "NODUS_GUARDIAN" in refused.value.stderr.decode()
+        assert not (out_dir / "5.json").exists()
+        deploy(rpc_url, out_dir, {"NODUS_GUARDIAN": dev_account(2).address})
         assert (out_dir / "5.json").exists()
         yield rpc_url, out_dir
     finally:

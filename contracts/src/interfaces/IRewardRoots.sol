@@ -9,9 +9,9 @@ interface IRewardRoots {
     /// @notice The oracle withdrew its own pending root: the epoch is settled and pays nothing.
     event RootWithdrawn(uint64 indexed epoch, bytes32 root);
 
-    /// @notice A claim would take the sum of all claims to `claimedTotal`, above the accepted
-    /// root's declared `totalCumulative`: the root's leaves pay more than it declared.
-    error ClaimsExceedTotal(uint256 claimedTotal, uint256 totalCumulative);
+    /// @notice A claim of `amount` is more than the accepted root's declared `totalCumulative`
+    /// has left unclaimed (`unclaimed`): the root's leaves add up to more than it declared.
+    error ClaimsExceedTotal(uint256 amount, uint256 unclaimed);
 
     /// @notice The oracle withdraws its own pending root, if it is still `root` for `epoch`. Like
     /// a revocation, the epoch is settled and pays nothing; the oracle proposes the next one.
