@@ -13,6 +13,7 @@ or data that cannot be checked), 2 bad options or configuration.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Final
@@ -169,12 +170,9 @@ def watch(
 
 async def _guardian_key(chain: Chain, key_file: Path | None) -> LocalAccount | None:
     """The key to revoke with, if one is given; a key without the guardian role only watches."""
-    try:
-        account = load_account(key_file)
-    except CliError:
-        if key_file is not None:
-            raise
+    if key_file is None and not os.environ.get("NODUS_PRIVATE_KEY"):
         return None  # no key at all: watch and alert
+    account = load_account(key_file)  # a key given but unreadable is an error
     if await is_guardian(chain, account):
         console.print(f"watching as guardian {account.address}: a wrong root is revoked")
         return account

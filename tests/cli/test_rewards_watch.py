@@ -100,6 +100,13 @@ async def test_unpublished_data_is_an_alert_and_no_pending_root_is_quiet(
     quiet = await cli("rewards", "watch", "--once", "--api-url", fake_api.url)
     assert quiet.exit_code == 0, quiet.output
     assert "no pending root" in quiet.stdout
+    # A key that is given but unreadable is refused, never silently dropped.
+    broken = await cli(
+        "rewards", "watch", "--once", "--api-url", fake_api.url,
+        env={"NODUS_PRIVATE_KEY": "0xnot-a-key"},
+    )  # fmt: skip
+    assert broken.exit_code == 2
+    assert "NODUS_PRIVATE_KEY" in flat(broken)
 
     rewards = contract(w3, deployment, "RewardDistributor")
     await transact(
