@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from control_plane.chain.contracts import node_id_of as registry_node_id_of
 from node_agent.cli import app
 from node_agent.config import load_config
 from node_agent.keys import (
@@ -124,6 +125,8 @@ def test_init_with_a_passphrase_writes_a_keystore_and_says_what_to_register(
     # The node id is NodeRegistry.nodeIdOf(operator, salt): register takes the salt.
     salt = result.stdout.split("NodeRegistry.register(")[1].split(",")[0]
     assert loaded.node_id == node_id_of(operator, bytes.fromhex(salt[2:]))
+    # The same id the registry derives (control_plane's helper is checked against anvil).
+    assert loaded.node_id == registry_node_id_of(operator, bytes.fromhex(salt[2:]))
     assert f"NodeRegistry.register({salt}, <stake>, {address}" in result.stdout
     assert f"node id {loaded.node_id}" in result.stdout
     assert "WireGuard public key" in result.stdout
