@@ -19,11 +19,13 @@ from control_plane.chain.contracts import (
 )
 from control_plane.cli_dao import dao_app
 from control_plane.cli_rewards import rewards_app
+from control_plane.cli_rewards_watch import watch
 from control_plane.prober.cli import app as prober_app
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
 console = Console()
 app.add_typer(dao_app, name="dao")
+rewards_app.command()(watch)
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(prober_app, name="prober")
 

@@ -62,7 +62,8 @@ from control_plane.rewards.merkle import RewardTree
 
 rewards_app = typer.Typer(
     name="rewards",
-    help="Operator rewards: show, claim, history, and verify an epoch against the chain.",
+    help="Operator rewards: show, claim, history, verify an epoch against the chain, and watch "
+    "proposed roots.",
     no_args_is_help=True,
 )
 
@@ -310,16 +311,17 @@ async def epoch_records(chain: Chain, epoch: int | None = None) -> list[EpochRec
     latest = int(await rpc(chain, chain.w3.eth.block_number))
     start = chain.deployment.start_block
     filters = None if epoch is None else {"epoch": epoch}
-    proposed, accepted, revoked = [
+    proposed, accepted, revoked, withdrawn = [
         await get_logs(chain, event(), from_block=start, to_block=latest, argument_filters=filters)
         for event in (
             rewards.events.RootProposed,
             rewards.events.RootAccepted,
             rewards.events.RootRevoked,
+            rewards.events.RootWithdrawn,  # the oracle withdrew its own root
         )
     ]
     fate = {int(e["args"]["epoch"]): "accepted" for e in accepted}
-    fate.update({int(e["args"]["epoch"]): "revoked" for e in revoked})
+    fate.update({int(e["args"]["epoch"]): "revoked" for e in (*revoked, *withdrawn)})
     return [
         EpochRecord(
             epoch=int(e["args"]["epoch"]),

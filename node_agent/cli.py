@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from eth_utils.address import is_address
 from rich.console import Console
 from rich.markup import escape
 
@@ -34,6 +35,7 @@ from node_agent.keys import (
     create_agent_key,
     generate_wireguard_private_key,
     load_agent_key,
+    node_id_of,
     wireguard_public_key,
     write_secret,
 )
@@ -70,7 +72,15 @@ def version() -> None:
 def init(
     config: ConfigPath = DEFAULT_CONFIG_PATH,
     node_id: Annotated[
-        str | None, typer.Option(help="The node's on-chain id (bytes32); default: a new one.")
+        str | None,
+        typer.Option(help="The id of an already registered node (bytes32), to replace its agent."),
+    ] = None,
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            help="The operator wallet that will register a new node: its id is derived from "
+            "this address and a fresh salt (NodeRegistry.nodeIdOf)."
+        ),
     ] = None,
     control_plane_url: Annotated[str, typer.Option()] = "http://127.0.0.1:8000",
     interface: Annotated[str, typer.Option(help="WireGuard interface name.")] = "nodus0",
@@ -96,7 +106,17 @@ def init(
     config = config.expanduser().resolve()
     if config.exists() and not force:
         raise _fail(f"{config} exists (use --force to overwrite it and make new keys)")
-    node_id = (node_id or "0x" + secrets.token_hex(32)).lower()
+    salt: str | None = None
+    if node_id is None:
+        if operator is None or not is_address(operator):
+            raise _fail(
+                "give --operator ADDRESS (the wallet that will register a new node; the node id "
+                "is derived from it) or --node-id (a node already registered)"
+            )
+        salt_bytes = secrets.token_bytes(32)
+        salt = "0x" + salt_bytes.hex()
+        node_id = node_id_of(operator, salt_bytes)
+    node_id = node_id.lower()
     directory = config.parent
     passphrase = os.environ.get(PASSPHRASE_ENV) or None
     agent_key = directory / ("agent-key.json" if passphrase else "agent-key")
@@ -132,6 +152,7 @@ def init(
     result = {
         "config": str(config),
         "node_id": node_id,
+        "salt": salt,
         "agent_address": address,
         "agent_key_file": str(agent_key),
         "agent_key_encrypted": passphrase is not None,
@@ -149,10 +170,15 @@ def init(
         highlight=False,
     )
     console.print(f"WireGuard public key  {public}", highlight=False)
+    step_one = (
+        f"  1. NodeRegistry.register({salt}, <stake>, {address}, <metadataURI>)\n"
+        f"     from {operator} (the salt makes node id {node_id});\n"
+        if salt is not None
+        else f"  1. NodeRegistry.setAgent({node_id}, {address});\n"
+    )
     console.print(
         "\nNext, with the operator's wallet:\n"
-        f"  1. NodeRegistry.register({node_id}, <stake>, {address}, <metadataURI>)\n"
-        f"     (a registered node: NodeRegistry.setAgent({node_id}, {address}));\n"
+        f"{step_one}"
         "  2. POST /v1/nodes with this node id and wireguard_public_key;\n"
         f"  3. nodus-agent pools --config {config}  (fetches the node's pools and pins them;\n"
         "     the agent refuses any peer outside them, and refuses to run without them);\n"

@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 
 
 class KeyFileError(ValueError):
@@ -95,3 +97,9 @@ def load_agent_key(path: Path, passphrase: str | None) -> LocalAccount:
     except ValueError as exc:
         raise KeyFileError(f"{path} holds neither a keystore nor a hex private key") from exc
     return account
+
+
+def node_id_of(operator: str, salt: bytes) -> str:
+    """`NodeRegistry.nodeIdOf`: the id `operator` gets by registering with the 32-byte `salt`,
+    keccak256(abi.encode(operator, salt)). Nobody else can register it."""
+    return "0x" + keccak(abi_encode(["address", "bytes32"], [operator, salt])).hex()

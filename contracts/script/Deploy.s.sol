@@ -8,7 +8,9 @@ import {NodusDeployment} from "./NodusDeployment.sol";
 /// @notice Deploys Nodus and writes `deployments/<chainId>.json` (or NODUS_DEPLOY_OUTPUT) (each contract's address under
 /// its name, plus `chainId` and `startBlock`), which the control plane reads.
 /// @dev Run by scripts/deploy. Environment: `PRIVATE_KEY` (the deployer, required), `NODUS_ORACLE`
-/// (default: anvil's account 1). On a local chain (31337) the ten anvil accounts are the
+/// (default: anvil's account 1), `NODUS_GUARDIAN` (the fast veto of pending reward roots;
+/// default on a local chain: anvil's account 2; required on any other chain; written to the
+/// deployments file as `guardian`). On a local chain (31337) the ten anvil accounts are the
 /// circulating holders (100,000 NDS each). Any other chain takes NodusDeployment.productionParams
 /// and requires `NODUS_HOLDERS` (comma-separated addresses) and `NODUS_HOLDER_NDS` (their amounts
 /// in NDS wei, same order): the circulating supply. Override each other default with its NODUS_*
@@ -28,7 +30,7 @@ contract Deploy is Script {
         d = NodusDeployment.deploy(p);
         vm.stopBroadcast();
 
-        _write(d, startBlock);
+        _write(d, startBlock, p.guardian);
     }
 
     function _params(address deployer) internal view returns (NodusDeployment.Params memory p) {
@@ -48,6 +50,9 @@ contract Deploy is Script {
                 vm.envUint("NODUS_HOLDER_NDS", ",")
             );
         }
+        p.guardian = block.chainid == 31337
+            ? vm.envOr("NODUS_GUARDIAN", vm.addr(vm.deriveKey(ANVIL_MNEMONIC, 2)))
+            : vm.envAddress("NODUS_GUARDIAN");
         p.pricePerPeriod = vm.envOr("NODUS_PRICE_PER_PERIOD", p.pricePerPeriod);
         p.rewardBps = uint16(vm.envOr("NODUS_REWARD_BPS", uint256(p.rewardBps)));
         p.minStake = vm.envOr("NODUS_MIN_STAKE", p.minStake);
@@ -62,10 +67,13 @@ contract Deploy is Script {
         p.swapEth = vm.envOr("NODUS_SWAP_ETH", p.swapEth);
     }
 
-    function _write(NodusDeployment.Deployment memory d, uint256 startBlock) internal {
+    function _write(NodusDeployment.Deployment memory d, uint256 startBlock, address guardian)
+        internal
+    {
         string memory key = "deployment";
         vm.serializeUint(key, "chainId", block.chainid);
         vm.serializeUint(key, "startBlock", startBlock);
+        vm.serializeAddress(key, "guardian", guardian);
         vm.serializeAddress(key, "NDSToken", address(d.token));
         vm.serializeAddress(key, "TimelockController", address(d.timelock));
         vm.serializeAddress(key, "NodusGovernor", address(d.governor));

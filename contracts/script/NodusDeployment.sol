@@ -29,6 +29,7 @@ library NodusDeployment {
     struct Params {
         address admin; // the caller: receives the supply, then gives up every role
         address oracle; // the control plane's key (RewardDistributor ORACLE_ROLE)
+        address guardian; // fast veto of a pending root (RewardDistributor GUARDIAN_ROLE)
         uint256 totalSupply;
         uint256 pricePerPeriod;
         uint16 rewardBps;
@@ -136,7 +137,7 @@ library NodusDeployment {
         address timelock = address(d.timelock);
 
         d.rewards = new RewardDistributor(
-            d.token, timelock, p.oracle, p.epochBudget, p.challengePeriod, d.guard
+            d.token, timelock, p.oracle, p.guardian, p.epochBudget, p.challengePeriod, d.guard
         );
         d.subscriptions = new SubscriptionManager(
             d.token, address(d.rewards), timelock, timelock, p.pricePerPeriod, p.rewardBps

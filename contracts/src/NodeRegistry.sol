@@ -5,6 +5,8 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {ITimingGuard} from "./interfaces/ITimingGuard.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {INodeRegistry} from "./interfaces/INodeRegistry.sol";
 
 /// @title NodeRegistry
 /// @notice VPN node operators stake NDS here to register a node. The control plane serves and
@@ -14,8 +16,10 @@ import {ITimingGuard} from "./interfaces/ITimingGuard.sol";
 /// operator's wallet that holds the stake and receives rewards, so a lost agent key loses nothing.
 /// The unbonding period must exceed the reward challenge window plus a governance round, so an
 /// operator cannot exit before a slash for a bad epoch can pass; the TimingGuard checks it after
-/// every change of any of those clocks.
-contract NodeRegistry is Ownable {
+/// every change of any of those clocks. A node's id is derived from its operator and a salt, so
+/// nobody can register an id another operator is about to register; and slashes are capped per
+/// node per unbonding window, not per call.
+contract NodeRegistry is INodeRegistry, Ownable {
     using SafeERC20 for IERC20;
 
     /// @notice A node's lifecycle. `None` is an id never registered; ids are never reused.
@@ -36,7 +40,16 @@ contract NodeRegistry is Ownable {
         string metadataURI;
     }
 
-    /// @notice Largest share of a node's stake one slash may take, in basis points.
+    /// @notice Where a node's slash window stands: slashes within `unbondingPeriod` of `start`
+    /// share one cap, MAX_SLASH_BPS of `baseStake` (the stake when the window started).
+    struct SlashWindow {
+        uint64 start;
+        uint128 baseStake;
+        uint128 slashed;
+    }
+
+    /// @notice Largest share of a node's stake that slashes may take within one unbonding window
+    /// (measured on the stake at the window's start), in basis points.
     uint16 public constant MAX_SLASH_BPS = 5_000;
     /// @notice Bounds on the unbonding period governance may set.
     uint64 public constant MIN_UNBONDING_PERIOD = 1 hours;
@@ -55,6 +68,7 @@ contract NodeRegistry is Ownable {
     uint256 public totalStaked;
 
     mapping(bytes32 nodeId => Node) private _nodes;
+    mapping(bytes32 nodeId => SlashWindow) private _slashWindows;
 
     event NodeRegistered(
         bytes32 indexed nodeId,
@@ -73,7 +87,6 @@ contract NodeRegistry is Ownable {
     event UnbondingPeriodChanged(uint64 oldPeriod, uint64 newPeriod);
 
     error ZeroAddress();
-    error InvalidNodeId();
     error NodeExists(bytes32 nodeId);
     error UnknownNode(bytes32 nodeId);
     error NotOperator(bytes32 nodeId, address caller);
@@ -81,6 +94,7 @@ contract NodeRegistry is Ownable {
     error StakeBelowMinimum(uint256 stake, uint256 minStake);
     error ZeroAmount();
     error StillUnbonding(uint64 unbondingEnd);
+    /// @notice `amount` is above `max`, what the node's current slash window has left.
     error SlashTooLarge(uint256 amount, uint256 max);
     error InvalidUnbondingPeriod(uint64 period);
 
@@ -110,14 +124,19 @@ contract NodeRegistry is Ownable {
         _;
     }
 
-    /// @notice Registers node `nodeId` with msg.sender as its operator, pulling `stake` NDS.
-    /// @param agent The node's hot key (what `nodus-agent` signs in with).
-    /// @param metadataURI Where the node describes itself (free-form; the control plane holds the
-    /// authoritative endpoint and keys).
-    function register(bytes32 nodeId, uint256 stake, address agent, string calldata metadataURI)
+    /// @inheritdoc INodeRegistry
+    function nodeIdOf(address operator, bytes32 salt) public pure returns (bytes32) {
+        return keccak256(abi.encode(operator, salt));
+    }
+
+    /// @inheritdoc INodeRegistry
+    /// @dev `metadataURI` is free-form; the control plane holds the authoritative endpoint and
+    /// keys. An operator registers several nodes with several salts; a salt is never reused.
+    function register(bytes32 salt, uint256 stake, address agent, string calldata metadataURI)
         external
+        returns (bytes32 nodeId)
     {
-        if (nodeId == bytes32(0)) revert InvalidNodeId();
+        nodeId = nodeIdOf(msg.sender, salt);
         if (agent == address(0)) revert ZeroAddress();
         if (_nodes[nodeId].status != Status.None) revert NodeExists(nodeId);
         if (stake < minStake) revert StakeBelowMinimum(stake, minStake);
@@ -192,16 +211,27 @@ contract NodeRegistry is Ownable {
         if (amount > 0) token.safeTransfer(msg.sender, amount);
     }
 
-    /// @notice Governance takes up to half of a node's stake per call, to the treasury (the
-    /// owner). Works on Active and Exiting nodes, so exiting does not dodge a slash.
+    /// @notice Governance takes stake from a node, to the treasury (the owner): all slashes within
+    /// one unbonding period of the window's first slash take at most half of the stake the node
+    /// had when the window started, however many calls (or proposals) they are split into. Works
+    /// on Active and Exiting nodes, so exiting does not dodge a slash.
     function slash(bytes32 nodeId, uint256 amount, bytes32 reason) external onlyOwner {
         Node storage node = _nodes[nodeId];
         if (node.status != Status.Active && node.status != Status.Exiting) {
             revert WrongStatus(nodeId, node.status);
         }
         if (amount == 0) revert ZeroAmount();
-        uint256 max = node.stake * MAX_SLASH_BPS / 10_000;
-        if (amount > max) revert SlashTooLarge(amount, max);
+        SlashWindow storage window = _slashWindows[nodeId];
+        if (window.start == 0 || block.timestamp >= uint256(window.start) + unbondingPeriod) {
+            (window.start, window.baseStake, window.slashed) =
+            (uint64(block.timestamp), SafeCast.toUint128(node.stake), 0);
+        }
+        uint256 cap = uint256(window.baseStake) * MAX_SLASH_BPS / 10_000;
+        uint256 left = cap - window.slashed;
+        if (amount > left) revert SlashTooLarge(amount, left);
+        // casting to uint128 is safe: slashed + amount <= cap < baseStake, a uint128
+        // forge-lint: disable-next-line(unsafe-typecast)
+        window.slashed += uint128(amount);
         uint256 remaining = node.stake - amount;
         node.stake = remaining;
         totalStaked -= amount;
@@ -245,6 +275,16 @@ contract NodeRegistry is Ownable {
                 node.unbondingEnd,
                 node.metadataURI
             );
+    }
+
+    /// @inheritdoc INodeRegistry
+    function slashWindow(bytes32 nodeId)
+        external
+        view
+        returns (uint64 start, uint256 baseStake, uint256 slashed)
+    {
+        SlashWindow storage window = _slashWindows[nodeId];
+        return (window.start, window.baseStake, window.slashed);
     }
 
     /// @notice True while the node is registered, not exiting, and staked at least `minStake`.

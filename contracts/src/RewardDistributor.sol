@@ -4,28 +4,31 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {IRewardPool} from "./interfaces/IRewardPool.sol";
 import {ITimingGuard} from "./interfaces/ITimingGuard.sol";
+import {IRewardRoots} from "./interfaces/IRewardRoots.sol";
 
 /// @title RewardDistributor
 /// @notice Pays node operators their NDS rewards from cumulative Merkle roots, after Morpho's
 /// Universal Rewards Distributor. Each epoch the oracle (the control plane's key) proposes a root
-/// of `(operator, cumulativeAmount)` leaves; after a challenge window anyone accepts it unless the
-/// guardian (the governance timelock) revoked it. One claim pays everything unclaimed so far, and
-/// a proof from a newer root supersedes older ones.
+/// of `(operator, cumulativeAmount)` leaves; after a challenge window anyone accepts it unless a
+/// guardian (a fast guardian key, a multisig in production, or the governance timelock) revoked
+/// it, or the oracle withdrew it. One claim pays everything unclaimed so far, and a proof from a
+/// newer root supersedes older ones.
 /// @dev Leaves are `keccak256(bytes.concat(keccak256(abi.encode(account, cumulativeAmount))))`
 /// with sorted-pair hashing, exactly as OpenZeppelin's StandardMerkleTree builds them (double
 /// hashing rules out 64-byte second preimages). Epoch numbers only move forward: a revoked epoch
 /// is settled and pays nothing. The accepted total never exceeds what was funded through `fund`,
-/// so every accepted leaf can be paid.
-contract RewardDistributor is IRewardPool, AccessControl {
+/// and the sum of all claims never exceeds the accepted total (`totalClaimed`, checked by every
+/// claim), so a root whose leaves add up to more than it declares cannot pay the difference.
+contract RewardDistributor is IRewardPool, IRewardRoots, AccessControl {
     using SafeERC20 for IERC20;
 
     /// @notice May propose roots (the control plane's oracle key).
     bytes32 public constant ORACLE_ROLE = keccak256("ORACLE_ROLE");
-    /// @notice May revoke a pending root (the governance timelock).
+    /// @notice May revoke a pending root and nothing else: the guardian key given at deployment
+    /// and the governance timelock (the role's admin, which alone grants and revokes it).
     bytes32 public constant GUARDIAN_ROLE = keccak256("GUARDIAN_ROLE");
     /// @notice Bounds on the challenge window governance may set.
     uint64 public constant MIN_CHALLENGE_PERIOD = 1;
@@ -57,10 +60,14 @@ contract RewardDistributor is IRewardPool, AccessControl {
     uint64 private _pendingEpoch;
     uint64 private _pendingValidAt;
 
-    /// @notice Sum of all leaves of the current root.
+    /// @notice Sum of all leaves of the current root, as the oracle declared it.
     uint128 public totalCumulative;
+    /// @notice Sum of everything `claim` ever paid; never above `totalCumulative`. It shares
+    /// `totalCumulative`'s slot (high 128 bits), so the bound costs a claim one read and one
+    /// write of a single slot.
+    uint128 public totalClaimed;
     /// @notice Everything that entered through `fund`: accepted totals never exceed it, so every
-    /// leaf can be paid (claims track no global counter, which keeps them cheap).
+    /// leaf within the declared total can be paid.
     uint128 public totalFunded;
 
     /// @notice The last settled epoch (accepted or revoked); the next proposal is this plus one.
@@ -108,8 +115,10 @@ contract RewardDistributor is IRewardPool, AccessControl {
     error InvalidChallengePeriod(uint64 period);
 
     /// @param token_ The NDS token.
-    /// @param governance The timelock: admin of every role and the guardian.
+    /// @param governance The timelock: admin of every role, and a guardian.
     /// @param oracle The control plane's oracle key.
+    /// @param guardian The fast guardian key (a multisig in production): may only revoke a
+    /// pending root. The timelock replaces it with grantRole/revokeRole(GUARDIAN_ROLE).
     /// @param epochBudget_ Initial per-epoch budget in NDS wei.
     /// @param challengePeriod_ Initial challenge window in seconds.
     /// @param timingGuard_ Keeps the window longer than a governance round (see ITimingGuard).
@@ -117,17 +126,22 @@ contract RewardDistributor is IRewardPool, AccessControl {
         IERC20 token_,
         address governance,
         address oracle,
+        address guardian,
         uint256 epochBudget_,
         uint64 challengePeriod_,
         ITimingGuard timingGuard_
     ) {
-        if (address(token_) == address(0) || governance == address(0) || oracle == address(0)) {
+        if (
+            address(token_) == address(0) || governance == address(0) || oracle == address(0)
+                || guardian == address(0)
+        ) {
             revert ZeroAddress();
         }
         token = token_;
         timingGuard = timingGuard_;
         _grantRole(DEFAULT_ADMIN_ROLE, governance);
         _grantRole(GUARDIAN_ROLE, governance);
+        _grantRole(GUARDIAN_ROLE, guardian);
         _grantRole(ORACLE_ROLE, oracle);
         _setEpochBudget(epochBudget_);
         _setChallengePeriod(challengePeriod_);
@@ -190,44 +204,129 @@ contract RewardDistributor is IRewardPool, AccessControl {
         emit RootAccepted(epoch, root, total, dataHash);
     }
 
-    /// @notice The guardian revokes whatever root is pending: its epoch is settled and pays
+    /// @notice A guardian revokes whatever root is pending: its epoch is settled and pays
     /// nothing; the oracle proposes the next epoch. For a guardian acting in real time; a
-    /// governance proposal, which executes days after it is written, uses `revokeEpoch`.
+    /// governance proposal, which executes days after it is written, and the watcher
+    /// (`nodus rewards watch`) use `revokeEpoch`.
     function revokeRoot() external onlyRole(GUARDIAN_ROLE) {
         uint64 epoch = _pendingEpoch;
         if (epoch <= currentEpoch) revert NoPendingRoot();
-        _revoke(epoch);
-    }
-
-    /// @notice Revokes the pending root only if it is `root` for `epoch`, so a vote about one
-    /// root can never settle another that was proposed while the vote ran.
-    function revokeEpoch(uint64 epoch, bytes32 root) external onlyRole(GUARDIAN_ROLE) {
-        if (_pendingEpoch <= currentEpoch) revert NoPendingRoot();
-        if (epoch != _pendingEpoch || root != _pendingRoot) {
-            revert NotPending(epoch, root);
-        }
-        _revoke(epoch);
-    }
-
-    function _revoke(uint64 epoch) private {
         currentEpoch = epoch;
         emit RootRevoked(epoch, _pendingRoot);
     }
 
+    /// @inheritdoc IRewardRoots
+    /// @dev Only if the pending root is `root` for `epoch`, so a vote or a watcher about one root
+    /// can never settle another that was proposed meanwhile.
+    function revokeEpoch(uint64 epoch, bytes32 root) external onlyRole(GUARDIAN_ROLE) {
+        _settlePending(epoch, root);
+        emit RootRevoked(epoch, root);
+    }
+
+    /// @inheritdoc IRewardRoots
+    function withdrawRoot(uint64 epoch, bytes32 root) external onlyRole(ORACLE_ROLE) {
+        _settlePending(epoch, root);
+        emit RootWithdrawn(epoch, root);
+    }
+
+    /// @dev Settles the pending epoch without paying, if it is `root` for `epoch`.
+    function _settlePending(uint64 epoch, bytes32 root) private {
+        if (_pendingEpoch <= currentEpoch) revert NoPendingRoot();
+        if (epoch != _pendingEpoch || root != _pendingRoot) {
+            revert NotPending(epoch, root);
+        }
+        currentEpoch = epoch;
+    }
+
     /// @notice Pays `account` what it has not yet claimed of `cumulativeAmount`, proven against
-    /// the current root. Anyone may submit it; the tokens always go to `account`.
+    /// the current root. Anyone may submit it; the tokens always go to `account`. A leaf at or
+    /// below what the account already claimed pays nothing, and no claim takes the sum of all
+    /// claims above the accepted `totalCumulative`.
     function claim(address account, uint256 cumulativeAmount, bytes32[] calldata proof)
         external
         returns (uint256 amount)
     {
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(account, cumulativeAmount))));
-        if (!MerkleProof.verifyCalldata(proof, currentRoot, leaf)) revert InvalidProof();
-        uint256 already = claimed[account];
+        if (!_proves(proof, currentRoot, account, cumulativeAmount)) revert InvalidProof();
+        // claimed[account]'s slot, computed once for the read and the write.
+        bytes32 claimedSlot;
+        uint256 already;
+        assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, claimed.slot)
+            claimedSlot := keccak256(0x00, 0x40)
+            already := sload(claimedSlot)
+        }
         if (cumulativeAmount <= already) revert NothingToClaim();
-        amount = cumulativeAmount - already;
-        claimed[account] = cumulativeAmount;
+        // One read and one write of the slot holding totalCumulative (low 128 bits) and
+        // totalClaimed (high 128 bits); the layout is pinned by a test.
+        uint256 totals;
+        assembly ("memory-safe") {
+            totals := sload(totalCumulative.slot)
+        }
+        uint256 total = totals & type(uint128).max;
+        uint256 paid = totals >> 128;
+        unchecked {
+            // No wrap: cumulativeAmount > already, and paid <= total always holds (totals only
+            // grow, and this check keeps paid within them).
+            amount = cumulativeAmount - already;
+            if (amount > total - paid) revert ClaimsExceedTotal(amount, total - paid);
+            paid += amount;
+        }
+        assembly ("memory-safe") {
+            sstore(totalCumulative.slot, or(total, shl(128, paid)))
+            sstore(claimedSlot, cumulativeAmount)
+        }
         emit Claimed(account, amount, cumulativeAmount);
         token.safeTransfer(account, amount);
+    }
+
+    /// @dev True if `proof` proves the leaf of `(account, cumulativeAmount)` against `root`:
+    /// exactly `MerkleProof.verifyCalldata(proof, root, leaf)` with the StandardMerkleTree leaf
+    /// `keccak256(bytes.concat(keccak256(abi.encode(account, cumulativeAmount))))`, written in
+    /// scratch-space assembly because claim's gas target has room for the claimed-total bound
+    /// only without Solidity's per-level bounds checks and memory copies (about 800 gas on a
+    /// 200-leaf tree). The ABI decoder has already checked that `proof` lies inside calldata.
+    /// MerkleCompat.t.sol checks it against OpenZeppelin's npm tree for one to nine leaves.
+    function _proves(
+        bytes32[] calldata proof,
+        bytes32 root,
+        address account,
+        uint256 cumulativeAmount
+    ) private pure returns (bool) {
+        bytes32 hash;
+        assembly ("memory-safe") {
+            mstore(0x00, account)
+            mstore(0x20, cumulativeAmount)
+            mstore(0x00, keccak256(0x00, 0x40))
+            hash := keccak256(0x00, 0x20)
+            let p := proof.offset
+            let end := add(p, shl(5, proof.length))
+            // Two levels per iteration (half the loop overhead), then the odd one out.
+            for { let pairsEnd := sub(end, shl(5, and(proof.length, 1))) } lt(p, pairsEnd) {
+                p := add(p, 0x40)
+            } {
+                // Sorted pair: the smaller word first (Hashes.commutativeKeccak256); equal
+                // words land at 0x00 and 0x20 alike.
+                let sibling := calldataload(p)
+                let hashFirst := iszero(gt(hash, sibling))
+                mstore(shl(5, iszero(hashFirst)), hash)
+                mstore(shl(5, hashFirst), sibling)
+                hash := keccak256(0x00, 0x40)
+                sibling := calldataload(add(p, 0x20))
+                hashFirst := iszero(gt(hash, sibling))
+                mstore(shl(5, iszero(hashFirst)), hash)
+                mstore(shl(5, hashFirst), sibling)
+                hash := keccak256(0x00, 0x40)
+            }
+            if lt(p, end) {
+                let sibling := calldataload(p)
+                let hashFirst := iszero(gt(hash, sibling))
+                mstore(shl(5, iszero(hashFirst)), hash)
+                mstore(shl(5, hashFirst), sibling)
+                hash := keccak256(0x00, 0x40)
+            }
+        }
+        return hash == root;
     }
 
     /// @notice The root waiting for its challenge window (all zero when none).

@@ -38,6 +38,7 @@ contract GovernanceProductionTest is GovernanceTestBase {
         vm.warp(1_750_000_000);
         _makeHolders();
         params = NodusDeployment.productionParams(address(this), oracle, holders, holderNds);
+        params.guardian = guardian;
         _adopt(NodusDeployment.deploy(params));
 
         address[] memory selfDelegating = new address[](SELF_DELEGATING);
@@ -338,6 +339,7 @@ contract GovernanceProductionTest is GovernanceTestBase {
         NodusDeployment.Params memory p = NodusDeployment.productionParams(
             address(this), oracle, _addrs(alice), _uints(THRESHOLD - 1)
         );
+        p.guardian = guardian;
         vm.expectRevert(
             abi.encodeWithSelector(
                 NodusDeployment.CirculatingBelowThreshold.selector, THRESHOLD - 1, THRESHOLD

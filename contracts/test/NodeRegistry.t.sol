@@ -12,22 +12,28 @@ contract NodeRegistryTest is NodusTestBase {
     uint64 internal constant UNBONDING = 1 hours; // NodusDeployment.localParams
     uint256 internal constant STAKE = 1_000 ether;
 
-    bytes32 internal constant NODE1 = keccak256("node-1");
-    bytes32 internal constant NODE2 = keccak256("node-2");
+    bytes32 internal constant SALT1 = keccak256("node-1");
+    bytes32 internal constant SALT2 = keccak256("node-2");
+    // What operator1 registers with SALT1, and operator2 with SALT2.
+    bytes32 internal NODE1 = keccak256(abi.encode(operator1, SALT1));
+    bytes32 internal NODE2 = keccak256(abi.encode(operator2, SALT2));
     string internal constant URI = "https://node-1.example/meta.json";
     bytes32 internal constant REASON = keccak256("epoch 7: fabricated bandwidth");
 
     // ------------------------------------------------------------------ helpers
 
-    function _register(address operator, bytes32 nodeId, uint256 stake, address agent) internal {
+    function _register(address operator, bytes32 salt, uint256 stake, address agent)
+        internal
+        returns (bytes32 nodeId)
+    {
         vm.startPrank(operator);
         token.approve(address(registry), stake);
-        registry.register(nodeId, stake, agent, URI);
+        nodeId = registry.register(salt, stake, agent, URI);
         vm.stopPrank();
     }
 
     function _registerNode1() internal {
-        _register(operator1, NODE1, STAKE, agent1);
+        _register(operator1, SALT1, STAKE, agent1);
     }
 
     function _requestExit(bytes32 nodeId, address operator) internal returns (uint64 unbondingEnd) {
@@ -162,19 +168,45 @@ contract NodeRegistryTest is NodusTestBase {
         vm.expectEmit(address(registry));
         emit NodeRegistry.NodeRegistered(NODE1, operator1, agent1, STAKE, URI);
         vm.prank(operator1);
-        registry.register(NODE1, STAKE, agent1, URI);
+        assertEq(registry.register(SALT1, STAKE, agent1, URI), NODE1);
+    }
+
+    function test_NodeIdOf_HashesOperatorAndSalt() public view {
+        assertEq(registry.nodeIdOf(operator1, SALT1), keccak256(abi.encode(operator1, SALT1)));
+        assertEq(registry.nodeIdOf(operator1, SALT1), NODE1);
+        assertTrue(registry.nodeIdOf(operator2, SALT1) != NODE1);
+    }
+
+    /// @notice Issue 8: a front-runner who copies a pending registration's salt gets its own id,
+    /// never the pending operator's: the operator's transaction still registers NODE1.
+    function test_Register_FrontRunnerCannotTakePendingId() public {
+        address frontRunner = alice;
+        vm.prank(frontRunner);
+        token.approve(address(registry), STAKE);
+        vm.prank(frontRunner);
+        bytes32 squatted = registry.register(SALT1, STAKE, frontRunner, URI); // same salt, first
+
+        _registerNode1(); // the operator's pending transaction lands afterwards
+        assertTrue(squatted != NODE1);
+        (address operator, address agent,,,,) = registry.getNode(NODE1);
+        assertEq(operator, operator1);
+        assertEq(agent, agent1);
+        (address squatter,,,,,) = registry.getNode(squatted);
+        assertEq(squatter, frontRunner);
     }
 
     function test_Register_StakeExactlyMinStake() public {
-        _register(operator1, NODE1, MIN_STAKE, agent1);
+        _register(operator1, SALT1, MIN_STAKE, agent1);
         assertTrue(registry.isActive(NODE1));
     }
 
     function test_Register_OperatorMayRunSeveralNodes() public {
-        _register(operator1, NODE1, STAKE, agent1);
-        _register(operator1, NODE2, 2 * STAKE, agent2);
+        _register(operator1, SALT1, STAKE, agent1);
+        bytes32 second = _register(operator1, SALT2, 2 * STAKE, agent2);
+        assertEq(second, registry.nodeIdOf(operator1, SALT2));
         assertEq(registry.totalStaked(), 3 * STAKE);
-        assertTrue(registry.isActive(NODE2));
+        assertTrue(registry.isActive(NODE1));
+        assertTrue(registry.isActive(second));
     }
 
     function test_RevertWhen_RegisterStakeBelowMinStake() public {
@@ -186,7 +218,7 @@ contract NodeRegistryTest is NodusTestBase {
             )
         );
         vm.prank(operator1);
-        registry.register(NODE1, MIN_STAKE - 1, agent1, URI);
+        registry.register(SALT1, MIN_STAKE - 1, agent1, URI);
     }
 
     function test_RevertWhen_RegisterAgentZero() public {
@@ -194,24 +226,16 @@ contract NodeRegistryTest is NodusTestBase {
         token.approve(address(registry), STAKE);
         vm.expectRevert(NodeRegistry.ZeroAddress.selector);
         vm.prank(operator1);
-        registry.register(NODE1, STAKE, address(0), URI);
-    }
-
-    function test_RevertWhen_RegisterNodeIdZero() public {
-        vm.prank(operator1);
-        token.approve(address(registry), STAKE);
-        vm.expectRevert(NodeRegistry.InvalidNodeId.selector);
-        vm.prank(operator1);
-        registry.register(bytes32(0), STAKE, agent1, URI);
+        registry.register(SALT1, STAKE, address(0), URI);
     }
 
     function test_RevertWhen_RegisterDuplicateId() public {
         _registerNode1();
-        vm.prank(operator2);
+        vm.prank(operator1);
         token.approve(address(registry), STAKE);
         vm.expectRevert(abi.encodeWithSelector(NodeRegistry.NodeExists.selector, NODE1));
-        vm.prank(operator2);
-        registry.register(NODE1, STAKE, agent2, URI);
+        vm.prank(operator1);
+        registry.register(SALT1, STAKE, agent2, URI);
     }
 
     function test_RevertWhen_RegisterReusesWithdrawnId() public {
@@ -224,7 +248,7 @@ contract NodeRegistryTest is NodusTestBase {
         token.approve(address(registry), STAKE);
         vm.expectRevert(abi.encodeWithSelector(NodeRegistry.NodeExists.selector, NODE1));
         vm.prank(operator1);
-        registry.register(NODE1, STAKE, agent1, URI);
+        registry.register(SALT1, STAKE, agent1, URI);
     }
 
     function test_RevertWhen_RegisterWithoutAllowance() public {
@@ -234,7 +258,7 @@ contract NodeRegistryTest is NodusTestBase {
             )
         );
         vm.prank(operator1);
-        registry.register(NODE1, STAKE, agent1, URI);
+        registry.register(SALT1, STAKE, agent1, URI);
     }
 
     // ------------------------------------------------------------------ increaseStake
@@ -501,7 +525,7 @@ contract NodeRegistryTest is NodusTestBase {
 
     function test_Withdraw_OtherNodesUnaffected() public {
         _registerNode1();
-        _register(operator2, NODE2, 2 * STAKE, agent2);
+        _register(operator2, SALT2, 2 * STAKE, agent2);
         vm.warp(_requestExit(NODE1, operator1));
         vm.prank(operator1);
         registry.withdraw(NODE1);
@@ -581,7 +605,7 @@ contract NodeRegistryTest is NodusTestBase {
     }
 
     function test_Slash_BelowMinStakeDeactivatesUntilTopUp() public {
-        _register(operator1, NODE1, 150 ether, agent1);
+        _register(operator1, SALT1, 150 ether, agent1);
         _slash(NODE1, 60 ether); // 90 NDS left, minimum 100
         assertFalse(registry.isActive(NODE1));
         assertEq(uint8(_statusOf(NODE1)), uint8(NodeRegistry.Status.Active));
@@ -636,15 +660,56 @@ contract NodeRegistryTest is NodusTestBase {
         _slash(NODE1, 1 ether);
     }
 
-    function test_Slash_RepeatedHalvingCap() public {
+    /// @notice Issue 8: three slashes in one governance proposal used to take 87.5% (half, then
+    /// half of the rest, twice). The cap now holds per unbonding window: the first half is all.
+    function test_RevertWhen_RepeatedSlashesPassWindowCap() public {
         _registerNode1();
-        _slash(NODE1, 500 ether);
+        // The timelock executes a proposal's calls one after the other, in one transaction.
+        vm.startPrank(address(timelock));
+        registry.slash(NODE1, STAKE / 2, REASON);
+        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, STAKE / 4, 0));
+        registry.slash(NODE1, STAKE / 4, REASON);
+        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, STAKE / 8, 0));
+        registry.slash(NODE1, STAKE / 8, REASON);
+        vm.stopPrank();
+        assertEq(_stakeOf(NODE1), STAKE / 2); // 50%, not 87.5%
+        assertEq(token.balanceOf(address(registry)), STAKE / 2);
+    }
+
+    function test_Slash_SplitSlashesShareOneCap() public {
+        _registerNode1();
+        _slash(NODE1, 300 ether);
+        vm.warp(block.timestamp + UNBONDING - 1); // still the same window
+        vm.expectRevert(
+            abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, 201 ether, 200 ether)
+        );
+        _slash(NODE1, 201 ether);
+        _slash(NODE1, 200 ether);
+        assertEq(_stakeOf(NODE1), STAKE / 2);
+        (uint64 start, uint256 base, uint256 slashed) = registry.slashWindow(NODE1);
+        assertEq(start, block.timestamp - (UNBONDING - 1));
+        assertEq(base, STAKE);
+        assertEq(slashed, STAKE / 2);
+    }
+
+    function test_Slash_NewWindowAfterUnbondingPeriod() public {
+        _registerNode1();
+        _slash(NODE1, STAKE / 2);
+        vm.warp(block.timestamp + UNBONDING); // the window has passed
         vm.expectRevert(
             abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, 251 ether, 250 ether)
         );
-        _slash(NODE1, 251 ether);
+        _slash(NODE1, 251 ether); // half of the 500 left at the new window's start
         _slash(NODE1, 250 ether);
         assertEq(_stakeOf(NODE1), 250 ether);
+    }
+
+    function test_Slash_TopUpDoesNotRaiseTheWindowCap() public {
+        _registerNode1();
+        _slash(NODE1, STAKE / 2);
+        _increaseStake(NODE1, operator1, STAKE);
+        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, 1, 0));
+        _slash(NODE1, 1);
     }
 
     // ------------------------------------------------------------------ setMinStake
@@ -663,8 +728,8 @@ contract NodeRegistryTest is NodusTestBase {
     }
 
     function test_SetMinStake_RaiseDeactivatesUnderbondedNodes() public {
-        _register(operator1, NODE1, 200 ether, agent1);
-        _register(operator2, NODE2, 600 ether, agent2);
+        _register(operator1, SALT1, 200 ether, agent1);
+        _register(operator2, SALT2, 600 ether, agent2);
         vm.prank(address(timelock));
         registry.setMinStake(500 ether);
         assertFalse(registry.isActive(NODE1));
@@ -675,7 +740,7 @@ contract NodeRegistryTest is NodusTestBase {
     }
 
     function test_SetMinStake_LowerReactivatesNodes() public {
-        _register(operator1, NODE1, 200 ether, agent1);
+        _register(operator1, SALT1, 200 ether, agent1);
         vm.prank(address(timelock));
         registry.setMinStake(500 ether);
         vm.prank(address(timelock));
@@ -808,7 +873,7 @@ contract NodeRegistryTest is NodusTestBase {
     function testFuzz_Register_AnyStakeAtLeastMin(uint256 stake) public {
         stake = bound(stake, MIN_STAKE, DEV_NDS);
         uint256 before = token.balanceOf(operator1);
-        _register(operator1, NODE1, stake, agent1);
+        _register(operator1, SALT1, stake, agent1);
         assertEq(_stakeOf(NODE1), stake);
         assertEq(registry.totalStaked(), stake);
         assertEq(token.balanceOf(operator1), before - stake);
@@ -829,7 +894,7 @@ contract NodeRegistryTest is NodusTestBase {
     function testFuzz_IncreaseStake(uint256 stake, uint256 amount) public {
         stake = bound(stake, MIN_STAKE, DEV_NDS / 2);
         amount = bound(amount, 1, DEV_NDS / 2);
-        _register(operator1, NODE1, stake, agent1);
+        _register(operator1, SALT1, stake, agent1);
         _increaseStake(NODE1, operator1, amount);
         assertEq(_stakeOf(NODE1), stake + amount);
         assertEq(registry.totalStaked(), token.balanceOf(address(registry)));
@@ -838,7 +903,7 @@ contract NodeRegistryTest is NodusTestBase {
     function testFuzz_Slash_WithinCap(uint256 stake, uint256 amount) public {
         stake = bound(stake, MIN_STAKE, DEV_NDS);
         amount = bound(amount, 1, stake / 2);
-        _register(operator1, NODE1, stake, agent1);
+        _register(operator1, SALT1, stake, agent1);
         uint256 treasuryBefore = token.balanceOf(address(timelock));
 
         _slash(NODE1, amount);
@@ -853,7 +918,7 @@ contract NodeRegistryTest is NodusTestBase {
     function testFuzz_RevertWhen_SlashAboveCap(uint256 stake, uint256 amount) public {
         stake = bound(stake, MIN_STAKE, DEV_NDS);
         amount = bound(amount, stake / 2 + 1, type(uint256).max / 2);
-        _register(operator1, NODE1, stake, agent1);
+        _register(operator1, SALT1, stake, agent1);
         vm.expectRevert(
             abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, amount, stake / 2)
         );
@@ -865,7 +930,7 @@ contract NodeRegistryTest is NodusTestBase {
     {
         stake = bound(stake, MIN_STAKE, DEV_NDS);
         amount = bound(amount, 1, stake / 2);
-        _register(operator1, NODE1, stake, agent1);
+        _register(operator1, SALT1, stake, agent1);
         uint256 before = token.balanceOf(operator1);
         uint64 end = _requestExit(NODE1, operator1);
         _slash(NODE1, amount);

@@ -28,6 +28,7 @@ abstract contract NodusTestBase is Test {
     TimingGuard internal guard;
 
     address internal oracle = makeAddr("oracle");
+    address internal guardian = makeAddr("guardian");
     address internal alice = makeAddr("alice");
     address internal bob = makeAddr("bob");
     address internal carol = makeAddr("carol");
@@ -42,6 +43,7 @@ abstract contract NodusTestBase is Test {
         address[] memory dev = new address[](5);
         (dev[0], dev[1], dev[2], dev[3], dev[4]) = (alice, bob, carol, operator1, operator2);
         params = NodusDeployment.localParams(address(this), oracle, dev);
+        params.guardian = guardian;
         NodusDeployment.Deployment memory d = NodusDeployment.deploy(params);
         _adopt(d);
     }

@@ -292,29 +292,31 @@ contract RewardDistributorTest is RewardTestBase {
         emit RewardDistributor.EpochBudgetChanged(0, 7 ether);
         vm.expectEmit();
         emit RewardDistributor.ChallengePeriodChanged(0, 3 hours);
-        new RewardDistributor(token, address(timelock), oracle, 7 ether, 3 hours, guard);
+        new RewardDistributor(token, address(timelock), oracle, guardian, 7 ether, 3 hours, guard);
     }
 
     function test_RevertWhen_ConstructorTokenZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(IERC20(address(0)), address(timelock), oracle, BUDGET, WINDOW, guard);
+        new RewardDistributor(
+            IERC20(address(0)), address(timelock), oracle, guardian, BUDGET, WINDOW, guard
+        );
     }
 
     function test_RevertWhen_ConstructorGovernanceZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(token, address(0), oracle, BUDGET, WINDOW, guard);
+        new RewardDistributor(token, address(0), oracle, guardian, BUDGET, WINDOW, guard);
     }
 
     function test_RevertWhen_ConstructorOracleZero() public {
         vm.expectRevert(RewardDistributor.ZeroAddress.selector);
-        new RewardDistributor(token, address(timelock), address(0), BUDGET, WINDOW, guard);
+        new RewardDistributor(token, address(timelock), address(0), guardian, BUDGET, WINDOW, guard);
     }
 
     function test_RevertWhen_ConstructorChallengePeriodOutOfBounds() public {
         vm.expectRevert(
             abi.encodeWithSelector(RewardDistributor.InvalidChallengePeriod.selector, 0)
         );
-        new RewardDistributor(token, address(timelock), oracle, BUDGET, 0, guard);
+        new RewardDistributor(token, address(timelock), oracle, guardian, BUDGET, 0, guard);
     }
 
     // ------------------------------------------------------------------ proposeRoot
@@ -1157,7 +1159,7 @@ contract RewardDistributorTest is RewardTestBase {
 /// (state prepared in setUp, see RewardTestBase._receiptGas). Before the tests: epoch 1 (five
 /// funded accounts) accepted, bob claimed it, epoch 2 accepted; nobody else claimed.
 contract RewardDistributorGasTest is RewardTestBase {
-    uint256 internal constant LATER_CLAIM_TARGET = 60_000;
+    uint256 internal constant LATER_CLAIM_TARGET = 62_000; // issue 8: with the claimed total
     uint256 internal constant FIRST_CLAIM_TARGET = 95_000;
     uint256 internal constant PROPOSE_TARGET = 100_000;
 
@@ -1299,7 +1301,7 @@ contract RewardDistributorLargeTreeGasTest is RewardTestBase {
         bytes memory data = abi.encodeCall(rewards.claim, (operators[0], amounts2[0], proofs2[0]));
         (uint256 receipt,) = _receiptGas(operators[0], address(rewards), data);
         console.log("  proof length:", proofs2[0].length);
-        assertLe(receipt, 60_000, "claim in a later epoch, 128 operators");
+        assertLe(receipt, 62_000, "claim in a later epoch, 128 operators");
     }
 
     function test_Gas_FirstClaim128Operators() public {

@@ -7,12 +7,15 @@ writes the ABIs under `contracts/out/<Name>.sol/<Name>.json`.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Final, TypeAlias
 
+from eth_abi.abi import encode as abi_encode
 from eth_typing import ChecksumAddress
+from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 
@@ -83,6 +86,17 @@ def load_abi(name: str, artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR) -> list[dic
     except FileNotFoundError as exc:
         raise DeploymentError(f"no artifact at {path}; run forge build") from exc
     return abi
+
+
+def node_id_of(operator: str, salt: bytes) -> str:
+    """`NodeRegistry.nodeIdOf`: the id `operator` gets by registering with the 32-byte `salt`,
+    keccak256(abi.encode(operator, salt)), as 0x-prefixed lowercase hex."""
+    return "0x" + keccak(abi_encode(["address", "bytes32"], [operator, salt])).hex()
+
+
+def new_node_salt() -> bytes:
+    """A fresh random salt for `NodeRegistry.register`."""
+    return secrets.token_bytes(32)
 
 
 def contract(

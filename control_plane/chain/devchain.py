@@ -72,8 +72,8 @@ def running_anvil() -> Iterator[Anvil]:
 
 def deploy(rpc_url: str, out_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
     """Deploys with scripts/deploy (the project's own path); it writes <out_dir>/<chain>.json.
-    `extra_env` adds NODUS_* parameters (a chain other than 31337 needs NODUS_HOLDERS and
-    NODUS_HOLDER_NDS: the circulating supply's holders)."""
+    `extra_env` adds NODUS_* parameters (a chain other than 31337 needs NODUS_GUARDIAN, and
+    NODUS_HOLDERS and NODUS_HOLDER_NDS: the circulating supply's holders)."""
     env = {**os.environ, **(extra_env or {}), "NODUS_DEPLOYMENTS_DIR": str(out_dir)}
     subprocess.run(  # noqa: S603 - our own deploy script
         [str(REPO_ROOT / "scripts" / "deploy"), "--rpc-url", rpc_url],

@@ -6,7 +6,7 @@ chain position so a chunk read twice writes nothing new:
 - `Subscribed` -> a payment row, and the subscriber's expiry (the latest payment's);
 - NodeRegistry events -> the node's `chain_nodes` row, re-read from the contract (operator,
   agent, stake, status, active); `MinStakeChanged` -> every node's row re-read;
-- `RootProposed` / `RootAccepted` / `RootRevoked` -> `reward_epochs`.
+- `RootProposed` / `RootAccepted` / `RootRevoked` / `RootWithdrawn` -> `reward_epochs`.
 
 Reorgs: the hashes of the last blocks indexed (at least the confirmation window) are stored.
 Before reading on, the newest stored hash is compared with the chain; on a mismatch the indexer
@@ -76,7 +76,10 @@ NODE_EVENTS = frozenset(
 INDEXED_EVENTS: dict[str, frozenset[str]] = {
     "SubscriptionManager": frozenset({"Subscribed"}),
     "NodeRegistry": NODE_EVENTS | {"MinStakeChanged"},
-    "RewardDistributor": frozenset({"RootProposed", "RootAccepted", "RootRevoked"}),
+    # RootWithdrawn (the oracle withdrew its own root) settles an epoch as a revocation does.
+    "RewardDistributor": frozenset(
+        {"RootProposed", "RootAccepted", "RootRevoked", "RootWithdrawn"}
+    ),
 }
 
 

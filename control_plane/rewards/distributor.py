@@ -92,6 +92,7 @@ class RewardDistributorReader:
         self._settled_topics: dict[str, Settlement] = {
             events["RootAccepted"]: "accepted",
             events["RootRevoked"]: "revoked",
+            events["RootWithdrawn"]: "revoked",  # the oracle withdrew it: settled, pays nothing
         }
 
     async def _view(self, name: str, *args: object, block: BlockIdentifier = "latest") -> object:

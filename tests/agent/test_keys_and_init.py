@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from control_plane.chain.contracts import node_id_of as registry_node_id_of
 from node_agent.cli import app
 from node_agent.config import load_config
 from node_agent.keys import (
@@ -18,6 +19,7 @@ from node_agent.keys import (
     create_agent_key,
     generate_wireguard_private_key,
     load_agent_key,
+    node_id_of,
     read_wireguard_private_key,
     wireguard_public_key,
 )
@@ -95,19 +97,36 @@ def test_init_writes_keys_and_a_config_that_loads(tmp_path: Path) -> None:
     assert "exists" in again.output
 
 
+def test_init_without_operator_or_node_id_says_what_to_give(tmp_path: Path) -> None:
+    config = tmp_path / "agent.toml"
+    for extra in ([], ["--operator", "not-an-address"]):
+        result = runner.invoke(app, ["init", "--config", str(config), *extra])
+        assert result.exit_code == 2
+        assert "--operator ADDRESS" in result.output
+        assert not config.exists()
+
+
 def test_init_with_a_passphrase_writes_a_keystore_and_says_what_to_register(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "agent.toml"
 
+    operator = "0x" + "ab" * 20
     result = runner.invoke(
-        app, ["init", "--config", str(config)], env={"NODUS_AGENT_PASSPHRASE": "s3cret"}
+        app,
+        ["init", "--config", str(config), "--operator", operator],
+        env={"NODUS_AGENT_PASSPHRASE": "s3cret"},
     )
 
     assert result.exit_code == 0, result.output
     loaded = load_config(config, environ={})
     assert loaded.agent_key_file.name == "agent-key.json"
     address = load_agent_key(loaded.agent_key_file, "s3cret").address
-    assert f"NodeRegistry.register({loaded.node_id}, <stake>, {address}" in result.stdout
-    assert "setAgent" in result.stdout
+    # The node id is NodeRegistry.nodeIdOf(operator, salt): register takes the salt.
+    salt = result.stdout.split("NodeRegistry.register(")[1].split(",")[0]
+    assert loaded.node_id == node_id_of(operator, bytes.fromhex(salt[2:]))
+    # The same id the registry derives (control_plane's helper is checked against anvil).
+    assert loaded.node_id == registry_node_id_of(operator, bytes.fromhex(salt[2:]))
+    assert f"NodeRegistry.register({salt}, <stake>, {address}" in result.stdout
+    assert f"node id {loaded.node_id}" in result.stdout
     assert "WireGuard public key" in result.stdout

@@ -40,10 +40,16 @@ def goerli_like(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
                 assert time.monotonic() < deadline, "anvil did not start"
                 time.sleep(0.1)
         out_dir = tmp_path_factory.mktemp("deployments5")
-        # Production parameters: three holders share 350,000,000 NDS of circulating supply.
+        # Production requires the guardian to be named; without it nothing is deployed.
         holders = ",".join(dev_account(i).address for i in range(3))
         amounts = ",".join(str(n * 10**18) for n in (200_000_000, 100_000_000, 50_000_000))
-        deploy(rpc_url, out_dir, {"NODUS_HOLDERS": holders, "NODUS_HOLDER_NDS": amounts})
+        circulating = {"NODUS_HOLDERS": holders, "NODUS_HOLDER_NDS": amounts}
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            deploy(rpc_url, out_dir, circulating)
+        assert "NODUS_GUARDIAN" in refused.value.stderr.decode()
+        assert not (out_dir / "5.json").exists()
+        # Production parameters: three holders share 350,000,000 NDS of circulating supply.
+        deploy(rpc_url, out_dir, {**circulating, "NODUS_GUARDIAN": dev_account(2).address})
         assert (out_dir / "5.json").exists()
         yield rpc_url, out_dir
     finally:

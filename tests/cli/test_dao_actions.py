@@ -10,12 +10,14 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.contracts import Deployment, Web3Client, contract, node_id_of
 from control_plane.chain.devchain import dev_account, transact
 from control_plane.rewards.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
 
-NODE_ID = bytes.fromhex("6e6f6465" + "00" * 27 + "a1")
+NODE_SALT = bytes.fromhex("6e6f6465" + "00" * 27 + "a1")
+# What the world fixture's operator (dev account 7) registers with NODE_SALT.
+NODE_ID = bytes.fromhex(node_id_of(dev_account(7).address, NODE_SALT)[2:])
 PENDING = RewardTree.build([(dev_account(7).address, 700 * NDS), (dev_account(8).address, 3)])
 ORACLE_ROLE = keccak(text="ORACLE_ROLE")
 OLD_ORACLE = dev_account(1).address
@@ -76,7 +78,7 @@ async def world(w3: Web3Client, deployment: Deployment) -> None:
         w3,
         operator,
         registry.functions.register(
-            NODE_ID, 200 * NDS, dev_account(8).address, "https://n.example"
+            NODE_SALT, 200 * NDS, dev_account(8).address, "https://n.example"
         ),
     )
     total = sum(PENDING.amounts.values())

@@ -18,7 +18,14 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
-from control_plane.chain.contracts import REPO_ROOT, Deployment, Web3Client, contract
+from control_plane.chain.contracts import (
+    REPO_ROOT,
+    Deployment,
+    Web3Client,
+    contract,
+    new_node_salt,
+    node_id_of,
+)
 from control_plane.chain.devchain import transact
 from control_plane.configs.addresses import Pools, default_pools
 from control_plane.settings import Settings
@@ -28,7 +35,6 @@ from tests.api.nodes.support import (
     MIN_STAKE,
     NDS,
     fresh_wallet,
-    new_node_id,
     node_body,
     wallet_headers,
     wg_keys,
@@ -150,18 +156,14 @@ class Node:
 
 
 async def register_node_on_chain(
-    w3: Web3Client, deployment: Deployment, operator: LocalAccount, node_id: str, agent: str
+    w3: Web3Client, deployment: Deployment, operator: LocalAccount, salt: bytes, agent: str
 ) -> None:
-    """What the operator does with its wallet: stake and register the node, naming the agent
-    address `nodus-agent init` printed."""
+    """What the operator does with its wallet: stake and register the node with the salt, and
+    name the agent, that `nodus-agent init` printed."""
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, MIN_STAKE))
-    await transact(
-        w3,
-        operator,
-        registry.functions.register(bytes.fromhex(node_id[2:]), MIN_STAKE, agent, ""),
-    )
+    await transact(w3, operator, registry.functions.register(salt, MIN_STAKE, agent, ""))
 
 
 AGENT_ENV = {
@@ -188,7 +190,10 @@ async def start_node(
     namespace = await lab.namespace("node")
     await sh("ip", "-n", namespace, "addr", "add", f"{NODE_ENDPOINT}/32", "dev", "lo")
     interface = await lab.wireguard_go(namespace, "n")
-    node_id = new_node_id()
+    # The operator's wallet first: the node id is derived from it and init's salt.
+    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
+    salt = new_node_salt()
+    node_id = node_id_of(operator.address, salt)
     ipv4_pool, ipv6_pool = default_pools(node_id)
     tunnel_v4, tunnel_v6 = Pools.of(ipv4_pool, ipv6_pool).node_addresses()
     health_port = free_tcp_port()
@@ -205,8 +210,7 @@ async def start_node(
     created = json.loads(init.stdout)
 
     # 2. The operator stakes and registers the node on-chain with that agent, then here.
-    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
-    await register_node_on_chain(w3, deployment, operator, node_id, created["agent_address"])
+    await register_node_on_chain(w3, deployment, operator, salt, created["agent_address"])
     async with httpx.AsyncClient(base_url=control_plane.url) as http:
         response = await http.post(
             "/v1/nodes",

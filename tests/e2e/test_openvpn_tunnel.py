@@ -41,7 +41,13 @@ from eth_account.signers.local import LocalAccount
 
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.app import create_app
-from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.contracts import (
+    Deployment,
+    Web3Client,
+    contract,
+    new_node_salt,
+    node_id_of,
+)
 from control_plane.chain.devchain import transact
 from control_plane.settings import Settings
 from node_agent.agent import Agent
@@ -260,14 +266,12 @@ async def bearer(http: httpx.AsyncClient, account: LocalAccount) -> dict[str, st
 async def register_node(
     w3: Web3Client, deployment: Deployment, operator: LocalAccount, agent: str
 ) -> str:
-    node_id = "0x" + secrets.token_hex(32)
+    salt = new_node_salt()
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, MIN_STAKE))
-    await transact(
-        w3, operator, registry.functions.register(bytes.fromhex(node_id[2:]), MIN_STAKE, agent, "")
-    )
-    return node_id
+    await transact(w3, operator, registry.functions.register(salt, MIN_STAKE, agent, ""))
+    return node_id_of(operator.address, salt)
 
 
 @contextlib.asynccontextmanager

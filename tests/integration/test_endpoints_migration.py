@@ -1,4 +1,4 @@
-"""The `0002` (endpoint grammar) migration re-checks the nodes an earlier release stored: a live node
+"""Migration 0002 (endpoint grammar) re-checks the nodes an earlier release stored: a live node
 whose endpoint or country is outside the grammar is taken out of service; valid and deleted
 nodes are left alone."""
 

@@ -77,10 +77,11 @@ contract RegistryHandler is CommonBase, StdCheats, StdUtils {
     function register(uint256 operatorSeed, uint256 stake) external atCurrentTime {
         address operator = operators[operatorSeed % operators.length];
         stake = bound(stake, registry.minStake(), registry.minStake() + 10_000 ether);
-        bytes32 nodeId = keccak256(abi.encode("node", nodeIds.length));
+        bytes32 salt = keccak256(abi.encode("node", nodeIds.length));
+        bytes32 nodeId = registry.nodeIdOf(operator, salt);
 
         vm.prank(operator);
-        try registry.register(nodeId, stake, operator, "ipfs://node") {
+        try registry.register(salt, stake, operator, "ipfs://node") {
             nodeIds.push(nodeId);
             operatorOf[nodeId] = operator;
             ghostStaked += stake;
@@ -147,7 +148,11 @@ contract RegistryHandler is CommonBase, StdCheats, StdUtils {
         NodeRegistry.Status status = _status(nodeId);
         if (status != NodeRegistry.Status.Active && status != NodeRegistry.Status.Exiting) return;
         (,, uint256 stake,,,) = registry.getNode(nodeId);
-        uint256 max = stake * registry.MAX_SLASH_BPS() / 10_000;
+        (uint64 start, uint256 base, uint256 slashed) = registry.slashWindow(nodeId);
+        // What the node's slash window has left; a new window starts one unbonding period on.
+        uint256 max = start == 0 || block.timestamp >= start + registry.unbondingPeriod()
+            ? stake * registry.MAX_SLASH_BPS() / 10_000
+            : base * registry.MAX_SLASH_BPS() / 10_000 - slashed;
         if (max == 0) return;
         amount = bound(amount, 1, max);
         uint256 before = token.balanceOf(governance);
@@ -201,6 +206,13 @@ contract RegistryInvariantTest is NodusTestBase {
             sum += stake;
         }
         assertEq(registry.totalStaked(), sum);
+    }
+
+    function invariant_SlashWindowWithinCap() public view {
+        for (uint256 i = 0; i < handler.nodeCount(); i++) {
+            (, uint256 base, uint256 slashed) = registry.slashWindow(handler.nodeAt(i));
+            assertLe(slashed, base * registry.MAX_SLASH_BPS() / 10_000);
+        }
     }
 
     function invariant_WithdrawnNodeHasNoStake() public view {

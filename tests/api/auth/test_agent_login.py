@@ -14,7 +14,13 @@ from fastapi import FastAPI
 from sqlalchemy import func, update
 
 from control_plane.auth.models import AgentChallenge
-from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.contracts import (
+    Deployment,
+    Web3Client,
+    contract,
+    new_node_salt,
+    node_id_of,
+)
 from control_plane.chain.devchain import dev_account, transact
 from control_plane.db import unit_of_work
 from tests.api.auth.conftest import new_node_id, personal_sign
@@ -26,16 +32,12 @@ async def register_node(
     w3: Web3Client, deployment: Deployment, operator: LocalAccount, agent: str
 ) -> str:
     """Stakes 100 NDS and registers a fresh node id with `agent` as its agent key."""
-    node_id = new_node_id()
+    salt = new_node_salt()
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, 100 * NDS))
-    await transact(
-        w3,
-        operator,
-        registry.functions.register(bytes.fromhex(node_id[2:]), 100 * NDS, agent, ""),
-    )
-    return node_id
+    await transact(w3, operator, registry.functions.register(salt, 100 * NDS, agent, ""))
+    return node_id_of(operator.address, salt)
 
 
 async def challenge(client: httpx.AsyncClient, node_id: str) -> str:

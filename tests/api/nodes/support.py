@@ -22,7 +22,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
-from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.contracts import (
+    Deployment,
+    Web3Client,
+    contract,
+    new_node_salt,
+    node_id_of,
+)
 from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.settings import Settings
 
@@ -74,20 +80,19 @@ async def register_on_chain(
     w3: Web3Client,
     deployment: Deployment,
     operator: LocalAccount,
-    node_id: str | None = None,
     stake: int = MIN_STAKE,
     agent: str | None = None,
 ) -> str:
-    """Stakes and registers a node in NodeRegistry (`operator` needs `stake` NDS), with `agent`
-    (default: a fresh address) as its agent key."""
-    node_id = node_id or new_node_id()
+    """Stakes and registers a new node in NodeRegistry (`operator` needs `stake` NDS); its id
+    is derived from the operator and a fresh salt, and its agent key is `agent` (default: the
+    key `agent_of` derives from the node id, so `node_headers` can sign in as it)."""
+    salt = new_node_salt()
+    node_id = node_id_of(operator.address, salt)
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, stake))
     agent = agent or agent_of(node_id).address
-    await transact(
-        w3, operator, registry.functions.register(bytes.fromhex(node_id[2:]), stake, agent, "")
-    )
+    await transact(w3, operator, registry.functions.register(salt, stake, agent, ""))
     return node_id
 
 

@@ -14,7 +14,13 @@ from sqlalchemy import select, text
 from web3.contract.async_contract import AsyncContractFunction
 from web3.types import Nonce, TxParams, TxReceipt, Wei
 
-from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.contracts import (
+    Deployment,
+    Web3Client,
+    contract,
+    new_node_salt,
+    node_id_of,
+)
 from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.chain.indexer import sync_chain
 from control_plane.db import unit_of_work
@@ -109,15 +115,19 @@ async def expire(services: Services) -> None:
 
 
 async def register_node(
-    w3: Web3Client, deployment: Deployment, operator: LocalAccount, node_id: bytes, stake: int
-) -> TxReceipt:
+    w3: Web3Client, deployment: Deployment, operator: LocalAccount, stake: int
+) -> tuple[bytes, TxReceipt]:
+    """Registers a new node (its id derived from the operator and a fresh salt): its id and
+    the registration's receipt."""
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, stake))
     agent = Account.create().address
-    return await transact(
-        w3, operator, registry.functions.register(node_id, stake, agent, "ipfs://node")
+    salt = new_node_salt()
+    receipt = await transact(
+        w3, operator, registry.functions.register(salt, stake, agent, "ipfs://node")
     )
+    return bytes.fromhex(node_id_of(operator.address, salt)[2:]), receipt
 
 
 async def node_with_config(services: Services, node_id: str, subscriber: str) -> None:

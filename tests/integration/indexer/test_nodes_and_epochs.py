@@ -33,10 +33,8 @@ async def test_node_events_mirror_the_registry(
     registry = contract(w3, deployment, "NodeRegistry")
     token = contract(w3, deployment, "NDSToken")
     operator = dev_account(4)
-    node_id = os.urandom(32)
-    registered = await register_node(w3, deployment, operator, node_id, 100 * NDS)
-    other_id = os.urandom(32)
-    await register_node(w3, deployment, dev_account(5), other_id, 300 * NDS)
+    node_id, registered = await register_node(w3, deployment, operator, 100 * NDS)
+    other_id, _ = await register_node(w3, deployment, dev_account(5), 300 * NDS)
 
     await sync(services)
 
@@ -73,8 +71,7 @@ async def test_node_events_mirror_the_registry(
 async def test_reorg_dropping_a_registration_deletes_the_node(
     services: Services, w3: Web3Client, deployment: Deployment
 ) -> None:
-    node_id = os.urandom(32)
-    await register_node(w3, deployment, dev_account(4), node_id, 100 * NDS)
+    node_id, _ = await register_node(w3, deployment, dev_account(4), 100 * NDS)
     await sync(services)
     assert await chain_node(services, node_id) is not None
 
@@ -136,3 +133,31 @@ async def test_revoked_epoch(services: Services, w3: Web3Client, deployment: Dep
     row = await epoch_row(services, epoch)
     assert row is not None
     assert row.status == "revoked"
+
+
+async def test_epochs_revoked_by_the_guardian_key_or_withdrawn_by_the_oracle(
+    services: Services, w3: Web3Client, deployment: Deployment
+) -> None:
+    rewards = contract(w3, deployment, "RewardDistributor")
+    oracle, guardian = dev_account(1), dev_account(2)  # the local deployment's keys
+    first = await rewards.functions.currentEpoch().call() + 1
+    root = os.urandom(32)
+    await transact(w3, oracle, rewards.functions.proposeRoot(first, root, NDS, os.urandom(32)))
+    await transact(w3, guardian, rewards.functions.revokeEpoch(first, root))
+    root = os.urandom(32)
+    await transact(w3, oracle, rewards.functions.proposeRoot(first + 1, root, NDS, os.urandom(32)))
+    withdrawn = await transact(w3, oracle, rewards.functions.withdrawRoot(first + 1, root))
+
+    await sync(services)
+
+    revoked_row, withdrawn_row = (
+        await epoch_row(services, first),
+        await epoch_row(services, first + 1),
+    )
+    assert revoked_row is not None
+    assert withdrawn_row is not None
+    assert revoked_row.status == "revoked"
+    assert (withdrawn_row.status, withdrawn_row.settled_block) == (
+        "revoked",
+        withdrawn["blockNumber"],
+    )
