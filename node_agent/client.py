@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,6 +27,8 @@ log = logging.getLogger("nodus.agent.client")
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_METRICS_PER_REQUEST = 10_000  # the control plane's bound on one metrics report
+MATERIAL_PATH = "/v1/agent/openvpn"
+LOGIN_ATTEMPTS = 3  # a refused sign-in is tried again with a fresh challenge
 
 
 class ControlPlaneError(Exception):
@@ -137,6 +140,15 @@ class ControlPlaneClient:
             accepted += int(self._json_object(response).get("accepted", 0))
         return accepted
 
+    async def openvpn_material(self) -> object:
+        """GET /v1/agent/openvpn: the node's OpenVPN material, the JSON as it came (the OpenVPN
+        backend checks it before using any of it)."""
+        response = await self._request("GET", MATERIAL_PATH)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise Unavailable(f"{MATERIAL_PATH}: the answer is not JSON") from exc
+
     async def login(self) -> None:
         """Signs the node's challenge with the agent key and keeps the node-scoped token."""
         async with self._login_lock:
@@ -145,6 +157,18 @@ class ControlPlaneClient:
     # --- internals -----------------------------------------------------------------------------
 
     async def _login(self) -> None:
+        """Signs in; a refused login is tried again twice with a fresh challenge (the node's
+        open challenge is single-use: another sign-in of this node may have just taken it)."""
+        for attempt in range(LOGIN_ATTEMPTS):
+            try:
+                await self._login_once()
+                return
+            except Refused:
+                if attempt + 1 == LOGIN_ATTEMPTS:
+                    raise
+                await self._sleep(random.uniform(0.2, 1.0))  # noqa: S311 (jitter)
+
+    async def _login_once(self) -> None:
         challenge = self._json_object(
             await self._request(
                 "POST", "/v1/agent/challenge", json={"node_id": self.node_id}, auth=False

@@ -2,7 +2,7 @@
 
 Every option is declared once in `OPTIONS` (its TOML key, type, default and meaning); the TOML
 parser, the `NODUS_AGENT_*` overrides and node_agent/README.md all follow that table (a test
-checks the README lists each one). `[openvpn]` is kept as a raw table for the OpenVPN backend.
+checks the README lists each one), the `[openvpn]` section's options included.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -22,10 +23,14 @@ DEFAULT_CONFIG_PATH = Path("/etc/nodus-agent/agent.toml")
 CONFIG_ENV = "NODUS_AGENT_CONFIG"
 PASSPHRASE_ENV = "NODUS_AGENT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 
-Kind = Literal["str", "int", "float", "bool", "path", "list"]
+Kind = Literal["str", "int", "float", "bool", "path", "list", "command", "pair"]
 _Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
 _NODE_ID = re.compile(r"^0x[0-9a-f]{64}$")
 _INTERFACE = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/+@=:-]+$")
+_DEVICE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+MAX_UNIX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
+MANAGEMENT_SOCKET = Path("run/management.sock")  # under the OpenVPN state_dir
 
 
 class ConfigError(ValueError):
@@ -166,10 +171,67 @@ OPTIONS: tuple[Option, ...] = (
         "Peers per `wg set` process (a larger change is applied in several; one `wg set` with "
         "20,000 peers fails with 'Argument list too long').",
     ),
+    Option(
+        "openvpn.enabled",
+        "bool",
+        None,
+        "Serve OpenVPN. Default: true when the file has an `[openvpn]` table, else false.",
+    ),
+    Option(
+        "openvpn.state_dir",
+        "path",
+        "",
+        "Server config, PKI, client entries, management socket, status and log (default "
+        "<state_dir>/openvpn; at most ~80 characters: the socket path is limited).",
+    ),
+    Option("openvpn.openvpn_binary", "str", "openvpn", "The `openvpn` executable."),
+    Option(
+        "openvpn.command_prefix",
+        "command",
+        [],
+        'Prepended to the openvpn command, e.g. ["ip", "netns", "exec", "vpn"]; it must exec. '
+        "A list, or a shell-quoted string.",
+    ),
+    Option("openvpn.device", "str", "nodus-ovpn0", "The tun interface's name (1-15 chars)."),
+    Option("openvpn.proto", "str", "udp", "udp (dual stack), udp4, udp6 or tcp-server."),
+    Option("openvpn.listen", "str", "", "The address to bind (empty: all)."),
+    Option(
+        "openvpn.push",
+        "list",
+        ["redirect-gateway def1 ipv6"],
+        'Options pushed to clients; add "dhcp-option DNS <ip>" for DNS. In the environment: '
+        "a shell-quoted string.",
+    ),
+    Option(
+        "openvpn.extra_directives", "list", [], "Server directives appended verbatim, one each."
+    ),
+    Option(
+        "openvpn.keepalive",
+        "pair",
+        [10, 60],
+        '[interval, timeout] seconds (in the environment: "10 60").',
+    ),
+    Option(
+        "openvpn.status_interval_seconds", "int", 5, "How often OpenVPN rewrites its status file."
+    ),
+    Option("openvpn.verb", "int", 3, "OpenVPN's log verbosity."),
+    Option(
+        "openvpn.maintenance_interval_seconds", "float", 2.0, "Expiry, liveness and CRL checks."
+    ),
+    Option("openvpn.reconcile_interval_seconds", "float", 10.0, "Sessions no entry admits: cut."),
+    Option("openvpn.crl_refresh_interval_seconds", "float", 3600.0, "Re-fetch the CRL this often."),
+    Option(
+        "openvpn.crl_warn_before_seconds", "float", 172800.0, "Warn this long before it expires."
+    ),
+    Option(
+        "openvpn.crl_critical_before_seconds",
+        "float",
+        43200.0,
+        "Shout this long before it expires (OpenVPN refuses every client once it has).",
+    ),
 )
 _BY_KEY = {option.key: option for option in OPTIONS}
 _SECTIONS = {key.split(".")[0] for key in _BY_KEY if "." in key}
-RAW_SECTIONS = frozenset({"openvpn"})  # handed to that backend as they are
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +258,77 @@ class WireGuardOptions:
     max_peers_per_command: int
 
 
+def safe_path(path: Path, what: str) -> Path:
+    """`path` made absolute, refused unless it is plain enough to render into a config file."""
+    resolved = path.absolute()
+    if not _SAFE_PATH.match(str(resolved)):
+        raise ValueError(f"{what}: {resolved} must hold only letters, digits and ._/+@=:-")
+    return resolved
+
+
+@dataclass(frozen=True, slots=True)
+class CrlPolicy:
+    """When to re-fetch the CRL and when to shout. The control plane signs CRLs valid 7 days;
+    the warning thresholds shrink for shorter-lived CRLs (to 30% and 10% of the lifetime)."""
+
+    refresh_interval: timedelta = timedelta(hours=1)
+    refresh_fraction: float = 0.5  # also re-fetch once this share of its lifetime has passed
+    min_refetch: timedelta = timedelta(minutes=1)  # never sooner after a success
+    warn_before: timedelta = timedelta(days=2)
+    critical_before: timedelta = timedelta(hours=12)
+    retry_min: timedelta = timedelta(seconds=5)
+    retry_max: timedelta = timedelta(minutes=5)
+    retry_max_critical: timedelta = timedelta(seconds=30)  # retry harder when it is close
+
+
+@dataclass(frozen=True, slots=True)
+class OpenVpnOptions:
+    """How the node runs OpenVPN (the `[openvpn]` section). Every path lives under
+    `state_dir` (0700). Refuses (ValueError) what would break the server configuration."""
+
+    state_dir: Path
+    openvpn_binary: str = "openvpn"
+    # Run the server behind this prefix, e.g. ("ip", "netns", "exec", "node") (tests, or a
+    # dedicated namespace). The prefix must exec openvpn (so its PID is the server's).
+    command_prefix: tuple[str, ...] = ()
+    device: str = "nodus-ovpn0"  # the tun interface (at most 15 characters)
+    proto: str = "udp"  # udp (dual stack), udp4, udp6, tcp-server
+    listen: str | None = None  # `local`: the address to bind (default: all)
+    # Pushed to every client. DNS servers are the operator's choice (add "dhcp-option DNS x").
+    push: tuple[str, ...] = ("redirect-gateway def1 ipv6",)
+    extra_directives: tuple[str, ...] = ()  # appended verbatim (one directive each)
+    keepalive: tuple[int, int] = (10, 60)
+    status_interval_seconds: int = 5
+    verb: int = 3
+    crl_policy: CrlPolicy = field(default_factory=CrlPolicy)
+    maintenance_interval_seconds: float = 2.0  # expiry, liveness, CRL checks
+    reconcile_interval_seconds: float = 10.0  # sessions without an entry are cut
+    material_timeout_seconds: float = 15.0
+    management_timeout_seconds: float = 5.0
+    restart_backoff_max_seconds: float = 30.0
+    stop_timeout_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        socket = safe_path(self.state_dir, "state_dir") / MANAGEMENT_SOCKET
+        if len(str(socket).encode()) > MAX_UNIX_SOCKET_PATH:
+            raise ValueError(
+                f"state_dir: too long for the management socket {socket} (a unix socket path "
+                f"has at most {MAX_UNIX_SOCKET_PATH} bytes)"
+            )
+        if not _DEVICE.match(self.device):
+            raise ValueError("device: 1-15 letters, digits, '_', '-' or '.'")
+        if self.proto not in ("udp", "udp4", "udp6", "tcp-server", "tcp4-server", "tcp6-server"):
+            raise ValueError(f"proto: {self.proto!r} is not a server protocol")
+        if self.listen is not None:
+            ipaddress.ip_address(self.listen)
+        for line in (*self.push, *self.extra_directives):
+            if "\n" in line or "\r" in line:
+                raise ValueError(f"one directive per entry: {line!r}")
+        for option in self.push:
+            if '"' in option:
+                raise ValueError(f"push: no double quotes: {option!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Pools:
     ipv4: ipaddress.IPv4Network | None
@@ -216,7 +349,7 @@ class AgentConfig:
     health_listen: tuple[str, int] | None
     pools: Pools
     wireguard: WireGuardOptions
-    openvpn: Mapping[str, Any] | None
+    openvpn: OpenVpnOptions | None  # None: OpenVPN is not served
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -240,17 +373,14 @@ def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> 
             values[option.key] = _from_toml(option, raw[option.key])
         else:
             values[option.key] = option.default
-    openvpn = document.get("openvpn")
-    return _build(path, values, openvpn if isinstance(openvpn, dict) else None)
+    if environ.get(_BY_KEY["openvpn.enabled"].env) is None and values["openvpn.enabled"] is None:
+        values["openvpn.enabled"] = "openvpn" in document  # the table's presence turns it on
+    return _build(path, values)
 
 
 def _flatten(document: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for name, value in document.items():
-        if name in RAW_SECTIONS:
-            if not isinstance(value, dict):
-                raise ConfigError(f"[{name}] must be a table")
-            continue
         if name in _SECTIONS:
             if not isinstance(value, dict):
                 raise ConfigError(f"[{name}] must be a table")
@@ -273,12 +403,19 @@ def _from_toml(option: Option, value: object) -> object:
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": isinstance(value, int | float) and not isinstance(value, bool),
         "list": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "command": isinstance(value, str)
+        or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
+        "pair": isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
     }[kind]
     if not ok:
         raise ConfigError(f"{option.key}: expected {_kind_name(kind)}, got {value!r}")
     if kind == "float":
         assert isinstance(value, int | float)
         return float(value)
+    if kind == "command" and isinstance(value, str):
+        return shlex.split(value)
     return value
 
 
@@ -296,8 +433,11 @@ def _from_env(option: Option, text: str) -> object:
             if lowered in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(text)
-        if kind == "list":
+        if kind in ("list", "command"):
             return shlex.split(text)
+        if kind == "pair":
+            first, second = text.split()
+            return [int(first), int(second)]
     except ValueError as exc:
         raise ConfigError(f"{option.env}: expected {_kind_name(kind)}, got {text!r}") from exc
     return text
@@ -311,10 +451,12 @@ def _kind_name(kind: Kind) -> str:
         "float": "a number",
         "bool": "true or false",
         "list": "a list of strings",
+        "command": "a list of strings or a shell-quoted string",
+        "pair": "[interval, timeout] (two integers)",
     }[kind]
 
 
-def _build(path: Path | None, v: dict[str, Any], openvpn: dict[str, Any] | None) -> AgentConfig:
+def _build(path: Path | None, v: dict[str, Any]) -> AgentConfig:
     base = path.parent if path is not None else Path.cwd()
 
     def file(key: str) -> Path:
@@ -354,6 +496,9 @@ def _build(path: Path | None, v: dict[str, Any], openvpn: dict[str, Any] | None)
         raise ConfigError("wireguard.listen_port: between 1 and 65535")
     if not 1 <= v["wireguard.max_peers_per_command"] <= 10_000:
         raise ConfigError("wireguard.max_peers_per_command: between 1 and 10000")
+    openvpn_dir = file("openvpn.state_dir" if v["openvpn.state_dir"] else "state_dir")
+    if not v["openvpn.state_dir"]:
+        openvpn_dir /= "openvpn"
     level = str(v["log_level"]).upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("log_level: DEBUG, INFO, WARNING or ERROR")
@@ -391,8 +536,42 @@ def _build(path: Path | None, v: dict[str, Any], openvpn: dict[str, Any] | None)
             wg_binary=v["wireguard.wg_binary"],
             max_peers_per_command=v["wireguard.max_peers_per_command"],
         ),
-        openvpn=openvpn,
+        openvpn=_openvpn(
+            v,
+            file("openvpn.state_dir") if v["openvpn.state_dir"] else file("state_dir") / "openvpn",
+        ),
     )
+
+
+def _openvpn(v: dict[str, Any], state_dir: Path) -> OpenVpnOptions | None:
+    if not v["openvpn.enabled"]:
+        return None
+    for key in ("openvpn.maintenance_interval_seconds", "openvpn.reconcile_interval_seconds"):
+        if v[key] <= 0:
+            raise ConfigError(f"{key}: must be positive")
+    try:
+        return OpenVpnOptions(
+            state_dir=state_dir,
+            openvpn_binary=v["openvpn.openvpn_binary"],
+            command_prefix=tuple(v["openvpn.command_prefix"]),
+            device=v["openvpn.device"],
+            proto=v["openvpn.proto"],
+            listen=v["openvpn.listen"] or None,
+            push=tuple(v["openvpn.push"]),
+            extra_directives=tuple(v["openvpn.extra_directives"]),
+            keepalive=(v["openvpn.keepalive"][0], v["openvpn.keepalive"][1]),
+            status_interval_seconds=v["openvpn.status_interval_seconds"],
+            verb=v["openvpn.verb"],
+            crl_policy=CrlPolicy(
+                refresh_interval=timedelta(seconds=v["openvpn.crl_refresh_interval_seconds"]),
+                warn_before=timedelta(seconds=v["openvpn.crl_warn_before_seconds"]),
+                critical_before=timedelta(seconds=v["openvpn.crl_critical_before_seconds"]),
+            ),
+            maintenance_interval_seconds=v["openvpn.maintenance_interval_seconds"],
+            reconcile_interval_seconds=v["openvpn.reconcile_interval_seconds"],
+        )
+    except ValueError as exc:
+        raise ConfigError(f"openvpn.{exc}") from exc
 
 
 def parse_listen(value: str) -> tuple[str, int] | None:

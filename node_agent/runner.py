@@ -4,16 +4,15 @@ SIGTERM or SIGINT."""
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import signal
 import sys
-from typing import Any, cast
 
 from node_agent.agent import Agent
 from node_agent.backends import VpnBackend
 from node_agent.backends.commands import CommandRunner
+from node_agent.backends.openvpn import ClientMaterialSource, OpenVpnBackend
 from node_agent.backends.wireguard import WireGuardBackend
 from node_agent.client import ControlPlaneClient
 from node_agent.config import PASSPHRASE_ENV, AgentConfig
@@ -33,9 +32,10 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpcore").setLevel(logging.WARNING)
 
 
-def build_backends(config: AgentConfig) -> dict[str, VpnBackend]:
-    """WireGuard when enabled; OpenVPN when the config has an `[openvpn]` table (not
-    `enabled = false`), built by `node_agent.backends.openvpn.from_config(table, config)`."""
+def build_backends(config: AgentConfig, client: ControlPlaneClient) -> dict[str, VpnBackend]:
+    """WireGuard when enabled; OpenVPN when its section is (`[openvpn]` in the file, or
+    NODUS_AGENT_OPENVPN_ENABLED), fetching its material through `client`. Nothing is started
+    here: a backend starts on its first `apply` (or `stats`)."""
     backends: dict[str, VpnBackend] = {}
     wg = config.wireguard
     if wg.enabled:
@@ -47,25 +47,24 @@ def build_backends(config: AgentConfig) -> dict[str, VpnBackend]:
             listen_port=wg.listen_port if wg.configure_interface else None,
             max_peers_per_command=wg.max_peers_per_command,
         )
-    if config.openvpn is not None and config.openvpn.get("enabled", True):
-        module: Any = importlib.import_module("node_agent.backends.openvpn")
-        backends["openvpn"] = cast(VpnBackend, module.from_config(config.openvpn, config))
+    if config.openvpn is not None:
+        backends["openvpn"] = OpenVpnBackend(config.openvpn, ClientMaterialSource(client))
     return backends
 
 
 async def run_agent(config: AgentConfig) -> None:
     account = load_agent_key(config.agent_key_file, os.environ.get(PASSPHRASE_ENV))
-    backends = build_backends(config)
-    if not backends:
+    if not config.wireguard.enabled and config.openvpn is None:
         raise SystemExit("no backend is enabled (wireguard.enabled = false and no [openvpn])")
-    log.info(
-        "nodus-agent for node %s (agent %s), control plane %s, backends: %s",
-        config.node_id,
-        account.address,
-        config.control_plane.url,
-        ", ".join(sorted(backends)),
-    )
     async with ControlPlaneClient(config.control_plane, config.node_id, account) as client:
+        backends = build_backends(config, client)
+        log.info(
+            "nodus-agent for node %s (agent %s), control plane %s, backends: %s",
+            config.node_id,
+            account.address,
+            config.control_plane.url,
+            ", ".join(sorted(backends)),
+        )
         agent = Agent(config, client, backends, StateStore(config.state_dir))
         task = asyncio.current_task()
         assert task is not None
