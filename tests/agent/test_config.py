@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.config import OPTIONS, ConfigError, load_config
+from node_agent.config import OPTIONS, ConfigError, OpenVpnOptions, load_config
 
 NODE = "0x" + "ab" * 32
 MINIMAL = f"""
@@ -68,9 +68,21 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
     assert config.state_dir == tmp_path / "st"
 
 
-def test_the_openvpn_table_is_kept_for_its_backend(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, MINIMAL + '[openvpn]\nmanagement = "/run/x.sock"\n'), {})
-    assert config.openvpn == {"management": "/run/x.sock"}
+def test_the_openvpn_table_is_a_typed_section_with_overrides(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, MINIMAL + '[openvpn]\ndevice = "tun7"\n'),
+        {"NODUS_AGENT_OPENVPN_PROTO": "udp4", "NODUS_AGENT_OPENVPN_KEEPALIVE": "5 30"},
+    )
+    assert config.openvpn == OpenVpnOptions(
+        state_dir=Path("/var/lib/nodus-agent/openvpn"),
+        device="tun7",
+        proto="udp4",
+        keepalive=(5, 30),
+    )
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_config(write(tmp_path, MINIMAL + '[openvpn]\nmanagement = "/run/x.sock"\n'), {})
+    enabled = load_config(write(tmp_path, MINIMAL), {"NODUS_AGENT_OPENVPN_ENABLED": "true"})
+    assert enabled.openvpn == OpenVpnOptions(state_dir=Path("/var/lib/nodus-agent/openvpn"))
 
 
 @pytest.mark.parametrize(

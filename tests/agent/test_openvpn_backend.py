@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,28 +28,26 @@ import pytest
 from cryptography import x509
 from eth_account import Account
 from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
 
 from control_plane.configs import openvpn as cp_openvpn
 from node_agent.backends import PeerStats, VpnBackend
 from node_agent.backends.openvpn import (
-    AgentLogin,
     ClientEntry,
+    ClientMaterialSource,
     CrlInfo,
     CrlLevel,
     CrlPolicy,
-    HttpMaterialSource,
     InvalidMaterial,
     MaterialUnavailable,
     OpenVpnBackend,
     OpenVpnMaterial,
-    OpenVpnSettings,
     Paths,
     check_material,
     crl_decision,
     crl_info,
     desired_entries,
     entry_for,
-    from_config,
     is_newer_crl,
     normalize_serial,
     parse_client_entry,
@@ -58,12 +56,13 @@ from node_agent.backends.openvpn import (
     render_client_entry,
     render_server_config,
     retry_delay,
-    settings_from_table,
     stats_from,
 )
-from node_agent.backends.openvpn_templates import CLIENT_CONNECT_SCRIPT
-from node_agent.config import load_config
+from node_agent.backends.openvpn.templates import CLIENT_CONNECT_SCRIPT
+from node_agent.client import ControlPlaneClient
+from node_agent.config import ControlPlaneOptions, OpenVpnOptions, load_config
 from node_agent.peers import OpenVpnPeer, WireGuardPeer
+from node_agent.runner import build_backends
 from tests.api.nodes.support import ec_key, make_csr
 
 NODE_ID = "0x" + "ab" * 32
@@ -152,7 +151,7 @@ def short_dir() -> Iterator[Path]:
 def test_the_server_configuration_holds_every_directive_the_backend_relies_on(
     pki: Pki, short_dir: Path
 ) -> None:
-    settings = OpenVpnSettings(state_dir=short_dir, status_interval_seconds=3)
+    settings = OpenVpnOptions(state_dir=short_dir, status_interval_seconds=3)
     paths = Paths.under(short_dir)
 
     text = render_server_config(settings, pki.material(port=1195), paths)
@@ -189,7 +188,7 @@ def test_the_server_configuration_holds_every_directive_the_backend_relies_on(
 
 
 def test_the_configuration_follows_the_settings(pki: Pki, short_dir: Path) -> None:
-    settings = OpenVpnSettings(
+    settings = OpenVpnOptions(
         state_dir=short_dir,
         proto="tcp-server",
         listen="198.18.0.1",
@@ -221,7 +220,7 @@ def test_the_configuration_follows_the_settings(pki: Pki, short_dir: Path) -> No
 def test_settings_that_would_break_the_configuration_are_refused(
     changes: dict[str, object], message: str, short_dir: Path
 ) -> None:
-    base = OpenVpnSettings(state_dir=short_dir)
+    base = OpenVpnOptions(state_dir=short_dir)
     with pytest.raises(ValueError, match=message):
         replace(base, **changes)  # type: ignore[arg-type]
 
@@ -677,7 +676,7 @@ def fake_server(state_dir: Path) -> tuple[str, ...]:
 async def rig(pki: Pki, short_dir: Path) -> AsyncIterator[Rig]:
     """A started backend whose "OpenVPN" is `sleep` (via the command prefix) and whose
     management socket is a fake; maintenance runs only when a test calls it."""
-    settings = OpenVpnSettings(
+    settings = OpenVpnOptions(
         state_dir=short_dir, command_prefix=fake_server(short_dir), reconcile_interval_seconds=0
     )
     source, clock = FakeSource(pki.material()), Clock()
@@ -874,7 +873,7 @@ async def test_stats_read_a_fresh_status_file(rig: Rig) -> None:
 async def test_a_restarted_backend_keeps_serving_what_it_had(pki: Pki, short_dir: Path) -> None:
     """Fail-static across an agent restart with the control plane down: the entries and the
     material on disk are used, and the running server is adopted, not restarted."""
-    settings = OpenVpnSettings(state_dir=short_dir, command_prefix=fake_server(short_dir))
+    settings = OpenVpnOptions(state_dir=short_dir, command_prefix=fake_server(short_dir))
     down = MaterialUnavailable("down")
     first = OpenVpnBackend(settings, FakeSource(pki.material()))
     second = OpenVpnBackend(settings, FakeSource(pki.material(), down))
@@ -934,7 +933,7 @@ def _gone(pid: int) -> bool:
 
 
 async def test_a_server_that_dies_is_restarted(pki: Pki, short_dir: Path) -> None:
-    settings = OpenVpnSettings(
+    settings = OpenVpnOptions(
         state_dir=short_dir,
         command_prefix=fake_server(short_dir),
         restart_backoff_max_seconds=0.1,
@@ -972,6 +971,36 @@ def _material_json(pki: Pki) -> dict[str, object]:
     }
 
 
+def _client(
+    handler: Callable[[httpx.Request], httpx.Response],
+    node_id: str = NODE_ID,
+    account: LocalAccount | None = None,
+) -> ControlPlaneClient:
+    """The agent's one control-plane client, answered by `handler` (one attempt per call: the
+    backend does its own backoff)."""
+    options = ControlPlaneOptions(
+        url="http://cp",
+        poll_wait_seconds=30,
+        request_timeout_seconds=5.0,
+        retry_attempts=1,
+        backoff_base_seconds=0.01,
+        backoff_cap_seconds=0.01,
+        breaker_failures=100,
+        breaker_reset_seconds=1.0,
+    )
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    return ControlPlaneClient(
+        options,
+        node_id,
+        account or Account.create(),
+        transport=httpx.MockTransport(handler),
+        sleep=no_sleep,
+    )
+
+
 async def test_the_http_source_signs_in_and_fetches_the_material(pki: Pki) -> None:
     agent = Account.create()
     node_id = "0x" + "cd" * 32
@@ -992,10 +1021,8 @@ async def test_the_http_source_signs_in_and_fetches_the_material(pki: Pki) -> No
             return httpx.Response(401, json={"error": {"code": "unauthorized"}})
         return httpx.Response(200, json=_material_json(pki))
 
-    async with httpx.AsyncClient(
-        base_url="http://cp", transport=httpx.MockTransport(handler)
-    ) as http:
-        source = HttpMaterialSource(http, AgentLogin(http, node_id, lambda: agent))
+    async with _client(handler, node_id, agent) as client:
+        source = ClientMaterialSource(client)
         material = await source()
 
     assert material.ca_cert == pki.node.ca_cert
@@ -1024,9 +1051,9 @@ async def test_a_refused_login_is_tried_again_with_a_fresh_challenge() -> None:
             return httpx.Response(401, json={"error": {"code": "unauthorized"}})
         return httpx.Response(200, json={"access_token": "t", "expires_in": 900})
 
-    transport = httpx.MockTransport(handler)
-    async with httpx.AsyncClient(base_url="http://cp", transport=transport) as http:
-        token = await AgentLogin(http, node_id, lambda: agent)(False)
+    async with _client(handler, node_id, agent) as client:
+        await client.login()
+        token = client._token
 
     assert token == "t"
     assert len(logins) == 2
@@ -1044,30 +1071,42 @@ async def test_a_refused_login_is_tried_again_with_a_fresh_challenge() -> None:
 async def test_the_http_source_reports_what_went_wrong(
     status: int, body: object, error: type[Exception], message: str
 ) -> None:
-    async def token(renew: bool) -> str:
-        return "t"
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/agent/challenge":
+            return httpx.Response(200, json={"challenge": f"sign {NODE_ID}"})
+        if request.url.path == "/v1/agent/login":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 900})
+        return httpx.Response(status, json=body)
 
-    transport = httpx.MockTransport(lambda _: httpx.Response(status, json=body))
-    async with httpx.AsyncClient(base_url="http://cp", transport=transport) as http:
+    async with _client(handler) as client:
         with pytest.raises(error, match=message):
-            await HttpMaterialSource(http, token)()
+            await ClientMaterialSource(client)()
 
 
 async def test_an_unreachable_control_plane_is_unavailable() -> None:
-    async def token(renew: bool) -> str:
-        return "t"
-
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    async with httpx.AsyncClient(
-        base_url="http://cp", transport=httpx.MockTransport(refuse)
-    ) as http:
+    async with _client(refuse) as client:
         with pytest.raises(MaterialUnavailable, match="connection refused"):
-            await HttpMaterialSource(http, token)()
+            await ClientMaterialSource(client)()
 
 
 # --- The [openvpn] table of the agent's configuration -------------------------------------------
+
+
+def settings_from_table(table: dict[str, object], agent_state_dir: Path) -> OpenVpnOptions:
+    """The `[openvpn]` section `load_config` makes of `table` (written as TOML)."""
+    lines = [f"{name} = {json.dumps(value)}" for name, value in table.items()]
+    text = (
+        f'node_id = "{NODE_ID}"\nstate_dir = "{agent_state_dir}"\n'
+        '[control_plane]\nurl = "http://127.0.0.1:9"\n[openvpn]\n' + "\n".join(lines) + "\n"
+    )
+    config_file = agent_state_dir / "agent.toml"
+    config_file.write_text(text)
+    options = load_config(config_file, environ={}).openvpn
+    assert options is not None
+    return options
 
 
 def test_the_openvpn_table_becomes_settings(short_dir: Path) -> None:
@@ -1093,7 +1132,7 @@ def test_the_openvpn_table_becomes_settings(short_dir: Path) -> None:
     assert settings.maintenance_interval_seconds == 1.0
     assert settings.crl_policy.refresh_interval == timedelta(minutes=10)
     assert settings.crl_policy.warn_before == CrlPolicy().warn_before
-    assert settings_from_table({}, short_dir) == OpenVpnSettings(state_dir=short_dir / "openvpn")
+    assert settings_from_table({}, short_dir) == OpenVpnOptions(state_dir=short_dir / "openvpn")
 
 
 @pytest.mark.parametrize(
@@ -1121,6 +1160,7 @@ def test_from_config_wires_the_backend_without_starting_it(tmp_path: Path) -> No
 node_id = "0x{"ef" * 32}"
 state_dir = "/tmp/nds-from-config"
 control_plane.url = "http://127.0.0.1:9"
+wireguard.enabled = false
 [openvpn]
 proto = "udp4"
 """
@@ -1128,7 +1168,8 @@ proto = "udp4"
     config = load_config(config_file, environ={})
     assert config.openvpn is not None
 
-    backend = from_config(config.openvpn, config)
+    backend = build_backends(config, _client(lambda _: httpx.Response(503)))["openvpn"]
+    assert isinstance(backend, OpenVpnBackend)
 
     assert backend.settings.proto == "udp4"
     assert backend.paths.root == Path("/tmp/nds-from-config/openvpn")

@@ -311,11 +311,12 @@ reconcile_interval_seconds = 2
     loaded = load_config(config_file, environ={})
     pin_pools(config_file, await fetch_pools(loaded, agent_key))
     config = load_config(config_file, environ={})
-    backends = build_backends(config)
-    backend = cast(OpenVpnBackend, backends["openvpn"])
     task: asyncio.Task[None] | None = None
+    backend: OpenVpnBackend | None = None
     try:
         async with ControlPlaneClient(config.control_plane, node_id, agent_key) as client:
+            backends = build_backends(config, client)
+            backend = cast(OpenVpnBackend, backends["openvpn"])
             agent = Agent(config, client, backends, StateStore(config.state_dir))
             task = asyncio.create_task(agent.run(), name="nodus-agent")
             yield agent, backend
@@ -324,7 +325,8 @@ reconcile_interval_seconds = 2
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await backend.stop()
+        if backend is not None:
+            await backend.stop()
 
 
 # --- The test -------------------------------------------------------------------------------------
