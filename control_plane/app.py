@@ -45,7 +45,7 @@ from control_plane.subscriptions.router import router as subscriptions_router
 
 def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """Every background job and its interval (filled in by the domains that own jobs)."""
-    from control_plane.chain.indexer import sync_chain
+    from control_plane.indexer.sync import sync_chain
     from control_plane.prober.service import probe_round
     from control_plane.prober.settings import ProberSettings
     from control_plane.rewards.epoch_job import reward_epoch_job

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.client import ChainReader
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Services
+from control_plane.revisions import bump_revision
 from control_plane.subscriptions.repository import SubscriberRepository
 
 log = logging.getLogger("nodus.expiry")

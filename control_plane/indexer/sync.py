@@ -44,8 +44,8 @@ from control_plane.chain.client import (
     hex0x,
 )
 from control_plane.chain.contracts import Deployment, load_abi
-from control_plane.chain.repository import ChainRepository
 from control_plane.errors import ChainUnavailable
+from control_plane.indexer.repository import ChainRepository
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     bump_nodes_of,
