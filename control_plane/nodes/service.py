@@ -28,7 +28,8 @@ from control_plane.errors import (
     NodeNotActive,
     NotFound,
 )
-from control_plane.nodes.models import ChainNode, Node
+from control_plane.indexer.models import ChainNode
+from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
 from control_plane.nodes.schemas import (
     NodeIn,

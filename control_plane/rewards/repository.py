@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import PeerMetric
 from control_plane.configs.models import DeviceConfig
-from control_plane.nodes.models import ChainNode, Node
-from control_plane.rewards.models import RewardEpoch
+from control_plane.indexer.models import ChainNode, RewardEpoch
+from control_plane.nodes.models import Node
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Subscriber
 

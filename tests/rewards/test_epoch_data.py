@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
+from control_plane.indexer.models import RewardEpoch
 from control_plane.prober import repository as probers
 from control_plane.prober.models import ProbeSample
 from control_plane.rewards import repository
@@ -23,7 +24,6 @@ from control_plane.rewards.epoch_data import (
     total_funded,
 )
 from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.models import RewardEpoch
 from control_plane.rewards.repository import PeerReport
 from control_plane.rewards.scoring import PPM, NodeMetrics, ProberView, score_node
 from tests.rewards.support import (
