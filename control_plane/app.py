@@ -48,8 +48,8 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     from control_plane.indexer.sync import sync_chain
     from control_plane.prober.service import probe_round
     from control_plane.prober.settings import ProberSettings
-    from control_plane.rewards.epoch_job import reward_epoch_job
-    from control_plane.rewards.posting import posting_jobs
+    from control_plane.rewards.posting.epoch_job import reward_epoch_job
+    from control_plane.rewards.posting.publisher import posting_jobs
     from control_plane.subscriptions.expiry import expire_lapsed
 
     jobs: dict[str, tuple[float, Job]] = {

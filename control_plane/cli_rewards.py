@@ -58,7 +58,7 @@ from control_plane.cli_support import (
     send,
     short_hex,
 )
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 
 rewards_app = typer.Typer(
     name="rewards",

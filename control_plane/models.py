@@ -8,7 +8,7 @@ from control_plane.db import Base
 from control_plane.indexer.models import ChainCursor, ChainNode, IndexedBlock, RewardEpoch
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
-from control_plane.rewards.posting_models import RewardLeaf, RewardPublication
+from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Payment, Subscriber
 
