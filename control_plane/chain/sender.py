@@ -50,12 +50,12 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 from web3.types import TxParams, Wei
 
-from control_plane.chain.client import Web3ChainReader, hex0x
+from control_plane.chain.client import ChainReader, Web3ChainReader, hex0x
 from control_plane.chain.contracts import CONTRACT_NAMES, load_abi
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
 from control_plane.db import unit_of_work
-from control_plane.jobs import Services
 from control_plane.paths import DEFAULT_ARTIFACTS_DIR
+from control_plane.settings import Settings
 
 log = logging.getLogger("nodus.sender")
 
@@ -65,6 +65,20 @@ GWEI: Final = 10**9
 SENDER_LOCK_CLASS: Final = 0x6E6F6475  # "nodu": the advisory-lock class of sender keys
 _ALREADY_KNOWN: Final = ("already known", "already imported", "known transaction")
 _NONCE_USED: Final = ("nonce too low", "nonce has already been used", "nonce is too low")
+
+
+class SenderContext(Protocol):
+    """What the sender needs from the app's runtime (control_plane.jobs.Services has it): the
+    chain adapter sits below the jobs layer, so it names the shape instead of importing it."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
+
+    @property
+    def chain(self) -> ChainReader: ...
 
 
 class OracleSettings(BaseSettings):
@@ -395,7 +409,7 @@ class TransactionSender:
     @classmethod
     def for_services(
         cls,
-        services: Services,
+        services: SenderContext,
         settings: OracleSettings | None = None,
         account: LocalAccount | None = None,
     ) -> TransactionSender:

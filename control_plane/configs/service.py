@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane import crypto
 from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import chain_now
-from control_plane.configs.models import DeviceConfig
 from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
 from control_plane.configs.schemas import (
     ConfigOut,
@@ -31,6 +30,7 @@ from control_plane.configs.schemas import (
     OpenVpnConfigIn,
     WireGuardConfigIn,
 )
+from control_plane.device_configs import DeviceConfig
 from control_plane.errors import (
     Conflict,
     Invalid,
