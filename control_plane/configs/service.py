@@ -41,12 +41,12 @@ from control_plane.errors import (
 )
 from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeRepository
-from control_plane.nodes.schemas import openvpn_port_of, parse_endpoint
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import current_expiry
 from control_plane.tunnel import openvpn, wireguard
 from control_plane.tunnel.addresses import FIRST_DEVICE_INDEX, Pools, device_address
+from control_plane.tunnel.grammar import openvpn_port_of, parse_endpoint
 from control_plane.tunnel.render_checks import UnsafeConfigValue
 
 log = logging.getLogger("nodus.configs")
