@@ -1,6 +1,6 @@
 """The strict grammars of the operator-controlled values that reach clients: a node's endpoint
-and its country. One module, so the API (schemas), the renderers (configs/wireguard.py,
-configs/openvpn.py), the out-of-service migration and the OpenAPI document share one rule.
+and its country. One module, so the API (schemas), the renderers (tunnel/wireguard.py,
+tunnel/openvpn.py), the out-of-service migration and the OpenAPI document share one rule.
 
 Every check is `re.fullmatch` over explicit ASCII classes (never `$`, which also matches before
 a trailing newline, and never `\\d`/`\\w`, which match non-ASCII digits and letters), followed by
