@@ -30,7 +30,7 @@ from eth_account import Account
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
-from control_plane.configs import openvpn as cp_openvpn
+from control_plane.tunnel import openvpn as cp_openvpn
 from node_agent.backends import PeerStats, VpnBackend
 from node_agent.backends.openvpn import (
     ClientEntry,
