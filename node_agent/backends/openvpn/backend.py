@@ -80,8 +80,6 @@ log = logging.getLogger("nodus.agent.openvpn")
 
 KILL_MEMORY_SECONDS = 10.0  # a killed session lingers in the status for OpenVPN's 5 s exit delay
 
-# --- The backend -------------------------------------------------------------------------------
-
 
 @dataclass(frozen=True, slots=True)
 class OpenVpnHealth:

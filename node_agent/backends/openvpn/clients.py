@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,12 +10,8 @@ from datetime import datetime
 from node_agent.backends.openvpn.material import OpenVpnMaterial, normalize_serial
 from node_agent.peers import OpenVpnPeer
 
-log = logging.getLogger("nodus.agent.openvpn")
-
 _EXPIRES_LINE = "# nodus-expires-at: "
 _SERIAL_LINE = "# nodus-peer: "
-
-# --- Client entries ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,6 @@ from node_agent.config import CrlPolicy
 
 log = logging.getLogger("nodus.agent.openvpn")
 
-# --- CRL freshness -----------------------------------------------------------------------------
-
 
 class CrlLevel(IntEnum):
     OK = 0

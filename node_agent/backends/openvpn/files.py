@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +9,6 @@ from pathlib import Path
 from node_agent.backends.openvpn.material import OpenVpnMaterial
 from node_agent.backends.openvpn.templates import SERVER_CONFIG
 from node_agent.config import OpenVpnOptions, safe_path
-
-log = logging.getLogger("nodus.agent.openvpn")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +86,7 @@ class Paths:
 
 
 def render_server_config(settings: OpenVpnOptions, material: OpenVpnMaterial, paths: Paths) -> str:
-    """The server configuration for `material` (see openvpn_templates.SERVER_CONFIG)."""
+    """The server configuration for `material` (see templates.SERVER_CONFIG)."""
     udp = settings.proto.startswith("udp")
     return SERVER_CONFIG.substitute(
         port=material.port,

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from node_agent.backends.openvpn.status import StatusSnapshot, parse_status
-
-log = logging.getLogger("nodus.agent.openvpn")
-
-# --- Management interface ----------------------------------------------------------------------
 
 
 class ManagementError(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -19,9 +18,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from node_agent.client import MATERIAL_PATH, ControlPlaneClient, ControlPlaneError, Refused
-
-log = logging.getLogger("nodus.agent.openvpn")
-
 
 SERIAL = re.compile(r"^[0-9a-f]{1,64}$")
 _STATIC_KEY = "-----BEGIN OpenVPN Static key V1-----"
@@ -40,9 +36,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-# --- Material --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,8 +16,6 @@ from node_agent.backends.openvpn.files import Paths, read_file
 
 log = logging.getLogger("nodus.agent.openvpn")
 
-# --- The server process ------------------------------------------------------------------------
-
 
 class ServerProcess:
     """The running `openvpn`: a child of ours (a plain Popen, which, unlike an asyncio

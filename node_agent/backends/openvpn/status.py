@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from node_agent.backends import PeerStats
 from node_agent.backends.openvpn.clients import ClientEntry
-
-log = logging.getLogger("nodus.agent.openvpn")
-
-# --- Status ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
