@@ -50,6 +50,11 @@ class Refused(ControlPlaneError):
         self.message = message
 
 
+class _LoginRefused(Refused):
+    """The signed login itself was refused (not the challenge): the node's open challenge is
+    single-use, so another sign-in of this node may have just taken it; worth a fresh one."""
+
+
 def _error_message(response: httpx.Response) -> str:
     try:
         body = response.json()
@@ -163,7 +168,7 @@ class ControlPlaneClient:
             try:
                 await self._login_once()
                 return
-            except Refused:
+            except _LoginRefused:
                 if attempt + 1 == LOGIN_ATTEMPTS:
                     raise
                 await self._sleep(random.uniform(0.2, 1.0))  # noqa: S311 (jitter)
@@ -178,17 +183,20 @@ class ControlPlaneClient:
         if not isinstance(text, str) or self.node_id not in text:
             raise Refused(200, "the challenge does not name this node; refusing to sign it")
         signature = self.account.sign_message(encode_defunct(text=text)).signature.to_0x_hex()
-        body = self._json_object(
-            await self._request(
-                "POST",
-                "/v1/agent/login",
-                json={"node_id": self.node_id, "signature": signature},
-                auth=False,
+        try:
+            body = self._json_object(
+                await self._request(
+                    "POST",
+                    "/v1/agent/login",
+                    json={"node_id": self.node_id, "signature": signature},
+                    auth=False,
+                )
             )
-        )
+        except Refused as exc:
+            raise _LoginRefused(exc.status, exc.message) from exc
         token, expires_in = body.get("access_token"), body.get("expires_in")
         if not isinstance(token, str) or not isinstance(expires_in, int) or expires_in <= 0:
-            raise Refused(200, "the login answer has no usable token")
+            raise _LoginRefused(200, "the login answer has no usable token")
         self._token = token
         # Renew a fifth of the lifetime before expiry (at most a minute): never on the edge.
         self._token_renew_at = self._clock() + expires_in - min(60.0, expires_in / 5)
