@@ -168,7 +168,10 @@ async def test_pools_before_the_node_is_registered_says_so(
     tmp_path: Path, fake: FakeControlPlane
 ) -> None:
     config = tmp_path / "agent.toml"
-    code, output = await cli("init", "--config", str(config), "--control-plane-url", fake.url)
+    operator = "0x" + "0b" * 20
+    code, output = await cli(
+        "init", "--config", str(config), "--operator", operator, "--control-plane-url", fake.url
+    )
     assert code == 0, output
     assert f"nodus-agent pools --config {config}" in " ".join(output.split())
     # The fake does not know this node (its id is new): sign-in is refused.

@@ -99,6 +99,8 @@ class ControlPlane:
             "NODUS_EXPIRY_INTERVAL_SECONDS": "1",
             "NODUS_CHAIN_SYNC_INTERVAL_SECONDS": "1",
             "NODUS_LOG_LEVEL": "WARNING",
+            # The lab's nodes live on private addresses inside network namespaces.
+            "NODUS_ALLOW_PRIVATE_ENDPOINTS": str(s.allow_private_endpoints).lower(),
         }
 
     async def start(self) -> None:

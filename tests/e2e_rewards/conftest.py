@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -38,6 +37,7 @@ from control_plane.rewards.posting_repository import PostingRepository
 from control_plane.settings import Settings
 from tests.api.nodes.support import (
     NDS,
+    agent_of,
     fresh_wallet,
     node_body,
     node_headers,
@@ -117,15 +117,13 @@ class Network:
     async def node(
         self, operator: LocalAccount, health: HealthServer, stake: int = NODE_STAKE
     ) -> str:
-        """Staked in NodeRegistry with a fresh agent key, registered here (POST /v1/nodes) with
-        its endpoint on the health server, which signs its answers with that agent key (proof
-        of service), and indexed by the chain-sync job. The default stake (1,000 NDS) caps a
+        """Staked in NodeRegistry with the agent key `agent_of` derives from its id (the key its
+        node tokens carry), registered here (POST /v1/nodes) with its endpoint on the health
+        server, which signs its answers with that agent key (proof of service), and indexed by
+        the chain-sync job. The default stake (1,000 NDS) caps a
         node's part at 10,000 NDS, the local epoch budget, so only tests about the cap meet it."""
-        agent: LocalAccount = Account.create()
-        node_id = await register_on_chain(
-            self.w3, self.deployment, operator, stake=stake, agent=agent.address
-        )
-        health.serve_as(node_id, agent)
+        node_id = await register_on_chain(self.w3, self.deployment, operator, stake=stake)
+        health.serve_as(node_id, agent_of(node_id))
         body = node_body(node_id, protocols=("wireguard",), endpoint=health.endpoint)
         response = await post_node(self.client, self.settings, operator, body)
         assert response.status_code == 201, response.text

@@ -34,7 +34,6 @@ from tests.agent.conftest import FakeBackend, running_agent, until
 from tests.api.agent.conftest import (
     World,
     new_address,
-    new_node_id,
     new_wireguard_key,
     node_token,
     wallet_token,
@@ -97,21 +96,22 @@ async def test_the_agent_pins_the_real_pools_and_refuses_a_peer_outside_them(
     deployment: Deployment,
     world: World,
 ) -> None:
-    # 1. nodus-agent init, as the guide says: no pools yet.
-    node_id = new_node_id()
+    # 1. nodus-agent init, as the guide says: no pools yet. The node id derives from the
+    # operator's address and the salt init prints.
+    operator = await fresh_wallet(w3, deployment, STAKE)
     path = tmp_path / "agent.toml"
     code, output = await agent_cli_run(
-        "init", "--config", str(path), "--node-id", node_id, "--control-plane-url", api_url,
-        "--health-listen", "", "--json",
+        "init", "--config", str(path), "--operator", operator.address,
+        "--control-plane-url", api_url, "--health-listen", "", "--json",
     )  # fmt: skip
     assert code == 0, output
     created = json.loads(output)
+    node_id = created["node_id"]
     code, output = await agent_cli_run("run", "--config", str(path))
     assert code == 2
     assert "run `nodus-agent pools" in output
 
     # 2. The operator stakes and registers the node with that agent, then registers it here.
-    operator = await fresh_wallet(w3, deployment, STAKE)
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
     await transact(w3, operator, token.functions.approve(registry.address, STAKE))
@@ -119,7 +119,7 @@ async def test_the_agent_pins_the_real_pools_and_refuses_a_peer_outside_them(
         w3,
         operator,
         registry.functions.register(
-            bytes.fromhex(node_id[2:]), STAKE, created["agent_address"], ""
+            bytes.fromhex(created["salt"][2:]), STAKE, created["agent_address"], ""
         ),
     )
     body = node_body(
