@@ -23,7 +23,16 @@ from control_plane.chain.devchain import Anvil, deploy, running_anvil
 from control_plane.migrate import upgrade
 from control_plane.models import Base
 from control_plane.settings import Settings
+from tests import kinds
 from tests.database import admin_database_url, scratch_database
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kinds.register(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kinds.mark(items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")
