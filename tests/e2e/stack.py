@@ -30,8 +30,9 @@ from control_plane.chain.devchain import transact
 from control_plane.configs.addresses import Pools, default_pools
 from control_plane.settings import Settings
 from node_agent.state import StateStore
-from tests.api.auth.conftest import bearer
-from tests.api.nodes.support import (
+from tests.control_plane.auth.conftest import bearer
+from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
+from tests.support.builders import (
     MIN_STAKE,
     NDS,
     fresh_wallet,
@@ -39,7 +40,6 @@ from tests.api.nodes.support import (
     wallet_headers,
     wg_keys,
 )
-from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
 
 NODE_ENDPOINT = "198.18.0.1"  # the node's "public" address (on its loopback)
 WG_PORT = 51820

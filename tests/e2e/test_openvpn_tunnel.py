@@ -57,8 +57,8 @@ from node_agent.config import load_config
 from node_agent.pools import fetch_pools, pin_pools
 from node_agent.runner import build_backends
 from node_agent.state import StateStore
-from tests.api.auth.conftest import login
-from tests.api.nodes.support import (
+from tests.control_plane.auth.conftest import login
+from tests.support.builders import (
     MIN_STAKE,
     NDS,
     ec_key,

@@ -1,10 +1,10 @@
 """The reward economy end to end, with nothing of ours faked: operators register nodes on-chain
 and with the control plane, subscribers get real configs, nodes serve real health endpoints
-(tests/prober/health.py, signing as each node's agent) and report through the agent API, the
-control plane's prober probes them, the epoch job scores and queues the root, the oracle's
-sender posts and accepts it on anvil, and operators claim with `nodus rewards claim` against the
-control plane served over HTTP (uvicorn, in the test's event loop, so the CLI's thread reaches
-the same app)."""
+(tests/control_plane/prober/health.py, signing as each node's agent) and report through the
+agent API, the control plane's prober probes them, the epoch job scores and queues the root,
+the oracle's sender posts and accepts it on anvil, and operators claim with
+`nodus rewards claim` against the control plane served over HTTP (uvicorn, in the test's event
+loop, so the CLI's thread reaches the same app)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ from control_plane.rewards.epoch_job import score_and_propose
 from control_plane.rewards.posting import accept_due_roots, send_oracle_transactions
 from control_plane.rewards.posting_repository import PostingRepository
 from control_plane.settings import Settings
-from tests.api.nodes.support import (
+from tests.cli.conftest import Cli
+from tests.control_plane.prober.health import HealthServer, closed_port
+from tests.support.builders import (
     NDS,
     agent_of,
     fresh_wallet,
@@ -48,8 +50,6 @@ from tests.api.nodes.support import (
     wallet_headers,
     wg_keys,
 )
-from tests.cli.conftest import Cli
-from tests.prober.health import HealthServer, closed_port
 
 EPOCH_SECONDS = 3_600  # an hour-long epoch (NODUS_EPOCH_SECONDS)
 ORACLE = dev_account(1)
