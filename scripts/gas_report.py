@@ -24,7 +24,7 @@ from control_plane.chain.devchain import (
     send_eth,
     transact,
 )
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 
 NDS = 10**18
 DEADLINE = 2**63

@@ -17,11 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
 from control_plane.addresses import require_public_endpoint
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.client import ChainReader
-from control_plane.configs.addresses import Pools, default_pools
-from control_plane.configs.openvpn import build_crl, create_node_pki
-from control_plane.configs.repository import ConfigRepository
 from control_plane.errors import (
     Conflict,
     EndpointInUse,
@@ -31,8 +27,8 @@ from control_plane.errors import (
     NodeNotActive,
     NotFound,
 )
-from control_plane.nodes.grammar import stored_node_problem
-from control_plane.nodes.models import ChainNode, Node
+from control_plane.indexer.models import ChainNode
+from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
 from control_plane.nodes.schemas import (
     NodeIn,
@@ -42,7 +38,11 @@ from control_plane.nodes.schemas import (
     check_node_shape,
     openvpn_port_of,
 )
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import Pools, default_pools
+from control_plane.tunnel.grammar import stored_node_problem
+from control_plane.tunnel.openvpn import build_crl, create_node_pki
 
 log = logging.getLogger("nodus.nodes")
 
@@ -297,10 +297,9 @@ async def update_node(
         values.update(_pki_values(settings, node_id))
     await nodes.update(node_id, values)
 
-    configs = ConfigRepository(session)
     revoked = 0
     for dropped in sorted(set(old_protocols) - set(protocols)):
-        revoked += await configs.revoke_live_on_node(node_id, dropped)
+        revoked += await nodes.revoke_live_on_node(node_id, dropped)
     if revoked:
         await bump_revision(session, node_id)
     view = await nodes.get_live_view(node_id)
@@ -314,7 +313,7 @@ async def delete_node(session: AsyncSession, caller: str, node_id: str) -> None:
     nodes = NodeRepository(session)
     await _owned(nodes, node_id, caller)  # locks the row: no config is issued meanwhile
     await nodes.soft_delete(node_id)
-    await ConfigRepository(session).revoke_live_on_node(node_id)
+    await NodeRepository(session).revoke_live_on_node(node_id)
     await bump_revision(session, node_id)
 
 
@@ -352,7 +351,7 @@ async def _crl(session: AsyncSession, settings: Settings, node: Node) -> str:
     assert node.openvpn_ca_cert is not None
     assert node.openvpn_ca_key_encrypted is not None
     now = datetime.now(UTC)
-    revoked = await ConfigRepository(session).revoked_serials(node.id, now - CRL_EXPIRED_GRACE)
+    revoked = await NodeRepository(session).revoked_serials(node.id, now - CRL_EXPIRED_GRACE)
     return build_crl(
         ca_cert_pem=node.openvpn_ca_cert,
         ca_key_pem=crypto.decrypt(settings, node.openvpn_ca_key_encrypted),

@@ -12,7 +12,7 @@ from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract, node_id_of
 from control_plane.chain.devchain import dev_account, transact
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
 
 NODE_SALT = bytes.fromhex("6e6f6465" + "00" * 27 + "a1")

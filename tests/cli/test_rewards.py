@@ -1,6 +1,6 @@
 """`nodus rewards` against the real RewardDistributor. The control plane's reward endpoints are
 stood in for by a tiny local HTTP server serving what the test publishes itself (a tree built
-with control_plane.rewards.merkle, proposed by the oracle dev account 1)."""
+with control_plane.rewards.formula.merkle, proposed by the oracle dev account 1)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import advance_time, dev_account, transact
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
 
 OP_A, OP_B = dev_account(2), dev_account(3)

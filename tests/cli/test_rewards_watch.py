@@ -10,7 +10,7 @@ from web3.exceptions import ContractCustomError
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import advance_time, dev_account, transact
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
 from tests.cli.test_rewards_verify_published import OP_A, epoch_of, post
 

@@ -19,7 +19,6 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import (
-    REPO_ROOT,
     Deployment,
     Web3Client,
     contract,
@@ -27,8 +26,9 @@ from control_plane.chain.contracts import (
     node_id_of,
 )
 from control_plane.chain.devchain import transact
-from control_plane.configs.addresses import Pools, default_pools
+from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import Pools, default_pools
 from node_agent.state import StateStore
 from tests.control_plane.auth.conftest import bearer
 from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.chain.devchain import advance_time
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from tests.e2e.conftest import needs_tunnels
 from tests.e2e.lab import Lab, sh

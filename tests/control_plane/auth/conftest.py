@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from control_plane.chain.devchain import dev_account
 from control_plane.db import unit_of_work
-from control_plane.nodes.models import ChainNode
+from control_plane.indexer.models import ChainNode
 from control_plane.settings import Settings
 
 # A configured admin (a dev account, so it is a real key this test run can sign with).

@@ -22,8 +22,8 @@ from control_plane.chain.contracts import (
     node_id_of,
 )
 from control_plane.chain.devchain import dev_account, send_eth, transact
-from control_plane.chain.indexer import sync_chain
 from control_plane.db import unit_of_work
+from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.subscriptions.expiry import expire_lapsed
 from control_plane.subscriptions.models import Subscriber

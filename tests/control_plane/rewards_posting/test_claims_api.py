@@ -11,7 +11,7 @@ from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import dev_account, transact
 from control_plane.chain.sender import TransactionSender
 from control_plane.jobs import Services
-from control_plane.rewards.posting import post_epoch
+from control_plane.rewards.posting.publisher import post_epoch
 from tests.control_plane.chain.support import NDS, events
 from tests.control_plane.rewards_posting.support import post_and_accept, published
 

@@ -15,11 +15,12 @@ from pydantic import SecretStr
 from control_plane.chain.client import hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import dev_account, transact
-from control_plane.chain.sender import OracleKeyError, TransactionSender
+from control_plane.chain.oracle_key import OracleKeyError
+from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.posting import (
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.posting.publisher import (
     PostingRefused,
     RewardPostingSettings,
     accept_due_roots,
@@ -33,7 +34,7 @@ from control_plane.rewards.posting import (
     refresh_publications,
     send_oracle_transactions,
 )
-from control_plane.rewards.posting_repository import PostingRepository
+from control_plane.rewards.posting.repository import PostingRepository
 from tests.control_plane.chain.support import (
     NDS,
     CrashingRpc,
