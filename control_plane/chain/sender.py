@@ -31,18 +31,15 @@ import json
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, TypeVar
 
-from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
-from eth_utils.crypto import keccak
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -51,8 +48,9 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import TxParams, Wei
 
 from control_plane.chain.client import Web3ChainReader, hex0x
-from control_plane.chain.contracts import CONTRACT_NAMES, DEFAULT_ARTIFACTS_DIR, load_abi
+from control_plane.chain.contracts import DEFAULT_ARTIFACTS_DIR
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
+from control_plane.chain.reverts import RevertDecoder
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
 
@@ -284,45 +282,18 @@ class Web3TxRpc:
 # Revert reasons
 
 
-@cache
-def revert_decoders(
-    artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR,
-) -> Mapping[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]]:
-    """selector -> (error name, argument names, argument types) of every Nodus custom error."""
-    decoders: dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
-    for name in CONTRACT_NAMES:
-        for entry in load_abi(name, artifacts_dir):
-            if entry.get("type") != "error":
-                continue
-            types = tuple(_abi_type(i) for i in entry.get("inputs", []))
-            names = tuple(str(i.get("name", "")) for i in entry.get("inputs", []))
-            selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
-            decoders[selector] = (str(entry["name"]), names, types)
-    return decoders
-
-
-def _abi_type(entry: Mapping[str, Any]) -> str:
-    kind = str(entry["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in entry.get("components", []))
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
-
-
-def describe_revert(exc: ContractLogicError, artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR) -> str:
+def describe_revert(exc: ContractLogicError, decoder: RevertDecoder) -> str:
     """`WrongEpoch(epoch=5, expected=2)` for a Nodus custom error, else web3's message."""
     data = exc.data if isinstance(exc.data, str) else None
     if data and data.startswith("0x") and len(data) >= 10:
-        raw = bytes.fromhex(data[2:])
-        decoder = revert_decoders(artifacts_dir).get(raw[:4])
-        if decoder is not None:
-            name, names, types = decoder
-            try:
-                values = abi_decode(list(types), raw[4:])
-            except Exception:
-                return name
-            args = ", ".join(f"{n}={_plain(v)}" for n, v in zip(names, values, strict=True))
-            return f"{name}({args})"
+        decoded = decoder.decode(data)
+        if decoded is not None:
+            if decoded.values is None:
+                return decoded.name
+            args = ", ".join(
+                f"{n}={_plain(v)}" for n, v in zip(decoded.abi.names, decoded.values, strict=True)
+            )
+            return f"{decoded.name}({args})"
     return str(exc.message or exc)
 
 
@@ -386,6 +357,7 @@ class TransactionSender:
         self.settings = settings
         self.confirmations = confirmations
         self.artifacts_dir = artifacts_dir
+        self.reverts = RevertDecoder(artifacts_dir)
         self.now = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
@@ -665,7 +637,7 @@ class TransactionSender:
                     self.address, current.to, current.data, current.value
                 )
             except ContractLogicError as exc:
-                reason = describe_revert(exc, self.artifacts_dir)
+                reason = describe_revert(exc, self.reverts)
                 await repository.mark_final(current.id, status="failed", error=f"reverts: {reason}")
                 report.failed.append(current.key)
                 log.warning(

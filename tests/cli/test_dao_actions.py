@@ -11,9 +11,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract, node_id_of
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.rewards.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
+from tests.support.devchain import dev_account, transact
 
 NODE_SALT = bytes.fromhex("6e6f6465" + "00" * 27 + "a1")
 # What the world fixture's operator (dev account 7) registers with NODE_SALT.

@@ -15,9 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from control_plane.chain.contracts import REPO_ROOT, Deployment
-from control_plane.chain.devchain import dev_account
 from control_plane.cli_support import format_nds, parse_address, parse_nds
 from tests.cli.conftest import Cli, flat
+from tests.support.devchain import dev_account
 
 NODUS = REPO_ROOT / ".venv" / "bin" / "nodus"
 ADDRESS = dev_account(9).address

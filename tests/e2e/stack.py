@@ -26,7 +26,6 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import transact
 from control_plane.configs.addresses import Pools, default_pools
 from control_plane.settings import Settings
 from node_agent.state import StateStore
@@ -40,6 +39,7 @@ from tests.api.nodes.support import (
     wg_keys,
 )
 from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
+from tests.support.devchain import transact
 
 NODE_ENDPOINT = "198.18.0.1"  # the node's "public" address (on its loopback)
 WG_PORT = 51820

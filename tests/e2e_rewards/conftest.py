@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, advance_time, dev_account
 from control_plane.chain.indexer import sync_chain
 from control_plane.chain.outbox import OutboxTx
 from control_plane.db import unit_of_work
@@ -50,6 +49,7 @@ from tests.api.nodes.support import (
 )
 from tests.cli.conftest import Cli
 from tests.prober.health import HealthServer, closed_port
+from tests.support.devchain import Anvil, advance_time, dev_account
 
 EPOCH_SECONDS = 3_600  # an hour-long epoch (NODUS_EPOCH_SECONDS)
 ORACLE = dev_account(1)

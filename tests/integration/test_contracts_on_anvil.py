@@ -15,7 +15,7 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import REPO_ROOT, Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, dev_account, send_eth, transact
+from tests.support.devchain import Anvil, dev_account, send_eth, transact
 
 NDS = 10**18
 PERIOD = 30 * 24 * 3600

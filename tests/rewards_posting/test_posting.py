@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from control_plane.chain.client import hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.chain.sender import OracleKeyError, TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
@@ -43,6 +42,7 @@ from tests.sender.support import (
     events,
     oracle_nonce,
 )
+from tests.support.devchain import dev_account, transact
 
 OP_A: str = dev_account(2).address
 OP_B: str = dev_account(3).address

@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 
 from control_plane.agent.revisions import bump_revision
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import transact
 from control_plane.configs.addresses import default_pools
 from control_plane.configs.models import DeviceConfig
 from control_plane.db import unit_of_work
@@ -41,6 +40,7 @@ from tests.api.agent.conftest import (
 )
 from tests.api.nodes.support import NDS, fresh_wallet, node_body, post_node
 from tests.prober.health import closed_port
+from tests.support.devchain import transact
 
 runner = CliRunner()
 STAKE = 100 * NDS

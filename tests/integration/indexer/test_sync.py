@@ -17,7 +17,6 @@ from web3.types import FilterParams, LogReceipt
 from control_plane.app import create_app, scheduled_jobs
 from control_plane.chain.client import LogQueryRejected, Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil
 from control_plane.chain.indexer import REORG_WINDOW, sync_chain
 from control_plane.chain.models import ChainCursor, IndexedBlock
 from control_plane.db import unit_of_work
@@ -40,6 +39,7 @@ from tests.integration.indexer.onchain import (
     subscribe,
     sync,
 )
+from tests.support.devchain import Anvil
 
 TABLES = (
     "payments",
