@@ -18,7 +18,7 @@ from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.cli import app
+from nodus_cli.app import app
 from tests.support.devchain import Anvil, dev_account, transact
 
 NDS = 10**18

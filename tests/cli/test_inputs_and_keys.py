@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from control_plane.chain.contracts import REPO_ROOT, Deployment
-from control_plane.cli_support import format_nds, parse_address, parse_nds
+from nodus_cli.support.output import format_nds
+from nodus_cli.support.parsing import parse_address, parse_nds
 from tests.cli.conftest import Cli, flat
 from tests.support.devchain import dev_account
 
