@@ -24,7 +24,6 @@ from control_plane import __version__
 from control_plane.agent.feed import PeerFeed
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.agent.router import router as agent_router
-from control_plane.auth.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
 from control_plane.auth.router import router as auth_router
 from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
@@ -37,6 +36,7 @@ from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
 from control_plane.openapi import install_openapi
 from control_plane.prober.router import router as prober_router
+from control_plane.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
 from control_plane.rewards.claims_router import router as rewards_claims_router
 from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings
@@ -45,11 +45,11 @@ from control_plane.subscriptions.router import router as subscriptions_router
 
 def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """Every background job and its interval (filled in by the domains that own jobs)."""
-    from control_plane.chain.indexer import sync_chain
+    from control_plane.indexer.sync import sync_chain
     from control_plane.prober.service import probe_round
     from control_plane.prober.settings import ProberSettings
-    from control_plane.rewards.epoch_job import reward_epoch_job
-    from control_plane.rewards.posting import posting_jobs
+    from control_plane.rewards.posting.epoch_job import reward_epoch_job
+    from control_plane.rewards.posting.publisher import posting_jobs
     from control_plane.subscriptions.expiry import expire_lapsed
 
     jobs: dict[str, tuple[float, Job]] = {

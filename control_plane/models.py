@@ -2,14 +2,13 @@
 
 from control_plane.agent.models import Heartbeat, PeerMetric
 from control_plane.auth.models import AgentChallenge, ApiKey, AuthNonce
-from control_plane.chain.models import ChainCursor, IndexedBlock
 from control_plane.chain.outbox import OutboxTx, TxAttempt, TxSenderKey
 from control_plane.configs.models import DeviceConfig
 from control_plane.db import Base
-from control_plane.nodes.models import ChainNode, Node
+from control_plane.indexer.models import ChainCursor, ChainNode, IndexedBlock, RewardEpoch
+from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
-from control_plane.rewards.models import RewardEpoch
-from control_plane.rewards.posting_models import RewardLeaf, RewardPublication
+from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Payment, Subscriber
 

@@ -12,8 +12,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from control_plane.auth.proxies import parse_trusted_proxies
-from control_plane.chain.contracts import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
+from control_plane.paths import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
+from control_plane.proxies import parse_trusted_proxies
 
 
 class Settings(BaseSettings):

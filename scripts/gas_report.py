@@ -16,7 +16,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.support.devchain import (
     advance_time,
     deploy,

@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.agent import repository
-from control_plane.agent.revisions import PEERS_CHANNEL
 from control_plane.db import unit_of_work
+from control_plane.revisions import PEERS_CHANNEL
 
 log = logging.getLogger("nodus.agent.feed")
 

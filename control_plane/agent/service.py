@@ -23,9 +23,9 @@ from control_plane.agent.schemas import (
     WireGuardPeer,
 )
 from control_plane.chain.client import ChainReader
+from control_plane.chain.clock import chain_now
 from control_plane.db import unit_of_work
 from control_plane.errors import NotFound, RateLimited, ShuttingDown
-from control_plane.subscriptions.expiry import chain_now
 
 
 async def peer_set(

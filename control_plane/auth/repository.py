@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.auth.models import AgentChallenge, ApiKey, AuthNonce
-from control_plane.nodes.models import ChainNode
+from control_plane.indexer.models import ChainNode
 
 # Expired rows are purged a bounded batch at a time, skipping rows another request holds, so the
 # purge never waits and never grows with the backlog.

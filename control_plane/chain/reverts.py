@@ -19,12 +19,8 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils.crypto import keccak
 
-from control_plane.chain.contracts import (
-    CONTRACT_NAMES,
-    DEFAULT_ARTIFACTS_DIR,
-    DeploymentError,
-    load_abi,
-)
+from control_plane.chain.contracts import CONTRACT_NAMES, DeploymentError, load_abi
+from control_plane.paths import DEFAULT_ARTIFACTS_DIR
 
 
 def abi_type(entry: Mapping[str, Any]) -> str:

@@ -48,11 +48,11 @@ from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCErro
 from web3.types import TxParams, Wei
 
 from control_plane.chain.client import Web3ChainReader, hex0x
-from control_plane.chain.contracts import DEFAULT_ARTIFACTS_DIR
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
 from control_plane.chain.reverts import RevertDecoder
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
+from control_plane.paths import DEFAULT_ARTIFACTS_DIR
 
 log = logging.getLogger("nodus.sender")
 

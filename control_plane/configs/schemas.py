@@ -8,9 +8,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from control_plane.configs.openvpn import load_csr
 from control_plane.nodes.schemas import NodeId, WireGuardPublicKey
 from control_plane.patterns import CERT_SERIAL, CURSOR, NODE_ID, TUNNEL_ADDRESS, WIREGUARD_KEY
+from control_plane.tunnel.openvpn import load_csr
 
 MAX_CSR_CHARS = 16_384  # an RSA-8192 CSR is ~3.3 KB of PEM
 

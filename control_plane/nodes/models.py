@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, Numeric, String, Text, func
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,19 +42,3 @@ class Node(Base):
     # operator PATCHes valid values (which clears both columns).
     suspended_at: Mapped[datetime | None]
     suspended_reason: Mapped[str | None] = mapped_column(Text)
-
-
-class ChainNode(Base):
-    """NodeRegistry state as the indexer learned it from events (the indexer alone writes it).
-    `active` mirrors `NodeRegistry.isActive`, re-read whenever an event touches the node or the
-    minimum stake changes."""
-
-    __tablename__ = "chain_nodes"
-
-    node_id: Mapped[str] = mapped_column(String(66), primary_key=True)
-    operator: Mapped[str] = mapped_column(String(42), index=True)
-    agent: Mapped[str] = mapped_column(String(42))
-    stake: Mapped[int] = mapped_column(Numeric(78, 0))
-    status: Mapped[str] = mapped_column(String(16))  # active | exiting | withdrawn
-    active: Mapped[bool]
-    updated_block: Mapped[int] = mapped_column(BigInteger)

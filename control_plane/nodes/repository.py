@@ -10,7 +10,8 @@ from sqlalchemy import ColumnElement, false, func, or_, select, text, tuple_, up
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.nodes.models import ChainNode, Node
+from control_plane.indexer.models import ChainNode
+from control_plane.nodes.models import Node
 
 ONLINE_WINDOW = timedelta(seconds=60)
 

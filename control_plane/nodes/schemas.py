@@ -10,17 +10,6 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from control_plane.configs.addresses import parse_ipv4_pool, parse_ipv6_pool
-from control_plane.configs.wireguard import check_public_key
-from control_plane.nodes.grammar import (
-    COUNTRIES,
-    ENDPOINT_PATTERN,
-    MAX_ENDPOINT_LENGTH,
-    canonical_endpoint,
-    format_endpoint,
-    parse_country,
-    parse_endpoint,
-)
 from control_plane.patterns import (
     ADDRESS,
     CURSOR,
@@ -30,6 +19,17 @@ from control_plane.patterns import (
     WIREGUARD_KEY,
     WholeNumber,
 )
+from control_plane.tunnel.addresses import parse_ipv4_pool, parse_ipv6_pool
+from control_plane.tunnel.grammar import (
+    COUNTRIES,
+    ENDPOINT_PATTERN,
+    MAX_ENDPOINT_LENGTH,
+    canonical_endpoint,
+    format_endpoint,
+    parse_country,
+    parse_endpoint,
+)
+from control_plane.tunnel.wireguard import check_public_key
 
 __all__ = ["COUNTRIES", "format_endpoint", "parse_endpoint"]  # re-exported for older imports
 

@@ -17,10 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
 from control_plane.addresses import require_public_endpoint
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.client import ChainReader
-from control_plane.configs.addresses import Pools, default_pools
-from control_plane.configs.openvpn import build_crl, create_node_pki
 from control_plane.configs.repository import ConfigRepository
 from control_plane.errors import (
     Conflict,
@@ -31,8 +28,8 @@ from control_plane.errors import (
     NodeNotActive,
     NotFound,
 )
-from control_plane.nodes.grammar import stored_node_problem
-from control_plane.nodes.models import ChainNode, Node
+from control_plane.indexer.models import ChainNode
+from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
 from control_plane.nodes.schemas import (
     NodeIn,
@@ -42,7 +39,11 @@ from control_plane.nodes.schemas import (
     check_node_shape,
     openvpn_port_of,
 )
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import Pools, default_pools
+from control_plane.tunnel.grammar import stored_node_problem
+from control_plane.tunnel.openvpn import build_crl, create_node_pki
 
 log = logging.getLogger("nodus.nodes")
 

@@ -11,7 +11,8 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.nodes.models import ChainNode, Node
+from control_plane.indexer.models import ChainNode
+from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
 from control_plane.prober.signing import Sample
 

@@ -12,7 +12,7 @@ from control_plane.db import Session
 from control_plane.errors import error_body
 from control_plane.patterns import ADDRESS, INT64_MAX
 from control_plane.rewards.claims_schemas import RewardOut
-from control_plane.rewards.publication import published_data, reward_status
+from control_plane.rewards.posting.publication import published_data, reward_status
 
 router = APIRouter(tags=["rewards"])
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import ScalarSelect, and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import PeerMetric
 from control_plane.configs.models import DeviceConfig
-from control_plane.nodes.models import ChainNode, Node
-from control_plane.rewards.models import RewardEpoch
+from control_plane.indexer.models import ChainNode, RewardEpoch
+from control_plane.nodes.models import Node
+from control_plane.rewards.formula.epoch import EpochResult, PeerReport
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Subscriber
-
-if TYPE_CHECKING:
-    from control_plane.rewards.epoch_data import EpochResult
 
 # A peer's counters before the epoch are looked up this far back (older ones: counted from 0).
 BASELINE_LOOKBACK = timedelta(days=1)
@@ -31,27 +28,6 @@ class EpochNode:
     active: bool  # Active in NodeRegistry (as indexed)
     agent: str | None = None  # lower-case; the on-chain agent key (None: not indexed)
     stake: int = 0  # wei, as indexed (0: not indexed)
-
-
-@dataclass(frozen=True, slots=True)
-class PeerReport:
-    """One per-peer report of a node agent. `wallet`: the subscriber (lower-case) whose live
-    config of that node the peer was when reported, if that subscriber had paid; None: the peer
-    was no such config (not real). `baseline`: the report is from before the epoch and only
-    gives the counters' starting point."""
-
-    node_id: str
-    peer: str  # "wg:<public key>" or "ovpn:<serial>"
-    reported_at: datetime
-    last_handshake_at: datetime | None
-    rx_bytes: int
-    tx_bytes: int
-    wallet: str | None
-    baseline: bool
-
-    @property
-    def real(self) -> bool:
-        return self.wallet is not None
 
 
 async def epoch_nodes(session: AsyncSession, start: datetime, end: datetime) -> list[EpochNode]:

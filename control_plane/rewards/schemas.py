@@ -7,11 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from control_plane.indexer.models import RewardEpoch
 from control_plane.patterns import ADDRESS, EPOCH_CURSOR, HASH32, INT64_MAX, WEI
-from control_plane.rewards.models import RewardEpoch
+from control_plane.rewards.formula.scoring import PPM
 from control_plane.rewards.repository import NodeScoreView
 from control_plane.rewards.score_models import OperatorAllocation, ScoredEpoch
-from control_plane.rewards.scoring import PPM
 
 EpochStatus = Literal["scored", "proposed", "accepted", "revoked"]
 

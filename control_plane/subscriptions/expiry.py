@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.client import ChainReader
-from control_plane.errors import ChainUnavailable
+from control_plane.chain.clock import chain_now
 from control_plane.jobs import Services
+from control_plane.revisions import bump_revision
 from control_plane.subscriptions.repository import SubscriberRepository
 
 log = logging.getLogger("nodus.expiry")
@@ -60,22 +60,6 @@ async def chain_price(chain: ChainReader, max_age: float) -> int:
     price = await chain.price_per_period()
     _price_cache[chain.chain_id] = (now, price)
     return price
-
-
-def later_of_clock_and(head_timestamp: int) -> datetime:
-    """The later of the wall clock and a chain head's timestamp: the contract decides with
-    `block.timestamp`, which a dev chain can move ahead of the wall clock (evm_increaseTime)."""
-    return max(datetime.now(UTC), datetime.fromtimestamp(head_timestamp, UTC))
-
-
-async def chain_now(chain: ChainReader) -> datetime:
-    """`later_of_clock_and` the current head; with the chain unreachable, the wall clock alone
-    (a lapse is still a lapse)."""
-    try:
-        head = await chain.block_header("latest")
-    except ChainUnavailable:
-        return datetime.now(UTC)
-    return later_of_clock_and(head.timestamp)
 
 
 def forget_cached_expiries() -> None:

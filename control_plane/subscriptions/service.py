@@ -10,12 +10,12 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import ChainReader
+from control_plane.chain.clock import later_of_clock_and
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import (
     NEVER,
     chain_price,
     current_expiry,
-    later_of_clock_and,
     record_expiry,
 )
 from control_plane.subscriptions.repository import PaymentRepository

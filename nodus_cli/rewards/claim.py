@@ -10,7 +10,7 @@ from eth_utils.address import to_checksum_address
 from rich.markup import escape
 from rich.table import Table
 
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from nodus_cli.rewards.api import (
     AddressOption,
     Rewards,

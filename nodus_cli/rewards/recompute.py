@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.rewards.allocation import (
+from control_plane.rewards.formula.allocation import (
     allocate,
     allocate_capped,
     by_operator,
@@ -23,7 +23,7 @@ from control_plane.rewards.allocation import (
     operator_weights,
     stake_cap,
 )
-from control_plane.rewards.scoring import (
+from control_plane.rewards.formula.scoring import (
     FORMULA_V1,
     FORMULA_V2,
     VERSIONS,

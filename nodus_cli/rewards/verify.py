@@ -19,7 +19,7 @@ from eth_utils.crypto import keccak
 from rich.markup import escape
 from rich.table import Table
 
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from nodus_cli.rewards.api import (
     api_get,
 )

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Final, Literal, TypeVar, cast
 import click
 import typer
 
-from control_plane.chain.contracts import DEFAULT_DEPLOYMENTS_DIR
+from control_plane.paths import DEFAULT_DEPLOYMENTS_DIR
 
 DEFAULT_RPC_URL: Final = "http://127.0.0.1:8545"
 DEFAULT_API_URL: Final = "http://127.0.0.1:8000"

@@ -29,7 +29,7 @@ from cryptography import x509
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from control_plane.configs import openvpn as cp_openvpn
+from control_plane.tunnel import openvpn as cp_openvpn
 from node_agent.backends import PeerStats, VpnBackend
 from node_agent.backends.openvpn import (
     AgentLogin,

@@ -11,7 +11,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract, node_id_of
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
 from tests.support.devchain import dev_account, transact
 

@@ -14,7 +14,7 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import (
     DEV_ACCOUNT_NDS,
     NDS,

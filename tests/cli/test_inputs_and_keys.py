@@ -14,7 +14,8 @@ from eth_account import Account
 from hypothesis import given
 from hypothesis import strategies as st
 
-from control_plane.chain.contracts import REPO_ROOT, Deployment
+from control_plane.chain.contracts import Deployment
+from control_plane.paths import REPO_ROOT
 from nodus_cli.support.output import format_nds
 from nodus_cli.support.parsing import parse_address, parse_nds
 from tests.cli.conftest import Cli, flat

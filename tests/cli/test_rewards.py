@@ -1,6 +1,6 @@
 """`nodus rewards` against the real RewardDistributor. The control plane's reward endpoints are
 stood in for by a tiny local HTTP server serving what the test publishes itself (a tree built
-with control_plane.rewards.merkle, proposed by the oracle dev account 1)."""
+with control_plane.rewards.formula.merkle, proposed by the oracle dev account 1)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
 from tests.support.devchain import advance_time, dev_account, transact
 

@@ -1,5 +1,5 @@
 """`nodus rewards verify` on epoch data in the control plane's real published format
-(control_plane.rewards.epoch_data.compute_epoch: canonical JSON with metrics, breakdowns,
+(control_plane.rewards.formula.epoch.compute_epoch: canonical JSON with metrics, breakdowns,
 allocations, previous leaves and leaves): everything is recomputed, from each node's metrics to
 the root, and the previous leaves are checked against the last accepted epoch's data. Epochs are
 scored with `nodus-score/2` (each node's part capped by its stake); epochs published under
@@ -15,9 +15,9 @@ from typing import Any
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.rewards.epoch_data import EpochResult, canonical_json, compute_epoch
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.scoring import NodeMetrics, ProberView
+from control_plane.rewards.formula.epoch import EpochResult, canonical_json, compute_epoch
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.formula.scoring import NodeMetrics, ProberView
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
 from tests.support.devchain import advance_time, dev_account, transact
 

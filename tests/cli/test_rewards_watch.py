@@ -9,7 +9,7 @@ from eth_utils.crypto import keccak
 from web3.exceptions import ContractCustomError
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
 from tests.cli.test_rewards_verify_published import OP_A, epoch_of, post
 from tests.support.devchain import advance_time, dev_account, transact

@@ -19,15 +19,15 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import (
-    REPO_ROOT,
     Deployment,
     Web3Client,
     contract,
     new_node_salt,
     node_id_of,
 )
-from control_plane.configs.addresses import Pools, default_pools
+from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import Pools, default_pools
 from node_agent.state import StateStore
 from tests.api.auth.conftest import bearer
 from tests.api.nodes.support import (

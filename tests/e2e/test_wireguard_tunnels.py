@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from tests.api.nodes.support import fresh_wallet, sql, subscribe
 from tests.e2e.conftest import needs_tunnels

@@ -24,16 +24,16 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.indexer import sync_chain
 from control_plane.chain.outbox import OutboxTx
 from control_plane.db import unit_of_work
+from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.prober.service import RoundReport, control_plane_prober, run_probe_round
 from control_plane.prober.settings import ProberSettings
-from control_plane.rewards.epoch_data import EpochResult
-from control_plane.rewards.epoch_job import score_and_propose
-from control_plane.rewards.posting import accept_due_roots, send_oracle_transactions
-from control_plane.rewards.posting_repository import PostingRepository
+from control_plane.rewards.formula.epoch import EpochResult
+from control_plane.rewards.posting.epoch_job import score_and_propose
+from control_plane.rewards.posting.publisher import accept_due_roots, send_oracle_transactions
+from control_plane.rewards.posting.repository import PostingRepository
 from control_plane.settings import Settings
 from tests.api.nodes.support import (
     NDS,

@@ -14,7 +14,8 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
-from control_plane.chain.contracts import REPO_ROOT, Deployment, Web3Client, contract
+from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.paths import REPO_ROOT
 from tests.support.devchain import Anvil, dev_account, send_eth, transact
 
 NDS = 10**18

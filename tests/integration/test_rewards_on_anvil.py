@@ -1,5 +1,5 @@
-"""Reward epochs on a real chain: a tree built by control_plane.rewards.merkle is proposed by the
-oracle key, accepted after the challenge window, and claimed, with receipt gas bounded."""
+"""Reward epochs on a real chain: a tree built by control_plane.rewards.formula.merkle is proposed
+by the oracle key, accepted after the challenge window, and claimed, with receipt gas bounded."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from eth_utils.crypto import keccak
 from web3.exceptions import ContractCustomError
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.rewards.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree
 from tests.support.devchain import advance_time, dev_account, transact
 
 NDS = 10**18

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.rewards.allocation import (
+from control_plane.rewards.formula.allocation import (
     allocate,
     allocate_capped,
     by_operator,
@@ -15,7 +15,7 @@ from control_plane.rewards.allocation import (
     operator_weights,
     stake_cap,
 )
-from control_plane.rewards.scoring import NodeMetrics, ProberView, score_node
+from control_plane.rewards.formula.scoring import NodeMetrics, ProberView, score_node
 
 NDS = 10**18
 

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
+from control_plane.indexer.models import RewardEpoch
 from control_plane.rewards import repository
-from control_plane.rewards.epoch_data import build_epoch
-from control_plane.rewards.models import RewardEpoch
+from control_plane.rewards.posting.gather import build_epoch
 from tests.rewards.support import NDS, Prober, add_node, fund_pool, new_address, transaction
 
 HOUR = timedelta(hours=1)

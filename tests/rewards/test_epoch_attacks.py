@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.rewards import repository
-from control_plane.rewards.epoch_data import EpochResult, build_epoch
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.scoring import PARAMS, PPM
+from control_plane.rewards.formula.epoch import EpochResult
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.formula.scoring import PARAMS, PPM
+from control_plane.rewards.posting.gather import build_epoch
 from tests.rewards.support import (
     NDS,
     Prober,

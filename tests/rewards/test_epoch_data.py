@@ -12,20 +12,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
+from control_plane.indexer.models import RewardEpoch
 from control_plane.prober import repository as probers
 from control_plane.prober.models import ProbeSample
 from control_plane.rewards import repository
-from control_plane.rewards.epoch_data import (
-    EMPTY_ROOT,
-    EpochResult,
-    build_epoch,
-    tally_traffic,
-    total_funded,
-)
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.models import RewardEpoch
-from control_plane.rewards.repository import PeerReport
-from control_plane.rewards.scoring import PPM, NodeMetrics, ProberView, score_node
+from control_plane.rewards.formula.epoch import EMPTY_ROOT, EpochResult, PeerReport, tally_traffic
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.formula.scoring import PPM, NodeMetrics, ProberView, score_node
+from control_plane.rewards.posting.gather import build_epoch, total_funded
 from tests.rewards.support import (
     NDS,
     Prober,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control_plane.rewards.scoring import (
+from control_plane.rewards.formula.scoring import (
     FORMULA_V1,
     PARAMS,
     PPM,

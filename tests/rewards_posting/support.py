@@ -9,7 +9,7 @@ from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
-from control_plane.rewards.posting import (
+from control_plane.rewards.posting.publisher import (
     AcceptReport,
     Posting,
     accept_due_roots,

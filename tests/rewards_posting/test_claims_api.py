@@ -10,7 +10,7 @@ from eth_utils.crypto import keccak
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.sender import TransactionSender
 from control_plane.jobs import Services
-from control_plane.rewards.posting import post_epoch
+from control_plane.rewards.posting.publisher import post_epoch
 from tests.rewards_posting.support import post_and_accept, published
 from tests.sender.support import NDS, events
 from tests.support.devchain import dev_account, transact

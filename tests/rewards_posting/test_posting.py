@@ -17,8 +17,8 @@ from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.sender import OracleKeyError, TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.posting import (
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.posting.publisher import (
     PostingRefused,
     RewardPostingSettings,
     accept_due_roots,
@@ -32,7 +32,7 @@ from control_plane.rewards.posting import (
     refresh_publications,
     send_oracle_transactions,
 )
-from control_plane.rewards.posting_repository import PostingRepository
+from control_plane.rewards.posting.repository import PostingRepository
 from tests.rewards_posting.support import accept, post_and_accept, published
 from tests.sender.support import (
     NDS,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from control_plane.configs import openvpn, wireguard
-from control_plane.configs.render_checks import UnsafeConfigValue
+from control_plane.tunnel import openvpn, wireguard
+from control_plane.tunnel.render_checks import UnsafeConfigValue
 from tests.api.configs.strict_config import parse_openvpn, parse_wireguard
 from tests.api.nodes.hostile import HOSTILE_ENDPOINTS
 

@@ -10,8 +10,8 @@ import subprocess
 import pytest
 from eth_utils.address import to_checksum_address
 
-from control_plane.chain.contracts import REPO_ROOT
-from control_plane.rewards.merkle import RewardTree
+from control_plane.paths import REPO_ROOT
+from control_plane.rewards.formula.merkle import RewardTree
 
 NPM_TREE = REPO_ROOT / "scripts" / "merkle-tree.mjs"
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from control_plane.nodes.grammar import stored_node_problem
+from control_plane.tunnel.grammar import stored_node_problem
 
 revision: str = "0002"
 down_revision: str | None = "0001"

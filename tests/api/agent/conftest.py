@@ -21,7 +21,6 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from control_plane.agent.feed import PeerFeed
-from control_plane.agent.revisions import bump_revision
 from control_plane.app import create_app
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
@@ -30,6 +29,7 @@ from control_plane.chain.contracts import Deployment
 from control_plane.configs.models import DeviceConfig
 from control_plane.db import make_engine, make_sessionmaker, unit_of_work
 from control_plane.nodes.models import Node
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from control_plane.subscriptions.models import Subscriber
 from tests.support.devchain import Anvil

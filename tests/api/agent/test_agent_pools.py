@@ -19,12 +19,12 @@ import uvicorn
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from control_plane.agent.revisions import bump_revision
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.configs.addresses import default_pools
 from control_plane.configs.models import DeviceConfig
 from control_plane.db import unit_of_work
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import default_pools
 from node_agent.cli import app as agent_cli
 from node_agent.config import load_config
 from node_agent.keys import load_agent_key

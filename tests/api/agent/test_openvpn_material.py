@@ -15,9 +15,9 @@ from fastapi import FastAPI
 
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.configs.addresses import default_pools
-from control_plane.configs.openvpn import CRL_VALIDITY, server_common_name
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import default_pools
+from control_plane.tunnel.openvpn import CRL_VALIDITY, server_common_name
 from node_agent.backends.openvpn import OpenVpnMaterial, check_material
 from tests.api.nodes.support import (
     NDS,

@@ -17,7 +17,7 @@ from siwe import SiweMessage
 from sqlalchemy.dialects.postgresql import insert
 
 from control_plane.db import unit_of_work
-from control_plane.nodes.models import ChainNode
+from control_plane.indexer.models import ChainNode
 from control_plane.settings import Settings
 from tests.support.devchain import dev_account
 

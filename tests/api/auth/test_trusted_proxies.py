@@ -11,10 +11,10 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from control_plane.app import create_app
-from control_plane.auth.proxies import client_address, parse_trusted_proxies
 from control_plane.auth.rate_limit import REQUESTS_PER_MINUTE
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
+from control_plane.proxies import client_address, parse_trusted_proxies
 from control_plane.settings import Settings
 from tests.support.devchain import Anvil
 

@@ -15,9 +15,9 @@ from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.configs import service
-from control_plane.configs.addresses import Pools
 from control_plane.configs.repository import ConfigRepository
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import Pools
 from tests.api.configs.test_issue import issue, openvpn, wireguard
 from tests.api.nodes.support import (
     ec_key,

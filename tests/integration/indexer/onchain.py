@@ -21,8 +21,8 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.indexer import sync_chain
 from control_plane.db import unit_of_work
+from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.subscriptions.expiry import expire_lapsed
 from control_plane.subscriptions.models import Subscriber

@@ -10,9 +10,8 @@ from sqlalchemy import select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.db import unit_of_work
+from control_plane.indexer.models import ChainNode, RewardEpoch
 from control_plane.jobs import Services
-from control_plane.nodes.models import ChainNode
-from control_plane.rewards.models import RewardEpoch
 from tests.integration.indexer.onchain import NDS, as_governance, at, register_node, reorg, sync
 from tests.support.devchain import advance_time, dev_account, transact
 

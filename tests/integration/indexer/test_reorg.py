@@ -11,9 +11,9 @@ from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.chain.indexer import SyncReport, index_chain
-from control_plane.chain.models import IndexedBlock
 from control_plane.db import unit_of_work
+from control_plane.indexer.models import IndexedBlock
+from control_plane.indexer.sync import SyncReport, index_chain
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     NEVER,

@@ -17,10 +17,10 @@ from web3.types import FilterParams, LogReceipt
 from control_plane.app import create_app, scheduled_jobs
 from control_plane.chain.client import LogQueryRejected, Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.indexer import REORG_WINDOW, sync_chain
-from control_plane.chain.models import ChainCursor, IndexedBlock
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
+from control_plane.indexer.models import ChainCursor, IndexedBlock
+from control_plane.indexer.sync import REORG_WINDOW, sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import expire_lapsed

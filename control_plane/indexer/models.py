@@ -1,3 +1,7 @@
+"""The chain mirror tables: what the indexer learned from chain events. The indexer alone writes
+them (indexer/repository.py); the domains read them. They sit low in the layers (see
+docs/architecture.md) so that every domain may read them."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -6,6 +10,43 @@ from sqlalchemy import BigInteger, CheckConstraint, Integer, Numeric, String, fu
 from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.db import Base
+
+
+class ChainCursor(Base):
+    """The next block the indexer will read, per chain."""
+
+    __tablename__ = "chain_cursors"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    next_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class IndexedBlock(Base):
+    """Hashes of recently indexed blocks: a stored hash that no longer matches the chain means
+    a reorg, and the indexer rewinds to the last block that still matches."""
+
+    __tablename__ = "indexed_blocks"
+
+    chain_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    hash: Mapped[str] = mapped_column(String(66))
+
+
+class ChainNode(Base):
+    """NodeRegistry state as the indexer learned it from events (the indexer alone writes it).
+    `active` mirrors `NodeRegistry.isActive`, re-read whenever an event touches the node or the
+    minimum stake changes."""
+
+    __tablename__ = "chain_nodes"
+
+    node_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    operator: Mapped[str] = mapped_column(String(42), index=True)
+    agent: Mapped[str] = mapped_column(String(42))
+    stake: Mapped[int] = mapped_column(Numeric(78, 0))
+    status: Mapped[str] = mapped_column(String(16))  # active | exiting | withdrawn
+    active: Mapped[bool]
+    updated_block: Mapped[int] = mapped_column(BigInteger)
+
 
 EPOCH_STATUSES = ("proposed", "accepted", "revoked")
 

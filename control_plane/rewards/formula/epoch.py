@@ -1,6 +1,7 @@
-"""Building an epoch: its inputs from the database (signed probe samples, agents' per-peer
-reports filtered to real configs, on-chain node state, the previous smoothed scores), the scores,
-the allocation, the cumulative leaves and the canonical published data with its keccak256.
+"""An epoch from its inputs (signed probe samples, agents' per-peer reports filtered to real
+configs, on-chain node state, the previous smoothed scores): the scores, the allocation, the
+cumulative leaves and the canonical published data with its keccak256. Pure: posting/gather.py
+reads the inputs from the database and the chain.
 
 The published data is canonical JSON: keys sorted, no whitespace, ASCII only, no floats; every
 amount (and byte count) is a decimal string, every ppm or count a JSON integer, addresses and ids
@@ -19,23 +20,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eth_utils.crypto import keccak
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.chain.client import ChainReader, Web3ChainReader
-from control_plane.chain.contracts import contract
-from control_plane.prober.service import verified_samples
 from control_plane.prober.signing import Sample
-from control_plane.rewards import repository
-from control_plane.rewards.allocation import (
+from control_plane.rewards.formula.allocation import (
     allocate_capped,
     by_operator,
     cap_budget,
     cumulate,
     stake_cap,
 )
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.repository import PeerReport
-from control_plane.rewards.scoring import (
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.formula.scoring import (
     FORMULA_VERSION,
     PARAMS,
     FormulaParams,
@@ -44,11 +39,31 @@ from control_plane.rewards.scoring import (
     ProberView,
     median_int,
     score_node,
-    served_bytes,
 )
 
 DATA_TYPE = "nodus-epoch/2"  # version 1 data (nodus-score/1) is "nodus-epoch/1"
 EMPTY_ROOT = "0x" + "00" * 32
+
+
+@dataclass(frozen=True, slots=True)
+class PeerReport:
+    """One per-peer report of a node agent. `wallet`: the subscriber (lower-case) whose live
+    config of that node the peer was when reported, if that subscriber had paid; None: the peer
+    was no such config (not real). `baseline`: the report is from before the epoch and only
+    gives the counters' starting point."""
+
+    node_id: str
+    peer: str  # "wg:<public key>" or "ovpn:<serial>"
+    reported_at: datetime
+    last_handshake_at: datetime | None
+    rx_bytes: int
+    tx_bytes: int
+    wallet: str | None
+    baseline: bool
+
+    @property
+    def real(self) -> bool:
+        return self.wallet is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +216,7 @@ def tally_traffic(
     }
 
 
-async def total_funded(chain: ChainReader) -> int:
-    """RewardDistributor.totalFunded: everything that entered the pool through `fund`, read
-    through the chain reader's retries and circuit breaker."""
-    if not isinstance(chain, Web3ChainReader):
-        raise TypeError("reading the reward pool needs a Web3ChainReader")
-    distributor = contract(chain.w3, chain.deployment, "RewardDistributor")
-    funded: Any = await chain.call(lambda: distributor.functions.totalFunded().call())
-    return int(funded)
-
-
-def _unix(moment: datetime) -> int:
+def unix_seconds(moment: datetime) -> int:
     if moment.tzinfo is None:
         raise ValueError("epoch bounds must be timezone-aware")
     return int(moment.timestamp())
@@ -363,8 +368,8 @@ def compute_epoch(
     document = published_data(
         chain_id=chain_id,
         epoch=epoch,
-        start=_unix(start),
-        end=_unix(end),
+        start=unix_seconds(start),
+        end=unix_seconds(end),
         params=params,
         requested_budget=requested_budget,
         total_funded=total_funded,
@@ -399,86 +404,4 @@ def compute_epoch(
         root=root,
         data=data,
         data_hash="0x" + keccak(data).hex(),
-    )
-
-
-async def gather_metrics(
-    session: AsyncSession,
-    chain_id: int,
-    epoch: int,
-    start: datetime,
-    end: datetime,
-    params: FormulaParams = PARAMS,
-) -> tuple[list[NodeMetrics], int]:
-    """Each node's measured inputs for `[start, end)` and the number of probe rounds seen."""
-    epoch_seconds = _unix(end) - _unix(start)
-    if epoch_seconds <= 0:
-        raise ValueError("an epoch ends after it starts")
-    nodes = await repository.epoch_nodes(session, start, end)
-    samples = await verified_samples(session, chain_id, start, end)
-    views = prober_views(samples, [node.node_id for node in nodes])
-    probe_rounds = len({(s.prober, s.round) for s in samples})
-    traffic = tally_traffic(
-        await repository.peer_reports(session, start, end),
-        timedelta(seconds=params.handshake_fresh_seconds),
-        {
-            node.node_id: frozenset(w for w in (node.operator, node.agent) if w is not None)
-            for node in nodes
-        },
-    )
-    previous = await repository.previous_smoothed(session, chain_id, epoch)
-    metrics = []
-    for node in nodes:
-        tally = traffic.get(node.node_id, NodeTraffic())
-        metrics.append(
-            NodeMetrics(
-                node_id=node.node_id,
-                operator=node.operator,
-                active=node.active,
-                epoch_seconds=epoch_seconds,
-                probers=views.get(node.node_id, ()),
-                peers_with_traffic=tally.peers_with_traffic,
-                peers_with_handshake=tally.peers_with_handshake,
-                served_bytes=served_bytes(tally.handshake_peer_bytes, epoch_seconds, params),
-                ignored_peers=tally.ignored_peers,
-                previous_smoothed_ppm=previous.get(node.node_id),
-                agent=node.agent,
-                stake=node.stake,
-                own_wallets=tally.own_wallets,
-            )
-        )
-    return metrics, probe_rounds
-
-
-async def build_epoch(
-    session: AsyncSession,
-    chain: ChainReader,
-    epoch: int,
-    start: datetime,
-    end: datetime,
-    budget: int,
-    previous_cumulative: Mapping[str, int],
-    *,
-    params: FormulaParams = PARAMS,
-) -> EpochResult:
-    """Scores every node registered during `[start, end)`, splits `budget` (capped by what the
-    RewardDistributor can still pay: totalFunded - the previous leaves' total) over operators,
-    and returns the leaves, the root and the canonical published data with its keccak256.
-
-    `previous_cumulative` is the leaves of the last accepted epoch (see
-    `repository.latest_accepted_cumulative`). Reads only; record the result with
-    `repository.save_epoch_scores` in the transaction that records the epoch."""
-    metrics, probe_rounds = await gather_metrics(session, chain.chain_id, epoch, start, end, params)
-    funded = await total_funded(chain)
-    return compute_epoch(
-        chain_id=chain.chain_id,
-        epoch=epoch,
-        start=start,
-        end=end,
-        requested_budget=budget,
-        total_funded=funded,
-        previous_cumulative=previous_cumulative,
-        metrics=metrics,
-        probe_rounds=probe_rounds,
-        params=params,
     )

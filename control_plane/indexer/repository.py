@@ -11,9 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import OnChainNode
-from control_plane.chain.models import ChainCursor, IndexedBlock
-from control_plane.nodes.models import ChainNode
-from control_plane.rewards.models import RewardEpoch
+from control_plane.indexer.models import ChainCursor, ChainNode, IndexedBlock, RewardEpoch
 
 
 class ChainRepository:

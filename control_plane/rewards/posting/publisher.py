@@ -37,13 +37,13 @@ from control_plane.chain.sender import OracleSettings, TransactionSender, load_o
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services
-from control_plane.rewards.distributor import (
+from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.posting.distributor import (
     DistributorState,
     RewardDistributorReader,
     distributor_for,
 )
-from control_plane.rewards.merkle import RewardTree
-from control_plane.rewards.posting_repository import (
+from control_plane.rewards.posting.repository import (
     Leaf,
     PostingRepository,
     Publication,

@@ -14,7 +14,7 @@ import re
 
 from cryptography import x509
 
-from control_plane.nodes.grammar import is_canonical_endpoint, parse_host
+from control_plane.tunnel.grammar import is_canonical_endpoint, parse_host
 
 _NODE_ID = re.compile(r"0x[0-9a-f]{64}")
 _BASE64_LINE = r"[A-Za-z0-9+/=]{1,76}"
@@ -81,7 +81,7 @@ def ip_address(value: object) -> str:
 
 
 def wireguard_key(value: object) -> str:
-    from control_plane.configs.wireguard import check_public_key  # avoids an import cycle
+    from control_plane.tunnel.wireguard import check_public_key  # avoids an import cycle
 
     try:
         if isinstance(value, str) and value.isascii():

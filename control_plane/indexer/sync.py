@@ -43,14 +43,14 @@ from control_plane.chain.client import (
     OnChainNode,
     hex0x,
 )
+from control_plane.chain.clock import later_of_clock_and
 from control_plane.chain.contracts import Deployment, load_abi
-from control_plane.chain.repository import ChainRepository
 from control_plane.errors import ChainUnavailable
+from control_plane.indexer.repository import ChainRepository
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     bump_nodes_of,
     forget_cached_expiries,
-    later_of_clock_and,
     reconcile_direct_reads,
 )
 from control_plane.subscriptions.service import PaymentEvent, record_payments, rollback_payments

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from control_plane.rewards.scoring import NodeScore
+from control_plane.rewards.formula.scoring import NodeScore
 
 
 def cap_budget(budget: int, total_funded: int, previous_total: int) -> int:

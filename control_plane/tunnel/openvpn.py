@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from control_plane.configs import render_checks
-from control_plane.configs.wireguard import PRIVATE_KEY_PLACEHOLDER
+from control_plane.tunnel import render_checks
+from control_plane.tunnel.wireguard import PRIVATE_KEY_PLACEHOLDER
 
 CA_VALIDITY = timedelta(days=3650)
 SERVER_VALIDITY = timedelta(days=3650)

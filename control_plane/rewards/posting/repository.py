@@ -1,4 +1,4 @@
-"""Every query of the posted reward epochs (control_plane.rewards.posting_models). Never commits."""
+"""Every query of the posted reward epochs (control_plane.rewards.posting.models). Never commits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.rewards.posting_models import RewardLeaf, RewardPublication
+from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
 
 
 @dataclass(frozen=True, slots=True)

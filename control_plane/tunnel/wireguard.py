@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from control_plane.configs import render_checks
+from control_plane.tunnel import render_checks
 
 PRIVATE_KEY_PLACEHOLDER = "<insert your private key>"
 # What the client's resolver is set to while the tunnel is up (Quad9: filtering off, no logs).
