@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
-import typer
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 from rich.markup import escape
@@ -106,10 +105,9 @@ _STATE_STYLE: Final = {
 }
 
 
-@shared_options("rpc_url", "deployments_dir")
+@shared_options("as_json", "rpc_url", "deployments_dir", json_help="Print JSON instead of a table.")
 def status(
     proposal_id: ProposalIdArgument,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     *,
     options: Options,
 ) -> None:
@@ -120,7 +118,7 @@ def status(
         return await proposal_status(chain, proposal_id)
 
     result = run(main)
-    if as_json:
+    if options.as_json:
         console.print_json(json.dumps(result.as_json()))
         return
     console.print(f"proposal {result.proposal_id}")
