@@ -1,4 +1,4 @@
-"""Custom errors of the Nodus contracts, decoded from revert data with their ABIs.
+"""Revert reasons: Nodus custom errors decoded from revert data with the contracts' ABIs.
 
 One decoder for everyone who shows a revert to a person: the oracle's transaction sender (in its
 outbox errors) and the `nodus` CLI (in its messages). Each formats the decoded error its own way;
@@ -18,7 +18,9 @@ from typing import Any
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils.crypto import keccak
+from web3.exceptions import ContractLogicError
 
+from control_plane.chain.client import hex0x
 from control_plane.chain.contracts import CONTRACT_NAMES, DeploymentError, load_abi
 from control_plane.paths import DEFAULT_ARTIFACTS_DIR
 
@@ -110,3 +112,23 @@ class RevertDecoder:
         except DecodingError:
             return DecodedError(found, None, raw[4:])
         return DecodedError(found, values, raw[4:])
+
+
+def describe_revert(exc: ContractLogicError, decoder: RevertDecoder) -> str:
+    """The sender's wording: `WrongEpoch(epoch=5, expected=2)` for a Nodus custom error (its
+    name alone if the arguments do not decode), else web3's message."""
+    data = exc.data if isinstance(exc.data, str) else None
+    if data and data.startswith("0x") and len(data) >= 10:
+        decoded = decoder.decode(data)
+        if decoded is not None:
+            if decoded.values is None:
+                return decoded.name
+            args = ", ".join(
+                f"{n}={_plain(v)}" for n, v in zip(decoded.abi.names, decoded.values, strict=True)
+            )
+            return f"{decoded.name}({args})"
+    return str(exc.message or exc)
+
+
+def _plain(value: object) -> str:
+    return hex0x(value) if isinstance(value, bytes) else str(value)

@@ -27,32 +27,28 @@ The key comes from NODUS_ORACLE_PRIVATE_KEY or an encrypted keystore file; it is
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams, Wei
+from web3.exceptions import ContractLogicError
 
-from control_plane.chain.client import Web3ChainReader, hex0x
+from control_plane.chain.client import ChainReader, Web3ChainReader, hex0x
+from control_plane.chain.oracle_key import OracleSettings, load_oracle_account
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
-from control_plane.chain.reverts import RevertDecoder
+from control_plane.chain.reverts import RevertDecoder, describe_revert
+from control_plane.chain.tx_rpc import Receipt, TxRejected, TxRpc, Web3TxRpc
 from control_plane.db import unit_of_work
-from control_plane.jobs import Services
 from control_plane.paths import DEFAULT_ARTIFACTS_DIR
+from control_plane.settings import Settings
 
 log = logging.getLogger("nodus.sender")
 
@@ -64,241 +60,18 @@ _ALREADY_KNOWN: Final = ("already known", "already imported", "known transaction
 _NONCE_USED: Final = ("nonce too low", "nonce has already been used", "nonce is too low")
 
 
-class OracleSettings(BaseSettings):
-    """The oracle key and how its transactions are sent (`NODUS_*` variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="NODUS_", env_file=".env", extra="ignore")
-
-    oracle_private_key: SecretStr | None = Field(
-        default=None, description="hex private key of the oracle (or use a keystore file)"
-    )
-    oracle_keystore_file: Path | None = Field(
-        default=None, description="encrypted JSON keystore of the oracle key"
-    )
-    oracle_keystore_password: SecretStr | None = None
-    oracle_keystore_password_file: Path | None = None
-    tx_stuck_seconds: float = Field(
-        default=120.0, gt=0, description="pending this long -> replaced with higher fees"
-    )
-    tx_fee_bump_bps: int = Field(
-        default=1_250, ge=1_250, description="fee increase of a replacement, basis points"
-    )
-    tx_max_fee_gwei: int = Field(
-        default=500, ge=1, description="never offer more than this maxFeePerGas (gwei)"
-    )
-    tx_gas_margin_percent: int = Field(
-        default=25, ge=0, le=200, description="added to the gas estimate"
-    )
-    tx_poll_seconds: float = Field(default=1.0, gt=0, description="receipt polling interval")
-    tx_wait_timeout_seconds: float = Field(
-        default=600.0, gt=0, description="how long a caller waits for a transaction to be mined"
-    )
-    tx_send_interval_seconds: float = Field(
-        default=5.0, gt=0, description="interval of the sender job"
-    )
+class SenderContext(Protocol):
+    """What the sender needs from the app's runtime (control_plane.jobs.Services has it): the
+    chain adapter sits below the jobs layer, so it names the shape instead of importing it."""
 
     @property
-    def configured(self) -> bool:
-        return self.oracle_private_key is not None or self.oracle_keystore_file is not None
+    def settings(self) -> Settings: ...
 
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
 
-class OracleKeyError(Exception):
-    """No oracle key is configured, or it cannot be loaded (the message never holds secrets)."""
-
-
-def load_oracle_account(settings: OracleSettings) -> LocalAccount:
-    """The oracle key, from NODUS_ORACLE_PRIVATE_KEY or the keystore file and its password."""
-    if settings.oracle_private_key is not None:
-        try:
-            account: LocalAccount = Account.from_key(
-                settings.oracle_private_key.get_secret_value().strip()
-            )
-        except (ValueError, TypeError):
-            raise OracleKeyError("NODUS_ORACLE_PRIVATE_KEY is not a valid private key") from None
-        return account
-    if settings.oracle_keystore_file is None:
-        raise OracleKeyError(
-            "no oracle key: set NODUS_ORACLE_PRIVATE_KEY or NODUS_ORACLE_KEYSTORE_FILE"
-        )
-    return _load_keystore(
-        settings.oracle_keystore_file,
-        _keystore_password(settings),
-    )
-
-
-def _keystore_password(settings: OracleSettings) -> str:
-    if settings.oracle_keystore_password is not None:
-        return settings.oracle_keystore_password.get_secret_value()
-    if settings.oracle_keystore_password_file is not None:
-        try:
-            return settings.oracle_keystore_password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise OracleKeyError(
-                f"cannot read the keystore password file: {exc.strerror}"
-            ) from None
-    raise OracleKeyError(
-        "the oracle keystore needs NODUS_ORACLE_KEYSTORE_PASSWORD or _PASSWORD_FILE"
-    )
-
-
-_keystore_accounts: dict[tuple[str, int], LocalAccount] = {}
-
-
-def _load_keystore(path: Path, password: str) -> LocalAccount:
-    """Decrypts the keystore once per file version (its KDF takes about a second)."""
-    try:
-        cache_key = (str(path.resolve()), path.stat().st_mtime_ns)
-    except OSError as exc:
-        raise OracleKeyError(f"cannot read the oracle keystore {path}: {exc.strerror}") from None
-    cached = _keystore_accounts.get(cache_key)
-    if cached is not None:
-        return cached
-    try:
-        keystore = json.loads(path.read_text())
-    except OSError as exc:
-        raise OracleKeyError(f"cannot read the oracle keystore {path}: {exc.strerror}") from None
-    except json.JSONDecodeError:
-        raise OracleKeyError(f"the oracle keystore {path} is not JSON") from None
-    try:
-        key = Account.decrypt(keystore, password)
-    except ValueError:
-        raise OracleKeyError(f"cannot decrypt the oracle keystore {path}") from None
-    account: LocalAccount = Account.from_key(key)
-    _keystore_accounts[cache_key] = account
-    return account
-
-
-# The chain, as the sender needs it
-
-
-class TxRejected(Exception):
-    """The node answered a transaction call with an error (not an outage)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    tx_hash: str
-    block_number: int
-    status: int
-    gas_used: int
-
-
-class TxRpc(Protocol):
-    """The JSON-RPC calls of the sender (outages raise ChainUnavailable)."""
-
-    async def block_number(self) -> int: ...
-    async def nonce(self, address: str, block: Literal["latest", "pending"]) -> int: ...
-    async def estimate_gas(self, sender: str, to: str, data: bytes, value: int) -> int: ...
-    async def base_fee(self) -> int: ...
-    async def max_priority_fee(self) -> int: ...
-    async def send_raw(self, raw: bytes) -> None: ...
-    async def receipt(self, tx_hash: str) -> Receipt | None: ...
-    async def is_known(self, tx_hash: str) -> bool: ...
-
-
-def _rpc_message(exc: Web3RPCError) -> str:
-    response: Any = exc.rpc_response or {}
-    error = response.get("error") if isinstance(response, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    return str(exc)
-
-
-class Web3TxRpc:
-    """TxRpc over the chain reader's connection, with its retries and circuit breaker. An RPC
-    error answer (nonce too low, underpriced, ...) is a TxRejected, never retried."""
-
-    def __init__(self, reader: Web3ChainReader) -> None:
-        self.reader = reader
-        self.w3 = reader.w3
-
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        async def guarded() -> T:
-            try:
-                return await operation()
-            except ContractLogicError:
-                raise
-            except Web3RPCError as exc:
-                raise TxRejected(_rpc_message(exc)) from exc
-
-        return await self.reader.call(guarded)
-
-    async def block_number(self) -> int:
-        return int(await self._call(lambda: self.w3.eth.block_number))
-
-    async def nonce(self, address: str, block: Literal["latest", "pending"]) -> int:
-        checksum = AsyncWeb3.to_checksum_address(address)
-        return int(await self._call(lambda: self.w3.eth.get_transaction_count(checksum, block)))
-
-    async def estimate_gas(self, sender: str, to: str, data: bytes, value: int) -> int:
-        params: TxParams = {
-            "from": AsyncWeb3.to_checksum_address(sender),
-            "to": AsyncWeb3.to_checksum_address(to),
-            "data": data,
-            "value": Wei(value),
-        }
-        return int(await self._call(lambda: self.w3.eth.estimate_gas(params)))
-
-    async def base_fee(self) -> int:
-        block = await self._call(lambda: self.w3.eth.get_block("latest"))
-        return int(block.get("baseFeePerGas", 0))
-
-    async def max_priority_fee(self) -> int:
-        return int(await self._call(lambda: self.w3.eth.max_priority_fee))
-
-    async def send_raw(self, raw: bytes) -> None:
-        await self._call(lambda: self.w3.eth.send_raw_transaction(raw))
-
-    async def receipt(self, tx_hash: str) -> Receipt | None:
-        async def fetch() -> Receipt | None:
-            try:
-                data = await self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
-            except TransactionNotFound:
-                return None
-            return Receipt(
-                tx_hash=hex0x(data["transactionHash"]),
-                block_number=int(data["blockNumber"]),
-                status=int(data["status"]),
-                gas_used=int(data["gasUsed"]),
-            )
-
-        return await self._call(fetch)
-
-    async def is_known(self, tx_hash: str) -> bool:
-        async def fetch() -> bool:
-            try:
-                await self.w3.eth.get_transaction(HexStr(tx_hash))
-            except TransactionNotFound:
-                return False
-            return True
-
-        return await self._call(fetch)
-
-
-# Revert reasons
-
-
-def describe_revert(exc: ContractLogicError, decoder: RevertDecoder) -> str:
-    """`WrongEpoch(epoch=5, expected=2)` for a Nodus custom error, else web3's message."""
-    data = exc.data if isinstance(exc.data, str) else None
-    if data and data.startswith("0x") and len(data) >= 10:
-        decoded = decoder.decode(data)
-        if decoded is not None:
-            if decoded.values is None:
-                return decoded.name
-            args = ", ".join(
-                f"{n}={_plain(v)}" for n, v in zip(decoded.abi.names, decoded.values, strict=True)
-            )
-            return f"{decoded.name}({args})"
-    return str(exc.message or exc)
-
-
-def _plain(value: object) -> str:
-    return hex0x(value) if isinstance(value, bytes) else str(value)
+    @property
+    def chain(self) -> ChainReader: ...
 
 
 # The sender
@@ -366,7 +139,7 @@ class TransactionSender:
     @classmethod
     def for_services(
         cls,
-        services: Services,
+        services: SenderContext,
         settings: OracleSettings | None = None,
         account: LocalAccount | None = None,
     ) -> TransactionSender:

@@ -32,8 +32,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import hex0x
+from control_plane.chain.oracle_key import OracleSettings, load_oracle_account
 from control_plane.chain.outbox_repository import OutboxRepository
-from control_plane.chain.sender import OracleSettings, TransactionSender, load_oracle_account
+from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services
