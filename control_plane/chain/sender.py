@@ -44,7 +44,7 @@ from web3.exceptions import ContractLogicError
 from control_plane.chain.client import ChainReader, Web3ChainReader, hex0x
 from control_plane.chain.oracle_key import OracleSettings, load_oracle_account
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
-from control_plane.chain.reverts import describe_revert
+from control_plane.chain.reverts import RevertDecoder, describe_revert
 from control_plane.chain.tx_rpc import Receipt, TxRejected, TxRpc, Web3TxRpc
 from control_plane.db import unit_of_work
 from control_plane.paths import DEFAULT_ARTIFACTS_DIR
@@ -130,6 +130,7 @@ class TransactionSender:
         self.settings = settings
         self.confirmations = confirmations
         self.artifacts_dir = artifacts_dir
+        self.reverts = RevertDecoder(artifacts_dir)
         self.now = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
@@ -409,7 +410,7 @@ class TransactionSender:
                     self.address, current.to, current.data, current.value
                 )
             except ContractLogicError as exc:
-                reason = describe_revert(exc, self.artifacts_dir)
+                reason = describe_revert(exc, self.reverts)
                 await repository.mark_final(current.id, status="failed", error=f"reverts: {reason}")
                 report.failed.append(current.key)
                 log.warning(

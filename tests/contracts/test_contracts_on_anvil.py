@@ -15,8 +15,8 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, dev_account, send_eth, transact
 from control_plane.paths import REPO_ROOT
+from tests.support.devchain import Anvil, dev_account, send_eth, transact
 
 NDS = 10**18
 PERIOD = 30 * 24 * 3600

@@ -8,8 +8,8 @@ from eth_utils.crypto import keccak
 from web3.exceptions import ContractCustomError
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.rewards.formula.merkle import RewardTree
+from tests.support.devchain import advance_time, dev_account, transact
 
 NDS = 10**18
 

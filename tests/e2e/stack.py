@@ -25,7 +25,6 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import transact
 from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import Pools, default_pools
@@ -40,6 +39,7 @@ from tests.support.builders import (
     wallet_headers,
     wg_keys,
 )
+from tests.support.devchain import transact
 
 NODE_ENDPOINT = "198.18.0.1"  # the node's "public" address (on its loopback)
 WG_PORT = 51820

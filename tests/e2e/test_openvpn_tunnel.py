@@ -48,7 +48,6 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import transact
 from control_plane.settings import Settings
 from node_agent.agent import Agent
 from node_agent.backends.openvpn import OpenVpnBackend, crl_info
@@ -67,6 +66,7 @@ from tests.support.builders import (
     make_csr,
     paying_subscriber,
 )
+from tests.support.devchain import transact
 
 PLACEHOLDER = "<insert your private key>"
 UNDERLAY = ipaddress.IPv4Network("198.18.0.0/15")

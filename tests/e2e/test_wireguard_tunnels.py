@@ -21,7 +21,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.chain.devchain import advance_time
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from tests.e2e.conftest import needs_tunnels
@@ -37,6 +36,7 @@ from tests.e2e.stack import (
     until,
 )
 from tests.support.builders import fresh_wallet, sql, subscribe
+from tests.support.devchain import advance_time
 
 pytestmark = needs_tunnels
 

@@ -23,7 +23,6 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, advance_time, dev_account
 from control_plane.chain.outbox import OutboxTx
 from control_plane.db import unit_of_work
 from control_plane.indexer.sync import sync_chain
@@ -50,6 +49,7 @@ from tests.support.builders import (
     wallet_headers,
     wg_keys,
 )
+from tests.support.devchain import Anvil, advance_time, dev_account
 
 EPOCH_SECONDS = 3_600  # an hour-long epoch (NODUS_EPOCH_SECONDS)
 ORACLE = dev_account(1)

@@ -29,8 +29,8 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.settings import Settings
+from tests.support.devchain import dev_account, send_eth, transact
 
 NDS = 10**18
 MIN_STAKE = 100 * NDS

@@ -26,13 +26,13 @@ from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
-from control_plane.chain.devchain import Anvil
 from control_plane.db import make_engine, make_sessionmaker, unit_of_work
 from control_plane.device_configs import DeviceConfig
 from control_plane.nodes.models import Node
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from control_plane.subscriptions.models import Subscriber
+from tests.support.devchain import Anvil
 
 
 def new_node_id() -> str:

@@ -20,7 +20,6 @@ from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import transact
 from control_plane.db import unit_of_work
 from control_plane.device_configs import DeviceConfig
 from control_plane.revisions import bump_revision
@@ -40,6 +39,7 @@ from tests.control_plane.agent.conftest import (
 from tests.control_plane.prober.health import closed_port
 from tests.node_agent.conftest import FakeBackend, running_agent, until
 from tests.support.builders import NDS, fresh_wallet, node_body, post_node
+from tests.support.devchain import transact
 
 runner = CliRunner()
 STAKE = 100 * NDS

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from control_plane import patterns
-from control_plane.chain.devchain import dev_account
 from control_plane.settings import Settings
+from tests.support.devchain import dev_account
 
 # A configured admin (a dev account: a real key the tests can sign with).
 ADMIN = dev_account(8)

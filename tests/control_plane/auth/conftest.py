@@ -16,10 +16,10 @@ from fastapi import FastAPI
 from siwe import SiweMessage
 from sqlalchemy.dialects.postgresql import insert
 
-from control_plane.chain.devchain import dev_account
 from control_plane.db import unit_of_work
 from control_plane.indexer.models import ChainNode
 from control_plane.settings import Settings
+from tests.support.devchain import dev_account
 
 # A configured admin (a dev account, so it is a real key this test run can sign with).
 ADMIN = dev_account(9)

@@ -21,9 +21,9 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.db import unit_of_work
 from tests.control_plane.auth.conftest import new_node_id, personal_sign
+from tests.support.devchain import dev_account, transact
 
 NDS = 10**18
 

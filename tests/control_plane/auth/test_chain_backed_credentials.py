@@ -13,13 +13,13 @@ from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, transact
 from control_plane.db import make_engine, make_sessionmaker, unit_of_work
 from control_plane.indexer.sync import index_chain
 from control_plane.jobs import Services
 from control_plane.settings import Settings
 from tests.control_plane.auth.test_agent_login import agent_login, register_node
 from tests.support.builders import NDS, fresh_wallet, node_body, post_node, wallet_headers
+from tests.support.devchain import Anvil, transact
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from control_plane.app import create_app
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.chain.devchain import Anvil
 from control_plane.settings import Settings
 from tests.control_plane.configs.strict_config import parse_config
 from tests.support.builders import (
@@ -25,6 +24,7 @@ from tests.support.builders import (
     post_node,
     register_on_chain,
 )
+from tests.support.devchain import Anvil
 
 
 def pytest_configure(config: pytest.Config) -> None:

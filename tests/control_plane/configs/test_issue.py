@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time
 from control_plane.settings import Settings
 from tests.support.builders import (
     ec_key,
@@ -34,6 +33,7 @@ from tests.support.builders import (
     wallet_headers,
     wg_keys,
 )
+from tests.support.devchain import advance_time
 
 CONFIGS = "/v1/configs"
 

@@ -6,10 +6,10 @@ import pytest
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
-from control_plane.chain.devchain import Anvil
 from control_plane.db import make_engine, make_sessionmaker
 from control_plane.jobs import Services
 from control_plane.settings import Settings
+from tests.support.devchain import Anvil
 
 
 @pytest.fixture

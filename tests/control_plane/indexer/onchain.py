@@ -21,12 +21,12 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import dev_account, send_eth, transact
 from control_plane.db import unit_of_work
 from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.subscriptions.expiry import expire_lapsed
 from control_plane.subscriptions.models import Subscriber
+from tests.support.devchain import dev_account, send_eth, transact
 
 NDS = 10**18
 PERIOD = 30 * 24 * 3600

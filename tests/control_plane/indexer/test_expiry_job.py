@@ -7,7 +7,6 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.chain.devchain import advance_time
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import current_expiry
@@ -21,6 +20,7 @@ from tests.control_plane.indexer.onchain import (
     subscribe,
     sync,
 )
+from tests.support.devchain import advance_time
 
 A, B, C, D = ("0x" + c * 64 for c in "abcd")
 

@@ -9,11 +9,11 @@ import os
 from sqlalchemy import select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.db import unit_of_work
 from control_plane.indexer.models import ChainNode, RewardEpoch
 from control_plane.jobs import Services
 from tests.control_plane.indexer.onchain import NDS, as_governance, at, register_node, reorg, sync
+from tests.support.devchain import advance_time, dev_account, transact
 
 
 async def chain_node(services: Services, node_id: bytes) -> ChainNode | None:

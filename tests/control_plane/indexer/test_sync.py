@@ -17,7 +17,6 @@ from web3.types import FilterParams, LogReceipt
 from control_plane.app import create_app, scheduled_jobs
 from control_plane.chain.client import LogQueryRejected, Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.indexer.models import ChainCursor, IndexedBlock
@@ -40,6 +39,7 @@ from tests.control_plane.indexer.onchain import (
     subscribe,
     sync,
 )
+from tests.support.devchain import Anvil
 
 TABLES = (
     "payments",

@@ -16,14 +16,14 @@ from typer.testing import CliRunner
 
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import issue_access_token
-from control_plane.prober.cli import POST_CHUNK, ProberState, run_once
-from control_plane.prober.cli import app as prober_cli
 from control_plane.prober.models import ProbeSample
 from control_plane.prober.router import get_prober_settings
 from control_plane.prober.schemas import MAX_RTT_US
 from control_plane.prober.settings import ProberSettings
 from control_plane.prober.signing import Sample, sign_sample
 from control_plane.settings import Settings
+from nodus_cli.prober import prober_app as prober_cli
+from nodus_cli.prober.rounds import POST_CHUNK, ProberState, run_once
 from tests.control_plane.prober.health import closed_port, health_server
 from tests.control_plane.rewards.support import Prober, add_node, new_address, transaction
 

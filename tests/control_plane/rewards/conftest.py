@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
-from control_plane.chain.devchain import Anvil
 from control_plane.settings import Settings
 from tests.control_plane.rewards.support import include_scoring_routes
+from tests.support.devchain import Anvil
 
 
 @pytest.fixture

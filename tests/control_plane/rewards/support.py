@@ -20,13 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control_plane.agent.models import Heartbeat, PeerMetric
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import contract
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
 from control_plane.prober import repository as prober_repository
 from control_plane.prober.signing import Sample, sign_sample
 from control_plane.subscriptions.models import Subscriber
+from tests.support.devchain import dev_account, transact
 
 NDS = 10**18
 CHAIN_ID = 31337

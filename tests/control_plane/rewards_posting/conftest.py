@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from control_plane.app import create_app
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
-from control_plane.chain.devchain import Anvil
 from control_plane.rewards.claims_router import router as claims_router
 from control_plane.settings import Settings
 from tests.control_plane.chain.support import make_sender, oracle_settings, sender, services
+from tests.support.devchain import Anvil
 
 __all__ = ["make_sender", "oracle_settings", "sender", "services"]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time
 from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
@@ -17,6 +16,7 @@ from control_plane.rewards.posting.publisher import (
     post_epoch,
     refresh_publications,
 )
+from tests.support.devchain import advance_time
 
 
 def published(epoch: int, cumulative: dict[str, int]) -> bytes:

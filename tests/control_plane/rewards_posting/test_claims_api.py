@@ -8,12 +8,12 @@ import httpx
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.chain.sender import TransactionSender
 from control_plane.jobs import Services
 from control_plane.rewards.posting.publisher import post_epoch
 from tests.control_plane.chain.support import NDS, events
 from tests.control_plane.rewards_posting.support import post_and_accept, published
+from tests.support.devchain import dev_account, transact
 
 OPERATOR_A, OPERATOR_B = dev_account(2), dev_account(3)
 OTHERS: dict[str, int] = {"0x" + f"{i:040x}": i * 10**15 for i in range(1, 20)}

@@ -14,7 +14,6 @@ from pydantic import SecretStr
 
 from control_plane.chain.client import hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.chain.oracle_key import OracleKeyError
 from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
@@ -44,6 +43,7 @@ from tests.control_plane.chain.support import (
     oracle_nonce,
 )
 from tests.control_plane.rewards_posting.support import accept, post_and_accept, published
+from tests.support.devchain import dev_account, transact
 
 OP_A: str = dev_account(2).address
 OP_B: str = dev_account(3).address

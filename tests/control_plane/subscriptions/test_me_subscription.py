@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from control_plane.auth.principal import Role
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, advance_time
 from control_plane.settings import Settings
 from tests.control_plane.indexer.onchain import (
     NDS,
@@ -29,6 +28,7 @@ from tests.control_plane.indexer.onchain import (
     sync,
 )
 from tests.control_plane.subscriptions.conftest import bearer, serving
+from tests.support.devchain import Anvil, advance_time
 
 URL = "/v1/me/subscription"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from control_plane.cli_support import format_nds, short_hex
 from control_plane.rewards.formula.allocation import (
     allocate,
     allocate_capped,
@@ -35,6 +34,7 @@ from control_plane.rewards.formula.scoring import (
     Weights,
     score_node,
 )
+from nodus_cli.support.output import format_nds, short_hex
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""`nodus prober`: run an independent prober with its own key.
+"""`nodus prober address | run`: run an independent prober with its own key.
 
 Each round it fetches the targets from the control plane (`GET /v1/probes/targets`), probes
 every node's health endpoint a few times (an answer counts only if the node's agent signed it
@@ -26,7 +26,6 @@ from control_plane.prober.probe import Target, probe_all
 from control_plane.prober.settings import ProberSettings
 from control_plane.prober.signing import Sample, sign_sample
 
-app = typer.Typer(help="Measure nodes as an independent prober.", no_args_is_help=True)
 console = Console()
 
 # Samples kept for a retry after a failed post, at most.
@@ -172,7 +171,6 @@ async def _loop(url: str, account: LocalAccount, settings: ProberSettings, once:
             await asyncio.sleep(max(0.0, settings.interval_seconds - elapsed))
 
 
-@app.command()
 def address(
     key: Annotated[
         str | None, typer.Option(envvar="NODUS_PROBER_KEY", help="the prober's private key")
@@ -182,7 +180,6 @@ def address(
     console.print(_account(key).address.lower())
 
 
-@app.command()
 def run(
     key: Annotated[
         str | None, typer.Option(envvar="NODUS_PROBER_KEY", help="the prober's private key")

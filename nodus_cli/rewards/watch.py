@@ -22,27 +22,11 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.markup import escape
 
-from control_plane.cli_rewards import verify_epoch
-from control_plane.cli_support import (
-    DEFAULT_API_URL,
-    DEFAULT_RPC_URL,
-    ApiUrlOption,
-    Chain,
-    CliError,
-    DeploymentsDirOption,
-    KeyFileOption,
-    RpcUrlOption,
-    connect,
-    console,
-    err_console,
-    format_time,
-    hex0x,
-    load_account,
-    rpc,
-    run,
-    send,
-)
-from control_plane.paths import DEFAULT_DEPLOYMENTS_DIR
+from nodus_cli.rewards.verify import verify_epoch
+from nodus_cli.support.chain import Chain, connect, rpc, run, send
+from nodus_cli.support.options import Options, shared_options
+from nodus_cli.support.output import CliError, console, err_console, format_time, hex0x
+from nodus_cli.support.wallet import load_account
 
 DEFAULT_INTERVAL_S: Final = 30
 
@@ -126,6 +110,7 @@ async def _handle(chain: Chain, found: PendingCheck, guardian: LocalAccount | No
     return False
 
 
+@shared_options("key_file", "api_url", "rpc_url", "deployments_dir")
 def watch(
     once: Annotated[
         bool, typer.Option("--once", help="Check the current pending root and exit.")
@@ -133,10 +118,8 @@ def watch(
     interval: Annotated[
         int, typer.Option("--interval", min=1, help="Seconds between checks of the chain.")
     ] = DEFAULT_INTERVAL_S,
-    key_file: KeyFileOption = None,
-    api_url: ApiUrlOption = DEFAULT_API_URL,
-    rpc_url: RpcUrlOption = DEFAULT_RPC_URL,
-    deployments_dir: DeploymentsDirOption = DEFAULT_DEPLOYMENTS_DIR,
+    *,
+    options: Options,
 ) -> None:
     """Watch proposed reward roots and stop a wrong one before it can be accepted.
 
@@ -146,11 +129,11 @@ def watch(
     Data that cannot be fetched is an alert too. Anyone may run it, with or without a key."""
 
     async def main() -> bool:
-        chain = await connect(rpc_url, deployments_dir)
-        guardian = await _guardian_key(chain, key_file)
+        chain = await connect(options.rpc_url, options.deployments_dir)
+        guardian = await _guardian_key(chain, options.key_file)
         checked: set[tuple[int, bytes]] = set()
         while True:
-            found = await pending_check(chain, api_url)
+            found = await pending_check(chain, options.api_url)
             if found is None:
                 if once:
                     console.print("no pending root")

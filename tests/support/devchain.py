@@ -45,7 +45,7 @@ def _free_port() -> int:
 def running_anvil() -> Iterator[Anvil]:
     """A fresh anvil on a free port (never 8545, so a running dev stack is left alone)."""
     port = _free_port()
-    process = subprocess.Popen(  # noqa: S603 - our own anvil binary, fixed arguments
+    process = subprocess.Popen(
         [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -76,7 +76,7 @@ def deploy(rpc_url: str, out_dir: Path, extra_env: Mapping[str, str] | None = No
     `extra_env` adds NODUS_* parameters (a chain other than 31337 needs NODUS_GUARDIAN, and
     NODUS_HOLDERS and NODUS_HOLDER_NDS: the circulating supply's holders)."""
     env = {**os.environ, **(extra_env or {}), "NODUS_DEPLOYMENTS_DIR": str(out_dir)}
-    subprocess.run(  # noqa: S603 - our own deploy script
+    subprocess.run(
         [str(REPO_ROOT / "scripts" / "deploy"), "--rpc-url", rpc_url],
         check=True,
         env=env,
