@@ -47,7 +47,6 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """Every background job and its interval (filled in by the domains that own jobs)."""
     from control_plane.indexer.sync import sync_chain
     from control_plane.prober.service import probe_round
-    from control_plane.prober.settings import ProberSettings
     from control_plane.rewards.posting.epoch_job import reward_epoch_job
     from control_plane.rewards.posting.publisher import posting_jobs
     from control_plane.subscriptions.expiry import expire_lapsed
@@ -56,10 +55,10 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
         "chain_sync": (settings.chain_sync_interval_seconds, sync_chain),
         "expiry": (settings.expiry_interval_seconds, expire_lapsed),
     }
-    prober = ProberSettings()
+    prober = settings.prober
     if prober.enabled:
         jobs["probe_round"] = (prober.interval_seconds, probe_round)
-    posting = posting_jobs()  # empty on a replica without the oracle key
+    posting = posting_jobs(settings)  # empty on a replica without the oracle key
     if posting:
         jobs.update(posting)
         jobs["reward_epoch"] = (60.0, reward_epoch_job)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from control_plane.agent import service
-from control_plane.agent.feed import PeerFeed
 from control_plane.agent.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -20,18 +19,14 @@ from control_plane.agent.schemas import (
 from control_plane.auth.dependencies import NodePrincipal, SettingsDep
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
+from control_plane.dependencies import ChainDep, FeedDep
 from control_plane.errors import Forbidden, Invalid
 from control_plane.patterns import INT64_MAX, NODE_ID
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
 
-def _feed(request: Request) -> PeerFeed:
-    feed: PeerFeed = request.app.state.feed
-    return feed
-
-
-Feed = Annotated[PeerFeed, Depends(_feed)]
+Feed = FeedDep
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -60,10 +55,10 @@ def _own_node(principal: Principal, node_id: str | None = None) -> str:
     responses={**_ERRORS, 429: _error("too many long-polls parked; retry after Retry-After")},
 )
 async def get_peers(
-    request: Request,
     principal: NodePrincipal,
     session: Session,
     feed: Feed,
+    chain: ChainDep,
     settings: SettingsDep,
     since: Annotated[
         int | None,
@@ -90,9 +85,7 @@ async def get_peers(
     Each peer carries its subscriber's expiry: remove it then even if this API is unreachable."""
     if wait > settings.long_poll_max_seconds:
         raise Invalid(f"wait: at most {settings.long_poll_max_seconds} seconds")
-    return await service.peer_set(
-        session, feed, request.app.state.chain, _own_node(principal, node_id), since, wait
-    )
+    return await service.peer_set(session, feed, chain, _own_node(principal, node_id), since, wait)
 
 
 @router.get("/pools", responses=_ERRORS)

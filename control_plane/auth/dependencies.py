@@ -19,19 +19,11 @@ from control_plane.auth.api_keys import principal_for_api_key
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import decode_access_token
 from control_plane.db import Session
+from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.openapi import api_key_scheme, node_token_scheme, wallet_token_scheme
-from control_plane.settings import Settings
 
 API_KEY_PREFIX = "nds_"
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _bearer_credential(request: Request) -> str:

@@ -5,9 +5,9 @@ who-am-I, and API keys. The unauthenticated routes are rate limited per client I
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from control_plane.auth import api_keys, service
 from control_plane.auth.dependencies import (
@@ -30,18 +30,13 @@ from control_plane.auth.schemas import (
     MeOut,
     NonceOut,
 )
-from control_plane.chain.client import ChainReader
 from control_plane.db import Session
+from control_plane.dependencies import ChainDep
 
 router = APIRouter()
 
 
-def _chain(request: Request) -> ChainReader:
-    chain: ChainReader = request.app.state.chain
-    return chain
-
-
-Chain = Annotated[ChainReader, Depends(_chain)]
+Chain = ChainDep
 
 
 def _error(description: str) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from control_plane.auth.dependencies import SettingsDep, SubscriberPrincipal
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.rate_limit import spend_config_change
-from control_plane.chain.client import ChainReader
 from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
 from control_plane.db import Session
+from control_plane.dependencies import ServicesDep
 from control_plane.errors import Forbidden, Invalid, error_body
 from control_plane.patterns import CURSOR
 
@@ -80,7 +80,7 @@ async def create_config(
     request: Request,
     principal: SubscriberPrincipal,
     session: Session,
-    settings: SettingsDep,
+    services: ServicesDep,
     body: Annotated[ConfigIn, Body()],
 ) -> ConfigOut:
     """Issues a device config on a node. WireGuard: send your public key (`wg pubkey`); the
@@ -88,10 +88,9 @@ async def create_config(
     send a CSR; you get a certificate signed by the node's CA (valid until your subscription's
     expiry) in an inline profile whose `<key>` block you fill with your private key. `address`
     is `["<IPv4>/32", "<IPv6>/128"]`. Needs an active on-chain subscription (402 otherwise)."""
-    chain: ChainReader = request.app.state.chain
     wallet = _wallet(principal)
-    spend_config_change(request, wallet, settings.config_changes_per_minute)
-    return await service.create_config(session, chain, settings, wallet, body)
+    spend_config_change(request, wallet, services.settings.config_changes_per_minute)
+    return await service.create_config(session, services, wallet, body)
 
 
 @router.get("", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN})

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from control_plane.auth.dependencies import SettingsDep, WalletPrincipal, current_principal
 from control_plane.auth.principal import Principal, Role
-from control_plane.chain.client import ChainReader
 from control_plane.db import Session
+from control_plane.dependencies import ChainDep
 from control_plane.errors import Forbidden, Invalid, error_body
 from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
@@ -56,11 +56,6 @@ def _wallet(principal: Principal) -> str:
     return principal.address.lower()
 
 
-def _chain(request: Request) -> ChainReader:
-    chain: ChainReader = request.app.state.chain
-    return chain
-
-
 @router.post(
     "",
     status_code=201,
@@ -82,10 +77,10 @@ def _chain(request: Request) -> ChainReader:
     },
 )
 async def register_node(
-    request: Request,
     principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
+    chain: ChainDep,
     body: NodeIn,
 ) -> NodeOut:
     """Registers a node staked in NodeRegistry. Any signed-in wallet may call; the node must be
@@ -93,7 +88,7 @@ async def register_node(
     `10.x.0.0/16` and `fdxx:xxxx:xxxx::/112` derived from the node id (index 1 of each is the
     node's own address). An OpenVPN node gets its own CA, server certificate and tls-crypt key
     here (private keys are stored encrypted); the response carries the CA certificate."""
-    return await service.register_node(session, _chain(request), settings, _wallet(principal), body)
+    return await service.register_node(session, chain, settings, _wallet(principal), body)
 
 
 @router.get("", responses={422: _INVALID})
@@ -140,12 +135,14 @@ async def list_nodes(
     responses={401: _UNAUTHORIZED, 404: _NOT_FOUND, 422: _INVALID},
     openapi_extra={"security": OPTIONAL_WALLET_SECURITY},
 )
-async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> NodeOut:
+async def get_node(
+    request: Request, session: Session, settings: SettingsDep, node_id: NodeIdPath
+) -> NodeOut:
     """A live node. Public; with the operator's token the pools and the OpenVPN CA certificate
     are included too (an invalid token is a 401, no token is fine)."""
     caller: str | None = None
     if request.headers.get("authorization"):
-        principal = await current_principal(request, session, request.app.state.settings)
+        principal = await current_principal(request, session, settings)
         caller = None if principal.node_id is not None else principal.address
     return await service.get_node(session, node_id.lower(), caller)
 
@@ -167,17 +164,17 @@ async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> N
     },
 )
 async def update_node(
-    request: Request,
     principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
+    chain: ChainDep,
     node_id: NodeIdPath,
     patch: NodePatch,
 ) -> NodeOut:
     """Changes the endpoint, country, protocols, WireGuard public key or OpenVPN port. The
     operator only (others: 403). Dropping a protocol revokes the node's live configs of it."""
     return await service.update_node(
-        session, _chain(request), settings, _wallet(principal), node_id.lower(), patch
+        session, chain, settings, _wallet(principal), node_id.lower(), patch
     )
 
 

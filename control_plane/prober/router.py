@@ -3,7 +3,6 @@ samples (public, verified on read), and the probers' allow-list (admins manage i
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -29,14 +28,9 @@ from control_plane.prober.settings import ProberSettings
 router = APIRouter(tags=["probes"])
 
 
-@cache
-def _cached_prober_settings() -> ProberSettings:
-    return ProberSettings()
-
-
-def get_prober_settings() -> ProberSettings:
-    """The prober settings (from the environment, read once; tests override this)."""
-    return _cached_prober_settings()
+def get_prober_settings(settings: SettingsDep) -> ProberSettings:
+    """The prober section of the app's settings (tests override this)."""
+    return settings.prober
 
 
 ProberSettingsDep = Annotated[ProberSettings, Depends(get_prober_settings)]

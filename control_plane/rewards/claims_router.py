@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from control_plane.chain.client import ChainReader
 from control_plane.db import Session
+from control_plane.dependencies import ChainDep
 from control_plane.errors import error_body
 from control_plane.patterns import ADDRESS, INT64_MAX
 from control_plane.rewards.claims_schemas import RewardOut
@@ -47,14 +47,13 @@ _UNAVAILABLE = _error(
     },
 )
 async def get_rewards(
-    request: Request,
     session: Session,
+    chain: ChainDep,
     address: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="operator wallet")],
 ) -> RewardOut:
     """The operator's cumulative rewards in the latest accepted epoch, what it has claimed (read
     from the RewardDistributor), what one claim pays now, and the Merkle proof for
     `claim(address, cumulative, proof)`."""
-    chain: ChainReader = request.app.state.chain
     return await reward_status(session, chain, address)
 
 
@@ -72,13 +71,12 @@ async def get_rewards(
     },
 )
 async def get_epoch_data(
-    request: Request,
     session: Session,
+    chain: ChainDep,
     epoch: Annotated[int, Path(ge=1, le=INT64_MAX, description="epoch number")],
 ) -> Response:
     """The exact bytes published for the epoch; recompute its scores, leaves and root from them
     (`nodus rewards verify`)."""
-    chain: ChainReader = request.app.state.chain
     published = await published_data(session, chain.chain_id, epoch)
     return Response(
         content=published.data,

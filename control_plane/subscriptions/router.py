@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
-from control_plane.auth.dependencies import SettingsDep, WalletPrincipal
+from control_plane.auth.dependencies import WalletPrincipal
 from control_plane.auth.principal import Role
-from control_plane.chain.client import ChainReader
 from control_plane.db import Session
+from control_plane.dependencies import ServicesDep
 from control_plane.errors import Forbidden, Invalid, error_body
 from control_plane.subscriptions.schemas import SubscriptionOut
 from control_plane.subscriptions.service import subscription_status
@@ -37,10 +37,9 @@ def _error(description: str, code: str, message: str) -> dict[str, Any]:
     },
 )
 async def get_my_subscription(
-    request: Request,
     principal: WalletPrincipal,
     session: Session,
-    settings: SettingsDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, description="payments per page")] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000, description="payments to skip")] = 0,
 ) -> SubscriptionOut:
@@ -48,9 +47,9 @@ async def get_my_subscription(
     30-day period (read from the contract), and its payments, newest first."""
     if principal.has(Role.NODE) or principal.node_id is not None:
         raise Forbidden("a wallet's token is needed")
+    settings = services.settings
     if limit > settings.max_page_size:
         raise Invalid(f"limit must be at most {settings.max_page_size}")
-    chain: ChainReader = request.app.state.chain
     return await subscription_status(
-        session, chain, settings, principal.address, limit=limit, offset=offset
+        session, services, principal.address, limit=limit, offset=offset
     )

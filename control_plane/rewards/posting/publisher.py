@@ -27,13 +27,11 @@ from datetime import UTC, datetime, timedelta
 
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import hex0x
 from control_plane.chain.outbox_repository import OutboxRepository
-from control_plane.chain.sender import OracleSettings, TransactionSender, load_oracle_account
+from control_plane.chain.sender import TransactionSender, load_oracle_account
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services
@@ -49,19 +47,9 @@ from control_plane.rewards.posting.repository import (
     Publication,
     PublicationContent,
 )
+from control_plane.settings import RewardPostingSettings, Settings
 
 log = logging.getLogger("nodus.rewards.posting")
-
-
-class RewardPostingSettings(BaseSettings):
-    """Reward epochs (`NODUS_*` variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="NODUS_", env_file=".env", extra="ignore")
-
-    epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1, description="length of a reward epoch")
-    reward_accept_interval_seconds: float = Field(
-        default=30.0, gt=0, description="interval of the job that accepts due roots"
-    )
 
 
 class PostingRefused(Exception):
@@ -433,7 +421,7 @@ async def due_epoch(
 ) -> int | None:
     """The epoch to score and propose now, or None: none is pending or in flight here, and the
     last one posted here is at least NODUS_EPOCH_SECONDS old."""
-    settings = settings or RewardPostingSettings()
+    settings = settings or services.settings.reward_posting
     now = now or datetime.now(UTC)
     state = await distributor_for(services.chain).state()
     if state.pending is not None:
@@ -491,15 +479,15 @@ async def accept_due_roots_job(services: Services, session: AsyncSession) -> Non
         log.warning("accepting roots: the chain is unreachable; the next run resumes")
 
 
-def posting_jobs() -> dict[str, tuple[float, Job]]:
+def posting_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """The scheduled jobs of reward posting; none on a replica without the oracle key. Raises
     OracleKeyError if a key is configured but cannot be loaded."""
-    oracle = OracleSettings()
+    oracle = settings.oracle
     if not oracle.configured:
         log.info("no oracle key configured: reward posting jobs are off")
         return {}
     load_oracle_account(oracle)  # a configured key that cannot be loaded stops the start
-    posting = RewardPostingSettings()
+    posting = settings.reward_posting
     return {
         "oracle_sender": (oracle.tx_send_interval_seconds, send_oracle_transactions),
         "reward_accept": (posting.reward_accept_interval_seconds, accept_due_roots_job),
