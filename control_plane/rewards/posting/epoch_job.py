@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Services
 from control_plane.rewards.formula.epoch import EpochResult
-from control_plane.rewards.posting.distributor import distributor_for
+from control_plane.chain.distributor import distributor_for
 from control_plane.rewards.posting.gather import build_epoch
 from control_plane.rewards.posting.publisher import (
     PostingRefused,

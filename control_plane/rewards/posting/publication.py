@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.chain.client import ChainReader
 from control_plane.errors import AppError, NotFound
 from control_plane.rewards.claims_schemas import RewardOut
-from control_plane.rewards.posting.distributor import distributor_for
+from control_plane.chain.distributor import distributor_for
 from control_plane.rewards.posting.repository import PostingRepository
 
 log = logging.getLogger("nodus.rewards.publication")

@@ -36,7 +36,7 @@ from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services
 from control_plane.rewards.formula.merkle import RewardTree
-from control_plane.rewards.posting.distributor import (
+from control_plane.chain.distributor import (
     DistributorState,
     RewardDistributorReader,
     distributor_for,
