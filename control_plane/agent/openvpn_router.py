@@ -16,9 +16,10 @@ from cryptography import x509
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.auth.dependencies import NodePrincipal, SettingsDep
+from control_plane.auth.dependencies import NodePrincipal
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
+from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden
 from control_plane.nodes.service import openvpn_material
 from control_plane.patterns import IPV4_CIDR, IPV6_CIDR, NODE_ID, TUNNEL_ADDRESS

@@ -16,10 +16,10 @@ from control_plane.agent.schemas import (
     NodePools,
     PeerSet,
 )
-from control_plane.auth.dependencies import NodePrincipal, SettingsDep
+from control_plane.auth.dependencies import NodePrincipal
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep, FeedDep
+from control_plane.dependencies import ChainDep, FeedDep, SettingsDep
 from control_plane.errors import Forbidden, Invalid
 from control_plane.patterns import INT64_MAX, NODE_ID
 

@@ -12,7 +12,6 @@ from fastapi import APIRouter, Depends, Response, status
 from control_plane.auth import api_keys, service
 from control_plane.auth.dependencies import (
     CurrentPrincipal,
-    SettingsDep,
     SignedInWalletPrincipal,
     SubscriberPrincipal,
 )
@@ -31,7 +30,7 @@ from control_plane.auth.schemas import (
     NonceOut,
 )
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep
+from control_plane.dependencies import ChainDep, SettingsDep
 
 router = APIRouter()
 

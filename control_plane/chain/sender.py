@@ -364,14 +364,11 @@ class TransactionSender:
         """The oracle's sender over the app's database and chain connection."""
         settings = settings or services.settings.oracle
         account = account or load_oracle_account(settings, services.keystores)
-        reader = services.chain
-        if not isinstance(reader, Web3ChainReader):
-            raise TypeError("the transaction sender needs a Web3ChainReader")
         return cls(
             services.sessions,
-            Web3TxRpc(reader),
+            services.chain.transaction_rpc(),
             account,
-            chain_id=reader.chain_id,
+            chain_id=services.chain.chain_id,
             settings=settings,
             confirmations=services.settings.confirmations,
             artifacts_dir=services.settings.artifacts_dir,

@@ -8,13 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from control_plane.auth.dependencies import SettingsDep, SubscriberPrincipal
+from control_plane.auth.dependencies import SubscriberPrincipal
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.rate_limit import spend_config_change
 from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
 from control_plane.db import Session
-from control_plane.dependencies import ServicesDep
+from control_plane.dependencies import ServicesDep, SettingsDep
 from control_plane.errors import Forbidden, Invalid, error_body
 from control_plane.patterns import CURSOR
 

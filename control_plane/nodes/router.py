@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from control_plane.auth.dependencies import SettingsDep, WalletPrincipal, current_principal
+from control_plane.auth.dependencies import WalletPrincipal, current_principal
 from control_plane.auth.principal import Principal, Role
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep
+from control_plane.dependencies import ChainDep, SettingsDep
 from control_plane.errors import Forbidden, Invalid, error_body
 from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter

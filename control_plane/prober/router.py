@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from control_plane.auth.dependencies import SettingsDep, require_role
+from control_plane.auth.dependencies import require_role
 from control_plane.auth.principal import Principal, Role
 from control_plane.db import Session
+from control_plane.dependencies import SettingsDep
 from control_plane.errors import Invalid, error_body
 from control_plane.nodes.schemas import normalize_node_id
 from control_plane.patterns import ADDRESS, CURSOR, NODE_ID

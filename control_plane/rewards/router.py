@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from control_plane.auth.dependencies import SettingsDep
 from control_plane.db import Session
+from control_plane.dependencies import SettingsDep
 from control_plane.errors import Invalid, NotFound, error_body
 from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
 from control_plane.rewards import repository

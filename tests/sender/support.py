@@ -14,10 +14,10 @@ from web3 import AsyncWeb3
 from control_plane.chain.client import Web3ChainReader, hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import Anvil, dev_account
-from control_plane.chain.sender import OracleSettings, TransactionSender, TxRpc, Web3TxRpc
+from control_plane.chain.sender import TransactionSender, TxRpc, Web3TxRpc
 from control_plane.db import make_engine, make_sessionmaker
 from control_plane.jobs import Services
-from control_plane.settings import Settings
+from control_plane.settings import OracleSettings, Settings
 
 NDS = 10**18
 ORACLE = dev_account(1)
@@ -60,7 +60,6 @@ async def services(
 @pytest.fixture
 def oracle_settings() -> OracleSettings:
     return OracleSettings(
-        _env_file=None,  # type: ignore[call-arg]
         oracle_private_key=SecretStr(ORACLE.key.hex()),
         tx_poll_seconds=0.05,
         tx_wait_timeout_seconds=30,

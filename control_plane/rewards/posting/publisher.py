@@ -30,17 +30,16 @@ from eth_utils.crypto import keccak
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import hex0x
+from control_plane.chain.distributor import (
+    DistributorReads,
+    DistributorState,
+)
 from control_plane.chain.outbox_repository import OutboxRepository
 from control_plane.chain.sender import TransactionSender, load_oracle_account
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services
 from control_plane.rewards.formula.merkle import RewardTree
-from control_plane.chain.distributor import (
-    DistributorState,
-    RewardDistributorReader,
-    distributor_for,
-)
 from control_plane.rewards.posting.repository import (
     Leaf,
     PostingRepository,
@@ -143,7 +142,7 @@ def _build(epoch: int, cumulative: Mapping[str, int], data: bytes) -> _Tree:
 
 
 async def _check_chain(
-    distributor: RewardDistributorReader,
+    distributor: DistributorReads,
     state: DistributorState,
     oracle: str,
     epoch: int,
@@ -231,7 +230,7 @@ async def propose_epoch(
     if existing is not None and existing.status != "failed":
         return _same_or_refuse(existing, root, data_hash)
 
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     state = await distributor.state()
     await _check_chain(distributor, state, sender.address, epoch, built.total)
     await _check_leaves_grow(repository, chain_id, state, built.amounts)
@@ -294,7 +293,7 @@ async def accept_due_roots(
     whose challenge window has passed (whoever proposed it: only the oracle can). The sender
     sends it after the caller commits."""
     sender = sender or oracle_sender(services)
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     state = await distributor.state()
     report = await refresh_publications(services, session, state)
     pending = state.pending
@@ -318,7 +317,7 @@ async def refresh_publications(
 ) -> AcceptReport:
     """Brings the status of unsettled publications up to date with the outbox and the chain."""
     chain_id = services.chain.chain_id
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     state = state or await distributor.state()
     repository = PostingRepository(session)
     report = AcceptReport()
@@ -372,7 +371,7 @@ async def flush_revenue(
     already). Commits its own short transactions: the flush must be mined before the caller's
     budget is computed, so it cannot wait for the caller's commit."""
     sender = sender or oracle_sender(services)
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     accrued = await distributor.accrued_revenue()
     if accrued == 0:
         return 0
@@ -423,7 +422,7 @@ async def due_epoch(
     last one posted here is at least NODUS_EPOCH_SECONDS old."""
     settings = settings or services.settings.reward_posting
     now = now or datetime.now(UTC)
-    state = await distributor_for(services.chain).state()
+    state = await services.chain.distributor.state()
     if state.pending is not None:
         return None
     repository = PostingRepository(session)
@@ -438,7 +437,7 @@ async def due_epoch(
 async def accepted_cumulative(services: Services, session: AsyncSession) -> dict[str, int]:
     """The cumulative amounts of the accepted tree (account -> wei; empty before the first
     accepted epoch): what the next epoch's leaves must build on."""
-    state = await distributor_for(services.chain).state()
+    state = await services.chain.distributor.state()
     if state.root_epoch == 0:
         return {}
     amounts = await PostingRepository(session).amounts(services.chain.chain_id, state.root_epoch)
