@@ -24,7 +24,6 @@ from control_plane import __version__
 from control_plane.agent.feed import PeerFeed
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.agent.router import router as agent_router
-from control_plane.auth.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
 from control_plane.auth.router import router as auth_router
 from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
@@ -37,6 +36,7 @@ from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
 from control_plane.openapi import install_openapi
 from control_plane.prober.router import router as prober_router
+from control_plane.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
 from control_plane.rewards.claims_router import router as rewards_claims_router
 from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings

@@ -12,14 +12,11 @@ from rich.table import Table
 from web3 import AsyncWeb3
 
 from control_plane import __version__
-from control_plane.chain.contracts import (
-    DEFAULT_DEPLOYMENTS_DIR,
-    Deployment,
-    DeploymentError,
-)
+from control_plane.chain.contracts import Deployment, DeploymentError
 from control_plane.cli_dao import dao_app
 from control_plane.cli_rewards import rewards_app
 from control_plane.cli_rewards_watch import watch
+from control_plane.paths import DEFAULT_DEPLOYMENTS_DIR
 from control_plane.prober.cli import app as prober_app
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)

@@ -29,7 +29,6 @@ from rich.table import Table
 from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
 from web3.types import EventData, TxParams, Wei
 
-from control_plane.chain.contracts import DEFAULT_DEPLOYMENTS_DIR
 from control_plane.cli_support import (
     DEFAULT_RPC_URL,
     PROPOSAL_STATES,
@@ -64,6 +63,7 @@ from control_plane.cli_support import (
     short_hex,
     text_to_bytes32,
 )
+from control_plane.paths import DEFAULT_DEPLOYMENTS_DIR
 
 dao_app = typer.Typer(
     name="dao",

@@ -30,7 +30,6 @@ from rich.markup import escape
 from rich.table import Table
 from web3.types import EventData
 
-from control_plane.chain.contracts import DEFAULT_DEPLOYMENTS_DIR
 from control_plane.cli_rewards_recompute import Check, parse_leaves, recompute
 from control_plane.cli_rewards_recompute import parse_wei as _wei
 from control_plane.cli_support import (
@@ -58,6 +57,7 @@ from control_plane.cli_support import (
     send,
     short_hex,
 )
+from control_plane.paths import DEFAULT_DEPLOYMENTS_DIR
 from control_plane.rewards.formula.merkle import RewardTree
 
 rewards_app = typer.Typer(

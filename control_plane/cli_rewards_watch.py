@@ -22,7 +22,6 @@ import typer
 from eth_account.signers.local import LocalAccount
 from rich.markup import escape
 
-from control_plane.chain.contracts import DEFAULT_DEPLOYMENTS_DIR
 from control_plane.cli_rewards import verify_epoch
 from control_plane.cli_support import (
     DEFAULT_API_URL,
@@ -43,6 +42,7 @@ from control_plane.cli_support import (
     run,
     send,
 )
+from control_plane.paths import DEFAULT_DEPLOYMENTS_DIR
 
 DEFAULT_INTERVAL_S: Final = 30
 

@@ -3,8 +3,8 @@
 from control_plane.agent.models import Heartbeat, PeerMetric
 from control_plane.auth.models import AgentChallenge, ApiKey, AuthNonce
 from control_plane.chain.outbox import OutboxTx, TxAttempt, TxSenderKey
-from control_plane.configs.models import DeviceConfig
 from control_plane.db import Base
+from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainCursor, ChainNode, IndexedBlock, RewardEpoch
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample

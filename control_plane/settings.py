@@ -20,8 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from control_plane.auth.proxies import parse_trusted_proxies
-from control_plane.chain.contracts import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
+from control_plane.paths import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
+from control_plane.proxies import parse_trusted_proxies
 
 
 class ProberSettings(BaseModel):

@@ -20,7 +20,7 @@ from eth_account.signers.local import LocalAccount
 from node_agent.client import ControlPlaneClient
 from node_agent.config import AgentConfig, ConfigError, Pools, load_config
 
-IPV4_PREFIXES = (8, 29)  # the control plane's bounds (control_plane/configs/addresses.py)
+IPV4_PREFIXES = (8, 29)  # the control plane's bounds (control_plane/tunnel/addresses.py)
 IPV6_PREFIXES = (48, 124)
 _ULA = ipaddress.IPv6Network("fc00::/7")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from control_plane.chain.contracts import REPO_ROOT
+from control_plane.paths import REPO_ROOT
 
 LOCAL_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -23,7 +23,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import Heartbeat, PeerMetric
-from control_plane.configs.models import DeviceConfig
+from control_plane.device_configs import DeviceConfig
 from control_plane.nodes.models import Node
 from control_plane.subscriptions.models import Subscriber
 

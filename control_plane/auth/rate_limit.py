@@ -5,7 +5,7 @@ Per replica and in memory: with N replicas a client gets up to N times the rate.
 intent: the limit only keeps one client from burning CPU (signature recovery) and database rows
 (nonces) in bulk; it is not a quota. The client IP is the connection's peer as uvicorn reports
 it, or, behind a proxy listed in `NODUS_TRUSTED_PROXIES`, the right-most address in
-`X-Forwarded-For` that is not a trusted proxy (auth/proxies.py), so clients cannot spoof it.
+`X-Forwarded-For` that is not a trusted proxy (../proxies.py), so clients cannot spoof it.
 """
 
 from __future__ import annotations

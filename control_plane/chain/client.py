@@ -24,7 +24,7 @@ from control_plane.errors import ChainUnavailable
 
 if TYPE_CHECKING:
     from control_plane.chain.distributor import DistributorReads
-    from control_plane.chain.sender import TxRpc
+    from control_plane.chain.tx_rpc import TxRpc
 
 T = TypeVar("T")
 
@@ -144,7 +144,7 @@ class Web3ChainReader:
         return self._distributor
 
     def transaction_rpc(self) -> TxRpc:
-        from control_plane.chain.sender import Web3TxRpc
+        from control_plane.chain.tx_rpc import Web3TxRpc
 
         return Web3TxRpc(self)
 

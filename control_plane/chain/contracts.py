@@ -19,12 +19,10 @@ from eth_utils.crypto import keccak
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 
+from control_plane.paths import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
+
 # Any provider (HTTP today; WebSocket or IPC later): the contract objects do not care.
 Web3Client: TypeAlias = AsyncWeb3[Any]
-
-REPO_ROOT: Final = Path(__file__).resolve().parents[2]
-DEFAULT_ARTIFACTS_DIR: Final = REPO_ROOT / "contracts" / "out"
-DEFAULT_DEPLOYMENTS_DIR: Final = REPO_ROOT / "deployments"
 
 CONTRACT_NAMES: Final = (
     "NDSToken",

@@ -20,7 +20,8 @@ from eth_account.signers.local import LocalAccount
 from web3.contract.async_contract import AsyncContractFunction
 from web3.types import TxParams, TxReceipt, Wei
 
-from control_plane.chain.contracts import REPO_ROOT, Web3Client
+from control_plane.chain.contracts import Web3Client
+from control_plane.paths import REPO_ROOT
 
 ANVIL = REPO_ROOT / "node_modules" / ".bin" / "anvil"
 # anvil's dev accounts come from this well-known mnemonic; they are funded only on local chains.

@@ -27,34 +27,29 @@ The key comes from NODUS_ORACLE_PRIVATE_KEY or an encrypted keystore file; it is
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
-from eth_abi.abi import decode as abi_decode
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_typing import HexStr
-from eth_utils.crypto import keccak
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
-from web3.types import TxParams, Wei
+from web3.exceptions import ContractLogicError
 
 from control_plane.chain.caches import KeystoreCache
-from control_plane.chain.client import Web3ChainReader, hex0x
-from control_plane.chain.contracts import CONTRACT_NAMES, DEFAULT_ARTIFACTS_DIR, load_abi
+from control_plane.chain.client import ChainReader, hex0x
+from control_plane.chain.oracle_key import load_oracle_account
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
+from control_plane.chain.reverts import describe_revert
+from control_plane.chain.tx_rpc import Receipt, TxRejected, TxRpc
 from control_plane.db import unit_of_work
-from control_plane.jobs import Services
-from control_plane.settings import OracleSettings
+from control_plane.paths import DEFAULT_ARTIFACTS_DIR
+from control_plane.settings import OracleSettings, Settings
 
 log = logging.getLogger("nodus.sender")
 
@@ -66,231 +61,21 @@ _ALREADY_KNOWN: Final = ("already known", "already imported", "known transaction
 _NONCE_USED: Final = ("nonce too low", "nonce has already been used", "nonce is too low")
 
 
-class OracleKeyError(Exception):
-    """No oracle key is configured, or it cannot be loaded (the message never holds secrets)."""
+class SenderContext(Protocol):
+    """What the sender needs from the app's runtime (control_plane.jobs.Services has it): the
+    chain adapter sits below the jobs layer, so it names the shape instead of importing it."""
 
+    @property
+    def settings(self) -> Settings: ...
 
-def load_oracle_account(
-    settings: OracleSettings, keystores: KeystoreCache | None = None
-) -> LocalAccount:
-    """The oracle key, from NODUS_ORACLE_PRIVATE_KEY or the keystore file and its password (a
-    keystore is decrypted once per file version in `keystores`, the app's cache)."""
-    if settings.oracle_private_key is not None:
-        try:
-            account: LocalAccount = Account.from_key(
-                settings.oracle_private_key.get_secret_value().strip()
-            )
-        except (ValueError, TypeError):
-            raise OracleKeyError("NODUS_ORACLE_PRIVATE_KEY is not a valid private key") from None
-        return account
-    if settings.oracle_keystore_file is None:
-        raise OracleKeyError(
-            "no oracle key: set NODUS_ORACLE_PRIVATE_KEY or NODUS_ORACLE_KEYSTORE_FILE"
-        )
-    return _load_keystore(
-        settings.oracle_keystore_file,
-        _keystore_password(settings),
-        keystores if keystores is not None else KeystoreCache(),
-    )
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]: ...
 
+    @property
+    def chain(self) -> ChainReader: ...
 
-def _keystore_password(settings: OracleSettings) -> str:
-    if settings.oracle_keystore_password is not None:
-        return settings.oracle_keystore_password.get_secret_value()
-    if settings.oracle_keystore_password_file is not None:
-        try:
-            return settings.oracle_keystore_password_file.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise OracleKeyError(
-                f"cannot read the keystore password file: {exc.strerror}"
-            ) from None
-    raise OracleKeyError(
-        "the oracle keystore needs NODUS_ORACLE_KEYSTORE_PASSWORD or _PASSWORD_FILE"
-    )
-
-
-def _load_keystore(path: Path, password: str, keystores: KeystoreCache) -> LocalAccount:
-    """Decrypts the keystore once per file version (its KDF takes about a second)."""
-    try:
-        cache_key = (str(path.resolve()), path.stat().st_mtime_ns)
-    except OSError as exc:
-        raise OracleKeyError(f"cannot read the oracle keystore {path}: {exc.strerror}") from None
-    cached = keystores.get(cache_key)
-    if cached is not None:
-        return cached
-    try:
-        keystore = json.loads(path.read_text())
-    except OSError as exc:
-        raise OracleKeyError(f"cannot read the oracle keystore {path}: {exc.strerror}") from None
-    except json.JSONDecodeError:
-        raise OracleKeyError(f"the oracle keystore {path} is not JSON") from None
-    try:
-        key = Account.decrypt(keystore, password)
-    except ValueError:
-        raise OracleKeyError(f"cannot decrypt the oracle keystore {path}") from None
-    account: LocalAccount = Account.from_key(key)
-    keystores.put(cache_key, account)
-    return account
-
-
-# The chain, as the sender needs it
-
-
-class TxRejected(Exception):
-    """The node answered a transaction call with an error (not an outage)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, slots=True)
-class Receipt:
-    tx_hash: str
-    block_number: int
-    status: int
-    gas_used: int
-
-
-class TxRpc(Protocol):
-    """The JSON-RPC calls of the sender (outages raise ChainUnavailable)."""
-
-    async def block_number(self) -> int: ...
-    async def nonce(self, address: str, block: Literal["latest", "pending"]) -> int: ...
-    async def estimate_gas(self, sender: str, to: str, data: bytes, value: int) -> int: ...
-    async def base_fee(self) -> int: ...
-    async def max_priority_fee(self) -> int: ...
-    async def send_raw(self, raw: bytes) -> None: ...
-    async def receipt(self, tx_hash: str) -> Receipt | None: ...
-    async def is_known(self, tx_hash: str) -> bool: ...
-
-
-def _rpc_message(exc: Web3RPCError) -> str:
-    response: Any = exc.rpc_response or {}
-    error = response.get("error") if isinstance(response, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])
-    return str(exc)
-
-
-class Web3TxRpc:
-    """TxRpc over the chain reader's connection, with its retries and circuit breaker. An RPC
-    error answer (nonce too low, underpriced, ...) is a TxRejected, never retried."""
-
-    def __init__(self, reader: Web3ChainReader) -> None:
-        self.reader = reader
-        self.w3 = reader.w3
-
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        async def guarded() -> T:
-            try:
-                return await operation()
-            except ContractLogicError:
-                raise
-            except Web3RPCError as exc:
-                raise TxRejected(_rpc_message(exc)) from exc
-
-        return await self.reader.call(guarded)
-
-    async def block_number(self) -> int:
-        return int(await self._call(lambda: self.w3.eth.block_number))
-
-    async def nonce(self, address: str, block: Literal["latest", "pending"]) -> int:
-        checksum = AsyncWeb3.to_checksum_address(address)
-        return int(await self._call(lambda: self.w3.eth.get_transaction_count(checksum, block)))
-
-    async def estimate_gas(self, sender: str, to: str, data: bytes, value: int) -> int:
-        params: TxParams = {
-            "from": AsyncWeb3.to_checksum_address(sender),
-            "to": AsyncWeb3.to_checksum_address(to),
-            "data": data,
-            "value": Wei(value),
-        }
-        return int(await self._call(lambda: self.w3.eth.estimate_gas(params)))
-
-    async def base_fee(self) -> int:
-        block = await self._call(lambda: self.w3.eth.get_block("latest"))
-        return int(block.get("baseFeePerGas", 0))
-
-    async def max_priority_fee(self) -> int:
-        return int(await self._call(lambda: self.w3.eth.max_priority_fee))
-
-    async def send_raw(self, raw: bytes) -> None:
-        await self._call(lambda: self.w3.eth.send_raw_transaction(raw))
-
-    async def receipt(self, tx_hash: str) -> Receipt | None:
-        async def fetch() -> Receipt | None:
-            try:
-                data = await self.w3.eth.get_transaction_receipt(HexStr(tx_hash))
-            except TransactionNotFound:
-                return None
-            return Receipt(
-                tx_hash=hex0x(data["transactionHash"]),
-                block_number=int(data["blockNumber"]),
-                status=int(data["status"]),
-                gas_used=int(data["gasUsed"]),
-            )
-
-        return await self._call(fetch)
-
-    async def is_known(self, tx_hash: str) -> bool:
-        async def fetch() -> bool:
-            try:
-                await self.w3.eth.get_transaction(HexStr(tx_hash))
-            except TransactionNotFound:
-                return False
-            return True
-
-        return await self._call(fetch)
-
-
-# Revert reasons
-
-
-@cache
-def revert_decoders(
-    artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR,
-) -> Mapping[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]]:
-    """selector -> (error name, argument names, argument types) of every Nodus custom error."""
-    decoders: dict[bytes, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
-    for name in CONTRACT_NAMES:
-        for entry in load_abi(name, artifacts_dir):
-            if entry.get("type") != "error":
-                continue
-            types = tuple(_abi_type(i) for i in entry.get("inputs", []))
-            names = tuple(str(i.get("name", "")) for i in entry.get("inputs", []))
-            selector = keccak(text=f"{entry['name']}({','.join(types)})")[:4]
-            decoders[selector] = (str(entry["name"]), names, types)
-    return decoders
-
-
-def _abi_type(entry: Mapping[str, Any]) -> str:
-    kind = str(entry["type"])
-    if kind.startswith("tuple"):
-        inner = ",".join(_abi_type(c) for c in entry.get("components", []))
-        return f"({inner}){kind[len('tuple') :]}"
-    return kind
-
-
-def describe_revert(exc: ContractLogicError, artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR) -> str:
-    """`WrongEpoch(epoch=5, expected=2)` for a Nodus custom error, else web3's message."""
-    data = exc.data if isinstance(exc.data, str) else None
-    if data and data.startswith("0x") and len(data) >= 10:
-        raw = bytes.fromhex(data[2:])
-        decoder = revert_decoders(artifacts_dir).get(raw[:4])
-        if decoder is not None:
-            name, names, types = decoder
-            try:
-                values = abi_decode(list(types), raw[4:])
-            except Exception:
-                return name
-            args = ", ".join(f"{n}={_plain(v)}" for n, v in zip(names, values, strict=True))
-            return f"{name}({args})"
-    return str(exc.message or exc)
-
-
-def _plain(value: object) -> str:
-    return hex0x(value) if isinstance(value, bytes) else str(value)
+    @property
+    def keystores(self) -> KeystoreCache: ...
 
 
 # The sender
@@ -357,7 +142,7 @@ class TransactionSender:
     @classmethod
     def for_services(
         cls,
-        services: Services,
+        services: SenderContext,
         settings: OracleSettings | None = None,
         account: LocalAccount | None = None,
     ) -> TransactionSender:

@@ -15,10 +15,10 @@ from sqlalchemy.dialects.postgresql import ARRAY, INET
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.configs.models import DeviceConfig
+from control_plane.device_configs import DeviceConfig
 from control_plane.subscriptions.models import Subscriber
 
-# The partial unique indexes an insert can run into (configs/models.py).
+# The partial unique indexes an insert can run into (device_configs.py).
 LIVE_IPV4 = "uq_device_configs_live_ipv4"
 LIVE_IPV6 = "uq_device_configs_live_ipv6"
 LIVE_PUBLIC_KEY = "uq_device_configs_live_public_key"
@@ -146,32 +146,3 @@ class ConfigRepository:
             .returning(DeviceConfig.node_id)
         )
         return node_id
-
-    async def revoke_live_on_node(self, node_id: str, protocol: str | None = None) -> int:
-        """Revokes the node's live configs (of `protocol`, or all); how many."""
-        statement = update(DeviceConfig).where(
-            DeviceConfig.node_id == node_id, DeviceConfig.revoked_at.is_(None)
-        )
-        if protocol is not None:
-            statement = statement.where(DeviceConfig.protocol == protocol)
-        revoked = await self.session.scalars(
-            statement.values(revoked_at=func.now()).returning(DeviceConfig.id)
-        )
-        return len(revoked.all())
-
-    async def revoked_serials(
-        self, node_id: str, valid_after: datetime
-    ) -> list[tuple[str, datetime]]:
-        """Serials (hex) and revocation times of the node's revoked OpenVPN certificates that
-        are still valid after `valid_after` (expired ones need no CRL entry)."""
-        rows = await self.session.execute(
-            select(DeviceConfig.cert_serial, DeviceConfig.revoked_at)
-            .where(
-                DeviceConfig.node_id == node_id,
-                DeviceConfig.cert_serial.is_not(None),
-                DeviceConfig.revoked_at.is_not(None),
-                DeviceConfig.cert_not_after > valid_after,
-            )
-            .order_by(DeviceConfig.revoked_at, DeviceConfig.cert_serial)
-        )
-        return [(str(serial), revoked_at) for serial, revoked_at in rows if revoked_at is not None]

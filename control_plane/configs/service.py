@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
 from control_plane.chain.clock import chain_now
-from control_plane.configs.models import DeviceConfig
 from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
 from control_plane.configs.schemas import (
     ConfigOut,
@@ -30,6 +29,7 @@ from control_plane.configs.schemas import (
     OpenVpnConfigIn,
     WireGuardConfigIn,
 )
+from control_plane.device_configs import DeviceConfig
 from control_plane.errors import (
     Conflict,
     Invalid,
@@ -41,12 +41,12 @@ from control_plane.errors import (
 from control_plane.jobs import Services
 from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeRepository
-from control_plane.nodes.schemas import openvpn_port_of, parse_endpoint
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import current_expiry
 from control_plane.tunnel import openvpn, wireguard
 from control_plane.tunnel.addresses import FIRST_DEVICE_INDEX, Pools, device_address
+from control_plane.tunnel.grammar import openvpn_port_of, parse_endpoint
 from control_plane.tunnel.render_checks import UnsafeConfigValue
 
 log = logging.getLogger("nodus.configs")

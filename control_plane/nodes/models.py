@@ -37,7 +37,7 @@ class Node(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
     deleted_at: Mapped[datetime | None]
-    # Out of service: a stored value failed its grammar (see nodes/grammar.py). The node is
+    # Out of service: a stored value failed its grammar (see tunnel/grammar.py). The node is
     # hidden from the list and from GET, and no config is issued or rendered for it, until its
     # operator PATCHes valid values (which clears both columns).
     suspended_at: Mapped[datetime | None]

@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, false, func, or_, select, text, tuple_, up
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
 
@@ -153,3 +154,33 @@ class NodeRepository:
             statement = statement.where(tuple_(Node.created_at, Node.id) > tuple_(*after))
         rows = await self.session.execute(statement.order_by(Node.created_at, Node.id).limit(limit))
         return [NodeView(row[0], bool(row[1])) for row in rows]
+
+    # The node's device configs (the table sits low: device_configs.py): revoked with the node.
+    async def revoke_live_on_node(self, node_id: str, protocol: str | None = None) -> int:
+        """Revokes the node's live configs (of `protocol`, or all); how many."""
+        statement = update(DeviceConfig).where(
+            DeviceConfig.node_id == node_id, DeviceConfig.revoked_at.is_(None)
+        )
+        if protocol is not None:
+            statement = statement.where(DeviceConfig.protocol == protocol)
+        revoked = await self.session.scalars(
+            statement.values(revoked_at=func.now()).returning(DeviceConfig.id)
+        )
+        return len(revoked.all())
+
+    async def revoked_serials(
+        self, node_id: str, valid_after: datetime
+    ) -> list[tuple[str, datetime]]:
+        """Serials (hex) and revocation times of the node's revoked OpenVPN certificates that
+        are still valid after `valid_after` (expired ones need no CRL entry)."""
+        rows = await self.session.execute(
+            select(DeviceConfig.cert_serial, DeviceConfig.revoked_at)
+            .where(
+                DeviceConfig.node_id == node_id,
+                DeviceConfig.cert_serial.is_not(None),
+                DeviceConfig.revoked_at.is_not(None),
+                DeviceConfig.cert_not_after > valid_after,
+            )
+            .order_by(DeviceConfig.revoked_at, DeviceConfig.cert_serial)
+        )
+        return [(str(serial), revoked_at) for serial, revoked_at in rows if revoked_at is not None]

@@ -26,16 +26,16 @@ from control_plane.tunnel.grammar import (
     MAX_ENDPOINT_LENGTH,
     canonical_endpoint,
     format_endpoint,
+    openvpn_port_of,
     parse_country,
     parse_endpoint,
 )
 from control_plane.tunnel.wireguard import check_public_key
 
-__all__ = ["COUNTRIES", "format_endpoint", "parse_endpoint"]  # re-exported for older imports
+__all__ = ["COUNTRIES", "format_endpoint", "openvpn_port_of", "parse_endpoint"]  # re-exported
 
 Protocol = Literal["wireguard", "openvpn"]
 PROTOCOLS: tuple[Protocol, ...] = ("wireguard", "openvpn")
-OPENVPN_DEFAULT_PORT = 1194  # IANA's; used when a node also serves WireGuard on `endpoint`
 
 _NODE_ID = re.compile(r"0x[0-9a-fA-F]{64}")
 
@@ -119,16 +119,6 @@ WireGuardPublicKey = Annotated[
 Port = Annotated[int, Field(strict=True, ge=1, le=65535), WholeNumber]
 IPv4Pool = Annotated[str, Field(max_length=18, pattern=IPV4_CIDR), AfterValidator(_ipv4_pool)]
 IPv6Pool = Annotated[str, Field(max_length=43, pattern=IPV6_CIDR), AfterValidator(_ipv6_pool)]
-
-
-def openvpn_port_of(endpoint: str, protocols: Sequence[str], openvpn_port: int | None) -> int:
-    """OpenVPN's port: `openvpn_port` if set, else the endpoint's port for an OpenVPN-only node,
-    else 1194 (the endpoint's port is WireGuard's)."""
-    if openvpn_port is not None:
-        return openvpn_port
-    if "wireguard" not in protocols:
-        return parse_endpoint(endpoint)[1]
-    return OPENVPN_DEFAULT_PORT
 
 
 def check_node_shape(

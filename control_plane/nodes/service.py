@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane import crypto
 from control_plane.addresses import require_public_endpoint
 from control_plane.chain.client import ChainReader
-from control_plane.configs.repository import ConfigRepository
 from control_plane.errors import (
     Conflict,
     EndpointInUse,
@@ -298,10 +297,9 @@ async def update_node(
         values.update(_pki_values(settings, node_id))
     await nodes.update(node_id, values)
 
-    configs = ConfigRepository(session)
     revoked = 0
     for dropped in sorted(set(old_protocols) - set(protocols)):
-        revoked += await configs.revoke_live_on_node(node_id, dropped)
+        revoked += await nodes.revoke_live_on_node(node_id, dropped)
     if revoked:
         await bump_revision(session, node_id)
     view = await nodes.get_live_view(node_id)
@@ -315,7 +313,7 @@ async def delete_node(session: AsyncSession, caller: str, node_id: str) -> None:
     nodes = NodeRepository(session)
     await _owned(nodes, node_id, caller)  # locks the row: no config is issued meanwhile
     await nodes.soft_delete(node_id)
-    await ConfigRepository(session).revoke_live_on_node(node_id)
+    await NodeRepository(session).revoke_live_on_node(node_id)
     await bump_revision(session, node_id)
 
 
@@ -353,7 +351,7 @@ async def _crl(session: AsyncSession, settings: Settings, node: Node) -> str:
     assert node.openvpn_ca_cert is not None
     assert node.openvpn_ca_key_encrypted is not None
     now = datetime.now(UTC)
-    revoked = await ConfigRepository(session).revoked_serials(node.id, now - CRL_EXPIRED_GRACE)
+    revoked = await NodeRepository(session).revoked_serials(node.id, now - CRL_EXPIRED_GRACE)
     return build_crl(
         ca_cert_pem=node.openvpn_ca_cert,
         ca_key_pem=crypto.decrypt(settings, node.openvpn_ca_key_encrypted),

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from control_plane.addresses import IPAddress, is_global
-from control_plane.nodes.schemas import format_endpoint, parse_endpoint
 from control_plane.prober.proof import MAX_ANSWER_BYTES, check_answer, new_nonce
+from control_plane.tunnel.grammar import format_endpoint, parse_endpoint
 
 HEALTH_PATH = "/health"
 USER_AGENT = "nodus-prober/1"

@@ -10,7 +10,7 @@ from sqlalchemy import ScalarSelect, and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import PeerMetric
-from control_plane.configs.models import DeviceConfig
+from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode, RewardEpoch
 from control_plane.nodes.models import Node
 from control_plane.rewards.formula.epoch import EpochResult, PeerReport

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Query
 
 from control_plane.db import Session
 from control_plane.dependencies import SettingsDep
-from control_plane.errors import Invalid, NotFound, error_body
+from control_plane.errors import Invalid, error_body
 from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
-from control_plane.rewards import repository
-from control_plane.rewards.schemas import EpochOut, NodeScorePage, epoch_out, node_score_out
+from control_plane.rewards import service
+from control_plane.rewards.schemas import EpochOut, NodeScorePage
 
 router = APIRouter(tags=["rewards"])
 
@@ -57,21 +57,7 @@ async def node_scores(
     nodes keep their history)."""
     if limit > settings.max_page_size:
         raise Invalid(f"limit must be at most {settings.max_page_size}")
-    before: int | None = None
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise Invalid("cursor: not a cursor this API returned")
-        before = min(int(cursor), INT64_MAX)  # no epoch is past a BIGINT
-    node = node_id.lower()
-    if not await repository.node_exists(session, node):
-        raise NotFound("no such node")
-    views = await repository.node_scores(session, settings.chain_id, node, before, limit + 1)
-    more = len(views) > limit
-    views = views[:limit]
-    return NodeScorePage(
-        items=[node_score_out(v) for v in views],
-        next_cursor=str(views[-1].record.epoch) if more else None,
-    )
+    return await service.node_score_page(session, settings.chain_id, node_id, cursor, limit)
 
 
 @router.get(
@@ -86,10 +72,4 @@ async def get_epoch(
     """An epoch's summary: its status (scored here; proposed, accepted or revoked on-chain), the
     root and data hash, the budget and each operator's part and cumulative amount. Its full data
     (per-node metrics, breakdowns, leaves) is at `GET /v1/epochs/{n}/data`. Public."""
-    scored = await repository.scored_epoch(session, settings.chain_id, epoch)
-    onchain = await repository.onchain_epoch(session, settings.chain_id, epoch)
-    if scored is None and onchain is None:
-        raise NotFound("no such epoch")
-    allocations = await repository.allocations(session, settings.chain_id, epoch)
-    nodes_scored = await repository.count_scores(session, settings.chain_id, epoch)
-    return epoch_out(epoch, scored, onchain, allocations, nodes_scored)
+    return await service.epoch_summary(session, settings.chain_id, epoch)

@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.configs.models import DeviceConfig
+from control_plane.device_configs import DeviceConfig
 from control_plane.subscriptions.models import Payment, Subscriber
 
 

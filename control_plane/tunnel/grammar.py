@@ -1,6 +1,6 @@
 """The strict grammars of the operator-controlled values that reach clients: a node's endpoint
-and its country. One module, so the API (schemas), the renderers (configs/wireguard.py,
-configs/openvpn.py), the out-of-service migration and the OpenAPI document share one rule.
+and its country. One module, so the API (schemas), the renderers (tunnel/wireguard.py,
+tunnel/openvpn.py), the out-of-service migration and the OpenAPI document share one rule.
 
 Every check is `re.fullmatch` over explicit ASCII classes (never `$`, which also matches before
 a trailing newline, and never `\\d`/`\\w`, which match non-ASCII digits and letters), followed by
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 
 # The patterns as text, for JSON Schema (`pattern`) and documentation. Python code uses the
 # compiled forms below with `fullmatch`.
@@ -154,3 +155,16 @@ def stored_node_problem(endpoint: object, country: object) -> str | None:
     if not isinstance(country, str) or not is_canonical_country(country):
         return "its country is not an ISO 3166-1 alpha-2 code"
     return None
+
+
+OPENVPN_DEFAULT_PORT = 1194  # IANA's; used when a node also serves WireGuard on `endpoint`
+
+
+def openvpn_port_of(endpoint: str, protocols: Sequence[str], openvpn_port: int | None) -> int:
+    """OpenVPN's port: `openvpn_port` if set, else the endpoint's port for an OpenVPN-only node,
+    else 1194 (the endpoint's port is WireGuard's)."""
+    if openvpn_port is not None:
+        return openvpn_port
+    if "wireguard" not in protocols:
+        return parse_endpoint(endpoint)[1]
+    return OPENVPN_DEFAULT_PORT

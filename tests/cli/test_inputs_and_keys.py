@@ -14,9 +14,10 @@ from eth_account import Account
 from hypothesis import given
 from hypothesis import strategies as st
 
-from control_plane.chain.contracts import REPO_ROOT, Deployment
+from control_plane.chain.contracts import Deployment
 from control_plane.chain.devchain import dev_account
 from control_plane.cli_support import format_nds, parse_address, parse_nds
+from control_plane.paths import REPO_ROOT
 from tests.cli.conftest import Cli, flat
 
 NODUS = REPO_ROOT / ".venv" / "bin" / "nodus"

@@ -19,7 +19,6 @@ import httpx
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import (
-    REPO_ROOT,
     Deployment,
     Web3Client,
     contract,
@@ -27,6 +26,7 @@ from control_plane.chain.contracts import (
     node_id_of,
 )
 from control_plane.chain.devchain import transact
+from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import Pools, default_pools
 from node_agent.state import StateStore

@@ -14,8 +14,9 @@ from web3 import AsyncWeb3
 from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
-from control_plane.chain.contracts import REPO_ROOT, Deployment, Web3Client, contract
+from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import Anvil, dev_account, send_eth, transact
+from control_plane.paths import REPO_ROOT
 
 NDS = 10**18
 PERIOD = 30 * 24 * 3600

@@ -21,7 +21,7 @@ from control_plane.agent.models import Heartbeat, PeerMetric
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import contract
 from control_plane.chain.devchain import dev_account, transact
-from control_plane.configs.models import DeviceConfig
+from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
 from control_plane.prober import repository as prober_repository

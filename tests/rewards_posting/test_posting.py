@@ -15,7 +15,8 @@ from pydantic import SecretStr
 from control_plane.chain.client import hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import dev_account, transact
-from control_plane.chain.sender import OracleKeyError, TransactionSender
+from control_plane.chain.oracle_key import OracleKeyError
+from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
 from control_plane.rewards.formula.merkle import RewardTree

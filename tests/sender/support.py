@@ -14,7 +14,8 @@ from web3 import AsyncWeb3
 from control_plane.chain.client import Web3ChainReader, hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import Anvil, dev_account
-from control_plane.chain.sender import TransactionSender, TxRpc, Web3TxRpc
+from control_plane.chain.sender import TransactionSender
+from control_plane.chain.tx_rpc import TxRpc, Web3TxRpc
 from control_plane.db import make_engine, make_sessionmaker
 from control_plane.jobs import Services
 from control_plane.settings import OracleSettings, Settings

@@ -14,14 +14,10 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.chain.oracle_key import OracleKeyError, load_oracle_account
 from control_plane.chain.outbox import TxSenderKey
-from control_plane.chain.sender import (
-    OracleKeyError,
-    TransactionSender,
-    Web3TxRpc,
-    bump,
-    load_oracle_account,
-)
+from control_plane.chain.sender import TransactionSender, bump
+from control_plane.chain.tx_rpc import Web3TxRpc
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
 from control_plane.settings import OracleSettings

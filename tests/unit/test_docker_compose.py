@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from control_plane.chain.contracts import REPO_ROOT
+from control_plane.paths import REPO_ROOT
 
 
 def load_compose() -> dict[str, Any]:

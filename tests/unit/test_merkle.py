@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from eth_utils.address import to_checksum_address
 
-from control_plane.chain.contracts import REPO_ROOT
+from control_plane.paths import REPO_ROOT
 from control_plane.rewards.formula.merkle import RewardTree
 
 NPM_TREE = REPO_ROOT / "scripts" / "merkle-tree.mjs"

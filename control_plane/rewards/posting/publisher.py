@@ -34,8 +34,9 @@ from control_plane.chain.distributor import (
     DistributorReads,
     DistributorState,
 )
+from control_plane.chain.oracle_key import load_oracle_account
 from control_plane.chain.outbox_repository import OutboxRepository
-from control_plane.chain.sender import TransactionSender, load_oracle_account
+from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services

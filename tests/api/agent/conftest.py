@@ -27,8 +27,8 @@ from control_plane.auth.tokens import issue_access_token
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.chain.devchain import Anvil
-from control_plane.configs.models import DeviceConfig
 from control_plane.db import make_engine, make_sessionmaker, unit_of_work
+from control_plane.device_configs import DeviceConfig
 from control_plane.nodes.models import Node
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings

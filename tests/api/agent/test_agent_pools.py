@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.devchain import transact
-from control_plane.configs.models import DeviceConfig
 from control_plane.db import unit_of_work
+from control_plane.device_configs import DeviceConfig
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import default_pools

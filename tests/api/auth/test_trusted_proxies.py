@@ -11,11 +11,11 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from control_plane.app import create_app
-from control_plane.auth.proxies import client_address, parse_trusted_proxies
 from control_plane.auth.rate_limit import REQUESTS_PER_MINUTE
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.chain.devchain import Anvil
+from control_plane.proxies import client_address, parse_trusted_proxies
 from control_plane.settings import Settings
 
 # httpx's ASGI transport connects from 127.0.0.1: in the proxied test, that is "nginx".
