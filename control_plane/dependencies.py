@@ -1,6 +1,7 @@
 """The API's runtime dependencies, in one place: the settings, the services the app factory's
-lifespan created (chain reader, caches), the chain reader itself, the peer feed, and the
-request's session (the request owns the transaction). Principals are in auth/dependencies.py."""
+lifespan created (chain reader, caches), the chain reader itself, and the request's session
+(the request owns the transaction). Principals are in auth/dependencies.py; the peer feed, an
+agent-domain object, is `FeedDep` in agent/router.py (this module sits below the domains)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from control_plane.agent.feed import PeerFeed
 from control_plane.chain.client import ChainReader
 from control_plane.db import Session
 from control_plane.jobs import Services
 from control_plane.settings import Settings
 
-__all__ = ["ChainDep", "FeedDep", "ServicesDep", "Session", "SettingsDep"]
+__all__ = ["ChainDep", "ServicesDep", "Session", "SettingsDep"]
 
 
 def get_settings(request: Request) -> Settings:
@@ -31,12 +31,6 @@ def get_chain(services: Annotated[Services, Depends(get_services)]) -> ChainRead
     return services.chain
 
 
-def get_feed(request: Request) -> PeerFeed:
-    feed: PeerFeed = request.app.state.feed
-    return feed
-
-
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
-FeedDep = Annotated[PeerFeed, Depends(get_feed)]

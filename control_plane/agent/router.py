@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from control_plane.agent import service
+from control_plane.agent.feed import PeerFeed
 from control_plane.agent.schemas import (
     HeartbeatIn,
     HeartbeatOut,
@@ -19,14 +20,19 @@ from control_plane.agent.schemas import (
 from control_plane.auth.dependencies import NodePrincipal
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep, FeedDep, SettingsDep
+from control_plane.dependencies import ChainDep, SettingsDep
 from control_plane.errors import Forbidden, Invalid
 from control_plane.patterns import INT64_MAX, NODE_ID
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
 
-Feed = FeedDep
+def _feed(request: Request) -> PeerFeed:
+    feed: PeerFeed = request.app.state.feed
+    return feed
+
+
+Feed = Annotated[PeerFeed, Depends(_feed)]
 
 
 def _error(description: str) -> dict[str, Any]:
