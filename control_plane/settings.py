@@ -20,7 +20,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from control_plane.paths import DEFAULT_ARTIFACTS_DIR, DEFAULT_DEPLOYMENTS_DIR
+from control_plane.paths import default_artifacts_dir, default_deployments_dir
 from control_plane.proxies import parse_trusted_proxies
 
 
@@ -155,8 +155,10 @@ class Settings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/nodus"
     rpc_url: str = "http://127.0.0.1:8545"
     chain_id: int = 31337
-    deployments_dir: Path = DEFAULT_DEPLOYMENTS_DIR
-    artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR
+    # NODUS_DEPLOYMENTS_DIR / NODUS_ARTIFACTS_DIR; unset: found from the working directory
+    # (control_plane/paths.py says how), so a checkout and the Docker image both work.
+    deployments_dir: Path = Field(default_factory=default_deployments_dir)
+    artifacts_dir: Path = Field(default_factory=default_artifacts_dir)
     rpc_timeout_seconds: float = 10.0
     confirmations: int = Field(default=0, ge=0, description="blocks before a payment is final")
     indexer_chunk_blocks: int = Field(default=2_000, ge=1)
