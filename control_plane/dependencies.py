@@ -11,10 +11,11 @@ from fastapi import Depends, Request
 
 from control_plane.chain.client import ChainReader
 from control_plane.db import Session
+from control_plane.errors import Invalid
 from control_plane.jobs import Services
 from control_plane.settings import Settings
 
-__all__ = ["ChainDep", "ServicesDep", "Session", "SettingsDep"]
+__all__ = ["ChainDep", "ServicesDep", "Session", "SettingsDep", "check_page_limit"]
 
 
 def get_settings(request: Request) -> Settings:
@@ -34,3 +35,11 @@ def get_chain(services: Annotated[Services, Depends(get_services)]) -> ChainRead
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ChainDep = Annotated[ChainReader, Depends(get_chain)]
+
+
+def check_page_limit(limit: int, settings: Settings) -> int:
+    """A `limit` query parameter within the max_page_size setting (422 beyond it). Each route
+    declares its own parameter (its default and description are part of the API document)."""
+    if limit > settings.max_page_size:
+        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    return limit

@@ -60,12 +60,20 @@ async def any_principal(
 CurrentPrincipal = Annotated[Principal, Depends(any_principal)]
 
 
+def wallet_of(principal: Principal) -> str:
+    """The wallet (lower-case) behind a wallet's token or API key; a node agent's token is a
+    403. The one wallet check: WalletPrincipal runs it, and routes taking a role principal call
+    it."""
+    if principal.node_id is not None or principal.has(Role.NODE):
+        raise Forbidden("a wallet's token is needed, not a node's")
+    return principal.address.lower()
+
+
 async def wallet_principal(
     principal: _Authenticated, _w: WalletTokenScheme, _k: ApiKeyScheme
 ) -> Principal:
     """A wallet, by its token or one of its API keys; a node agent's token is a 403."""
-    if principal.node_id is not None or principal.has(Role.NODE):
-        raise Forbidden("a wallet's token is needed, not a node's")
+    wallet_of(principal)
     return principal
 
 

@@ -8,14 +8,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from control_plane.auth.dependencies import SubscriberPrincipal
-from control_plane.auth.principal import Principal, Role
+from control_plane.auth.dependencies import SubscriberPrincipal, wallet_of
 from control_plane.auth.rate_limit import spend_config_change
 from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
 from control_plane.db import Session
-from control_plane.dependencies import ServicesDep, SettingsDep
-from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.dependencies import ServicesDep, SettingsDep, check_page_limit
+from control_plane.errors import error_body
 from control_plane.patterns import CURSOR
 
 router = APIRouter(prefix="/configs", tags=["configs"])
@@ -36,12 +35,6 @@ _RATE_LIMITED = _error(
     "rate_limited",
     "too many requests; retry in 3 s",
 )
-
-
-def _wallet(principal: Principal) -> str:
-    if principal.node_id is not None or principal.has(Role.NODE):
-        raise Forbidden("a wallet's token is needed, not a node's")
-    return principal.address.lower()
 
 
 @router.post(
@@ -88,7 +81,7 @@ async def create_config(
     send a CSR; you get a certificate signed by the node's CA (valid until your subscription's
     expiry) in an inline profile whose `<key>` block you fill with your private key. `address`
     is `["<IPv4>/32", "<IPv6>/128"]`. Needs an active on-chain subscription (402 otherwise)."""
-    wallet = _wallet(principal)
+    wallet = wallet_of(principal)
     spend_config_change(request, wallet, services.settings.config_changes_per_minute)
     return await service.create_config(session, services, wallet, body)
 
@@ -105,9 +98,8 @@ async def list_configs(
     ] = None,
 ) -> ConfigPage:
     """Your live configs, oldest first (revoked ones are gone), without their text."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
-    return await service.list_configs(session, _wallet(principal), cursor, limit)
+    check_page_limit(limit, settings)
+    return await service.list_configs(session, wallet_of(principal), cursor, limit)
 
 
 @router.get("/{config_id}", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND})
@@ -116,7 +108,7 @@ async def get_config(
 ) -> ConfigOut:
     """One of your live configs with its text, rebuilt with the node's current endpoint and
     keys (fetch it again after the operator changes them)."""
-    return await service.get_config(session, settings, _wallet(principal), config_id)
+    return await service.get_config(session, settings, wallet_of(principal), config_id)
 
 
 @router.delete(
@@ -135,6 +127,6 @@ async def revoke_config(
     """Revokes one of your configs: the node drops the peer; an OpenVPN certificate joins the
     node's CRL. Issuing and revoking share the per-wallet limit `config_changes_per_minute`
     (429 with `Retry-After` beyond it)."""
-    wallet = _wallet(principal)
+    wallet = wallet_of(principal)
     spend_config_change(request, wallet, settings.config_changes_per_minute)
     await service.revoke_config(session, wallet, config_id)

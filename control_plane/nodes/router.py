@@ -7,11 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from control_plane.auth.dependencies import WalletPrincipal, current_principal
-from control_plane.auth.principal import Principal, Role
+from control_plane.auth.dependencies import WalletPrincipal, current_principal, wallet_of
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep, SettingsDep
-from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.dependencies import ChainDep, SettingsDep, check_page_limit
+from control_plane.errors import error_body
 from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
@@ -50,12 +49,6 @@ _CHAIN = _error(
 )
 
 
-def _wallet(principal: Principal) -> str:
-    if principal.node_id is not None or principal.has(Role.NODE):
-        raise Forbidden("a wallet's token is needed, not a node's")
-    return principal.address.lower()
-
-
 @router.post(
     "",
     status_code=201,
@@ -88,7 +81,7 @@ async def register_node(
     `10.x.0.0/16` and `fdxx:xxxx:xxxx::/112` derived from the node id (index 1 of each is the
     node's own address). An OpenVPN node gets its own CA, server certificate and tls-crypt key
     here (private keys are stored encrypted); the response carries the CA certificate."""
-    return await service.register_node(session, chain, settings, _wallet(principal), body)
+    return await service.register_node(session, chain, settings, wallet_of(principal), body)
 
 
 @router.get("", responses={422: _INVALID})
@@ -119,8 +112,7 @@ async def list_nodes(
     ] = None,
 ) -> NodePage:
     """Live nodes (deleted ones are hidden), oldest first, a page at a time (keyset cursor)."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     filters = NodeFilter(
         country=country.upper() if country else None,
         protocol=protocol,
@@ -174,7 +166,7 @@ async def update_node(
     """Changes the endpoint, country, protocols, WireGuard public key or OpenVPN port. The
     operator only (others: 403). Dropping a protocol revokes the node's live configs of it."""
     return await service.update_node(
-        session, chain, settings, _wallet(principal), node_id.lower(), patch
+        session, chain, settings, wallet_of(principal), node_id.lower(), patch
     )
 
 
@@ -188,4 +180,4 @@ async def delete_node(principal: WalletPrincipal, session: Session, node_id: Nod
     """Soft-deletes the node: it disappears from the API, its live configs are revoked and its
     agent's next poll gets an empty set. The operator only (others: 403). It can be registered
     again later (with POST)."""
-    await service.delete_node(session, _wallet(principal), node_id.lower())
+    await service.delete_node(session, wallet_of(principal), node_id.lower())

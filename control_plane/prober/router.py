@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from control_plane.auth.dependencies import require_role
 from control_plane.auth.principal import Principal, Role
 from control_plane.db import Session
-from control_plane.dependencies import SettingsDep
+from control_plane.dependencies import SettingsDep, check_page_limit
 from control_plane.errors import Invalid, error_body
 from control_plane.nodes.schemas import normalize_node_id
 from control_plane.patterns import ADDRESS, CURSOR, NODE_ID
@@ -132,8 +132,7 @@ async def list_probes(
 ) -> ProbeSamplePage:
     """A node's probe samples, newest round first, each with its signature and whether it
     verifies: what its uptime and latency were computed from. Public."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     try:
         node = normalize_node_id(node_id)
     except ValueError as exc:

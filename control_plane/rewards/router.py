@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from control_plane.db import Session
-from control_plane.dependencies import SettingsDep
-from control_plane.errors import Invalid, error_body
+from control_plane.dependencies import SettingsDep, check_page_limit
+from control_plane.errors import error_body
 from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
 from control_plane.rewards import service
 from control_plane.rewards.schemas import EpochOut, NodeScorePage
@@ -55,8 +55,7 @@ async def node_scores(
     """A node's scores, newest epoch first: the score the allocation used, this epoch alone,
     the smoothed value, the breakdown (ppm) and the reasons in plain words. Public (deleted
     nodes keep their history)."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     return await service.node_score_page(session, settings.chain_id, node_id, cursor, limit)
 
 

@@ -5,10 +5,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from control_plane.auth.dependencies import WalletPrincipal
-from control_plane.auth.principal import Role
 from control_plane.db import Session
-from control_plane.dependencies import ServicesDep
-from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.dependencies import ServicesDep, check_page_limit
+from control_plane.errors import error_body
 from control_plane.subscriptions.schemas import SubscriptionOut
 from control_plane.subscriptions.service import subscription_status
 
@@ -45,11 +44,9 @@ async def get_my_subscription(
 ) -> SubscriptionOut:
     """The caller's on-chain subscription: whether it is active, its expiry and the price per
     30-day period (read from the contract), and its payments, newest first."""
-    if principal.has(Role.NODE) or principal.node_id is not None:
-        raise Forbidden("a wallet's token is needed")
+    # WalletPrincipal refused a node agent's token already (403).
     settings = services.settings
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     return await subscription_status(
         session, services, principal.address, limit=limit, offset=offset
     )
