@@ -4,7 +4,7 @@ other wallet gets 404 for it."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
@@ -14,25 +14,28 @@ from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
 from control_plane.db import Session
 from control_plane.dependencies import ServicesDep, SettingsDep, check_page_limit
-from control_plane.errors import error_body
+from control_plane.errors import (
+    ChainUnavailable,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+    Unauthorized,
+    error_response,
+)
 from control_plane.patterns import CURSOR
 
 router = APIRouter(prefix="/configs", tags=["configs"])
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
-_FORBIDDEN = _error("not a wallet's token", "forbidden", "this needs the subscriber role")
-_NOT_FOUND = _error("no such live config of yours", "not_found", "no such config")
-_RATE_LIMITED = _error(
+_UNAUTHORIZED = error_response("no or an invalid token", Unauthorized, "missing bearer token")
+_FORBIDDEN = error_response("not a wallet's token", Forbidden, "this needs the subscriber role")
+_NOT_FOUND = error_response("no such live config of yours", NotFound, "no such config")
+_RATE_LIMITED = error_response(
     "too many config changes by this wallet (Retry-After)",
-    "rate_limited",
+    RateLimited,
     "too many requests; retry in 3 s",
 )
 
@@ -42,29 +45,29 @@ _RATE_LIMITED = _error(
     status_code=201,
     responses={
         401: _UNAUTHORIZED,
-        402: _error(
+        402: error_response(
             "the subscription is not active (the message says since when, or never paid)",
-            "payment_required",
+            PaymentRequired,
             "the subscription expired at 2026-04-01T12:00:00+00:00; renew it on-chain",
         ),
         403: _FORBIDDEN,
-        404: _error("no such node (or it was deleted)", "not_found", "no such node"),
-        409: _error(
+        404: error_response("no such node (or it was deleted)", NotFound, "no such node"),
+        409: error_response(
             "the node is not Active on-chain, the device limit is reached, the key is "
             "already live on this node, or the node is out of service (`node_misconfigured`)",
-            "conflict",
+            Conflict,
             "device limit reached (5 live configs); revoke one first",
         ),
-        422: _error(
+        422: error_response(
             "invalid key or CSR, the node does not serve the protocol, or the key is the "
             "node's own (`node_key_refused`)",
-            "invalid",
+            Invalid,
             "body.wireguard.public_key: the all-zero key is not a public key",
         ),
         429: _RATE_LIMITED,
-        503: _error(
+        503: error_response(
             "the chain is unreachable (Retry-After)",
-            "chain_unavailable",
+            ChainUnavailable,
             "the chain RPC is unreachable; retry shortly",
         ),
     },

@@ -3,14 +3,23 @@ delete (the operator only: another wallet gets 403, since nodes are public anywa
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from control_plane.auth.dependencies import WalletPrincipal, current_principal, wallet_of
 from control_plane.db import Session
 from control_plane.dependencies import ChainDep, SettingsDep, check_page_limit
-from control_plane.errors import error_body
+from control_plane.errors import (
+    ChainUnavailable,
+    EndpointInUse,
+    Forbidden,
+    Invalid,
+    NodeNotActive,
+    NotFound,
+    Unauthorized,
+    error_response,
+)
 from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
@@ -29,22 +38,15 @@ NodeIdPath = Annotated[
 ]
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
-_INVALID = _error("invalid input", "invalid", "country: an ISO 3166-1 alpha-2 country code")
-_NOT_FOUND = _error("no such node (or it was deleted)", "not_found", "no such node")
-_NOT_OWNER = _error(
-    "not the node's operator", "forbidden", "only the node's operator can change it"
+_UNAUTHORIZED = error_response("no or an invalid token", Unauthorized, "missing bearer token")
+_INVALID = error_response("invalid input", Invalid, "country: an ISO 3166-1 alpha-2 country code")
+_NOT_FOUND = error_response("no such node (or it was deleted)", NotFound, "no such node")
+_NOT_OWNER = error_response(
+    "not the node's operator", Forbidden, "only the node's operator can change it"
 )
-_CHAIN = _error(
+_CHAIN = error_response(
     "the chain is unreachable (Retry-After)",
-    "chain_unavailable",
+    ChainUnavailable,
     "the chain RPC is unreachable; retry shortly",
 )
 
@@ -54,15 +56,15 @@ _CHAIN = _error(
     status_code=201,
     responses={
         401: _UNAUTHORIZED,
-        403: _error(
+        403: error_response(
             "the node is not Active in NodeRegistry, or the caller is not its operator",
-            "forbidden",
+            Forbidden,
             "only the node's on-chain operator can register it",
         ),
-        409: _error(
+        409: error_response(
             "already registered (`conflict`), or another live node uses the endpoint "
             "(`endpoint_in_use`)",
-            "endpoint_in_use",
+            EndpointInUse,
             "another live node already uses the endpoint vpn.example.net:51820",
         ),
         422: _INVALID,
@@ -145,10 +147,10 @@ async def get_node(
         401: _UNAUTHORIZED,
         403: _NOT_OWNER,
         404: _NOT_FOUND,
-        409: _error(
+        409: error_response(
             "the node is exiting or withdrawn on-chain (`node_not_active`), or another live "
             "node uses the endpoint (`endpoint_in_use`)",
-            "node_not_active",
+            NodeNotActive,
             "the node is exiting in NodeRegistry; an exiting or withdrawn node cannot be changed",
         ),
         422: _INVALID,

@@ -3,13 +3,13 @@ data of an epoch. Neither needs a token: the chain makes both public anyway."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
 from control_plane.db import Session
 from control_plane.dependencies import ChainDep
-from control_plane.errors import error_body
+from control_plane.errors import ChainUnavailable, Invalid, NotFound, error_response
 from control_plane.patterns import ADDRESS, INT64_MAX
 from control_plane.rewards.claims_schemas import RewardOut
 from control_plane.rewards.posting.publication import published_data, reward_status
@@ -19,16 +19,9 @@ router = APIRouter(tags=["rewards"])
 ADDRESS_PATTERN = ADDRESS
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_UNAVAILABLE = _error(
+_UNAVAILABLE = error_response(
     "the chain is unreachable (Retry-After)",
-    "chain_unavailable",
+    ChainUnavailable,
     "the chain RPC is unreachable; retry shortly",
 )
 
@@ -37,12 +30,12 @@ _UNAVAILABLE = _error(
     "/rewards/{address}",
     response_model=RewardOut,
     responses={
-        404: _error(
+        404: error_response(
             "no accepted epoch, or no reward for the address in it",
-            "not_found",
+            NotFound,
             "0x70997970c51812dc3a010c7d01b50e0d17dc79c8 has no reward in epoch 7",
         ),
-        422: _error("not an address", "invalid", "path.address: String should match pattern"),
+        422: error_response("not an address", Invalid, "path.address: String should match pattern"),
         503: _UNAVAILABLE,
     },
 )
@@ -66,8 +59,8 @@ async def get_rewards(
             "epoch's on-chain dataHash, also in the ETag)",
             "content": {"application/json": {}},
         },
-        404: _error("nothing published for the epoch", "not_found", "no data for epoch 9"),
-        422: _error("not an epoch number", "invalid", "path.epoch: Input should be >= 1"),
+        404: error_response("nothing published for the epoch", NotFound, "no data for epoch 9"),
+        422: error_response("not an epoch number", Invalid, "path.epoch: Input should be >= 1"),
     },
 )
 async def get_epoch_data(

@@ -3,13 +3,13 @@ summary (status, root, allocations)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
 from control_plane.db import Session
 from control_plane.dependencies import SettingsDep, check_page_limit
-from control_plane.errors import error_body
+from control_plane.errors import Invalid, NotFound, error_response
 from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
 from control_plane.rewards import service
 from control_plane.rewards.schemas import EpochOut, NodeScorePage
@@ -26,18 +26,11 @@ NodeIdPath = Annotated[
 ]
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
 @router.get(
     "/nodes/{node_id}/scores",
     responses={
-        404: _error("no such node", "not_found", "no such node"),
-        422: _error("invalid input", "invalid", "cursor: not a cursor this API returned"),
+        404: error_response("no such node", NotFound, "no such node"),
+        422: error_response("invalid input", Invalid, "cursor: not a cursor this API returned"),
     },
 )
 async def node_scores(
@@ -61,7 +54,7 @@ async def node_scores(
 
 @router.get(
     "/epochs/{epoch}",
-    responses={404: _error("neither scored nor proposed", "not_found", "no such epoch")},
+    responses={404: error_response("neither scored nor proposed", NotFound, "no such epoch")},
 )
 async def get_epoch(
     session: Session,

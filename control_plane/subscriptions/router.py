@@ -1,36 +1,35 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 
 from control_plane.auth.dependencies import WalletPrincipal
 from control_plane.db import Session
 from control_plane.dependencies import ServicesDep, check_page_limit
-from control_plane.errors import error_body
+from control_plane.errors import (
+    ChainUnavailable,
+    Forbidden,
+    Invalid,
+    Unauthorized,
+    error_response,
+)
 from control_plane.subscriptions.schemas import SubscriptionOut
 from control_plane.subscriptions.service import subscription_status
 
 router = APIRouter(tags=["subscriptions"])
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
 @router.get(
     "/me/subscription",
     response_model=SubscriptionOut,
     responses={
-        401: _error("no or an invalid token", "unauthorized", "missing bearer token"),
-        403: _error("a node token", "forbidden", "a wallet's token is needed"),
-        422: _error("a bad page", "invalid", "limit must be at most 100"),
-        503: _error(
+        401: error_response("no or an invalid token", Unauthorized, "missing bearer token"),
+        403: error_response("a node token", Forbidden, "a wallet's token is needed"),
+        422: error_response("a bad page", Invalid, "limit must be at most 100"),
+        503: error_response(
             "the chain is unreachable (Retry-After)",
-            "chain_unavailable",
+            ChainUnavailable,
             "the chain RPC is unreachable; retry shortly",
         ),
     },
