@@ -30,6 +30,7 @@ from control_plane.chain.client import ChainReader, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
 from control_plane.db import make_engine, make_sessionmaker
+from control_plane.dependencies import ChainDep
 from control_plane.errors import install_error_handlers
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
@@ -74,15 +75,15 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         owned_reader: Web3ChainReader | None = None
-        if chain is None:
+        reader = chain
+        if reader is None:
             deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
-            owned_reader = Web3ChainReader.connect(
+            reader = owned_reader = Web3ChainReader.connect(
                 settings.rpc_url, deployment, settings.rpc_timeout_seconds
             )
-            app.state.chain = owned_reader
-        else:
-            app.state.chain = chain
-        app.state.services = Services(settings, app.state.sessions, app.state.chain)
+        # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
+        # take everything from it; it owns the process's caches.
+        app.state.services = Services(settings, app.state.sessions, reader)
         scheduler = (
             start_scheduler(app.state.services, scheduled_jobs(settings))
             if settings.run_jobs
@@ -135,11 +136,11 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request, chain: ChainDep) -> JSONResponse:
         """The database and the chain RPC both answer."""
         checks = {
             "database": await _database_ok(request),
-            "chain": await request.app.state.chain.ping(),
+            "chain": await chain.ping(),
         }
         ready = all(checks.values())
         body = {"status": "ok" if ready else "unavailable", "checks": checks}
