@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from control_plane.auth.dependencies import WalletPrincipal, current_principal, wallet_of
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep, SettingsDep, check_page_limit
+from control_plane.dependencies import ChainDep, NodeIdPath, SettingsDep, check_page_limit
 from control_plane.errors import (
     ChainUnavailable,
     EndpointInUse,
@@ -24,19 +24,9 @@ from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
 from control_plane.openapi import OPTIONAL_WALLET_SECURITY
-from control_plane.patterns import CURSOR, NODE_ID
+from control_plane.patterns import CURSOR
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
-
-NodeIdPath = Annotated[
-    str,
-    Path(
-        pattern=NODE_ID,
-        description="the node's on-chain id (bytes32 as 0x-hex)",
-        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
-    ),
-]
-
 
 _UNAUTHORIZED = error_response("no or an invalid token", Unauthorized, "missing bearer token")
 _INVALID = error_response("invalid input", Invalid, "country: an ISO 3166-1 alpha-2 country code")

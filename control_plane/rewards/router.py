@@ -8,22 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from control_plane.db import Session
-from control_plane.dependencies import SettingsDep, check_page_limit
+from control_plane.dependencies import NodeIdPath, SettingsDep, check_page_limit
 from control_plane.errors import Invalid, NotFound, error_response
-from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
+from control_plane.patterns import EPOCH_CURSOR, INT64_MAX
 from control_plane.rewards import service
 from control_plane.rewards.schemas import EpochOut, NodeScorePage
 
 router = APIRouter(tags=["rewards"])
-
-NodeIdPath = Annotated[
-    str,
-    Path(
-        pattern=NODE_ID,
-        description="the node's on-chain id (bytes32 as 0x-hex)",
-        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
-    ),
-]
 
 
 @router.get(
