@@ -73,3 +73,22 @@ def test_the_control_plane_trusts_exactly_nginx_for_x_forwarded_for() -> None:
     assert trusted == nginx_address
     subnet = compose["networks"]["default"]["ipam"]["config"][0]["subnet"]
     assert ipaddress.ip_address(nginx_address) in ipaddress.ip_network(subnet)
+
+
+def test_the_image_is_told_where_its_contract_files_are() -> None:
+    """The image runs `pip install .`: the package is in site-packages, not beside the files, so
+    the compose file names both directories, where the Dockerfile builds and mounts them."""
+    services = load_compose()["services"]
+    dockerfile = (REPO_ROOT / "docker" / "Dockerfile").read_text().splitlines()
+    workdir = next(line.split()[1] for line in dockerfile if line.startswith("WORKDIR "))
+    assert "RUN pip install --no-cache-dir ." in dockerfile
+    assert "COPY contracts ./contracts" in dockerfile
+    assert any("forge build" in line for line in dockerfile)  # writes contracts/out in WORKDIR
+    for name in ("migrate", "control-plane"):
+        environment = services[name]["environment"]
+        assert environment["NODUS_DEPLOYMENTS_DIR"] == f"{workdir}/deployments"
+        assert environment["NODUS_ARTIFACTS_DIR"] == f"{workdir}/contracts/out"
+    mounts = {v.split(":")[1] for v in services["control-plane"]["volumes"]}
+    assert f"{workdir}/deployments" in mounts
+    deployer_mounts = {v.split(":")[1] for v in services["deployer"]["volumes"]}
+    assert f"{workdir}/deployments" in deployer_mounts

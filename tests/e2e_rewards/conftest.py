@@ -28,7 +28,6 @@ from control_plane.db import unit_of_work
 from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.prober.service import RoundReport, control_plane_prober, run_probe_round
-from control_plane.prober.settings import ProberSettings
 from control_plane.rewards.formula.epoch import EpochResult
 from control_plane.rewards.posting.epoch_job import score_and_propose
 from control_plane.rewards.posting.publisher import accept_due_roots, send_oracle_transactions
@@ -199,7 +198,7 @@ class Network:
     async def probe(self, at: datetime) -> RoundReport:
         """One round of the control plane's own prober (what the `probe_round` job runs),
         stamped `at` so the test places it in an epoch."""
-        prober_settings = ProberSettings()
+        prober_settings = self.settings.prober
         account = control_plane_prober(self.settings, prober_settings)
         async with unit_of_work(self.services.sessions) as session:
             return await run_probe_round(

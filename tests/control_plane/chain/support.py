@@ -13,12 +13,11 @@ from web3 import AsyncWeb3
 
 from control_plane.chain.client import Web3ChainReader, hex0x
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.oracle_key import OracleSettings
 from control_plane.chain.sender import TransactionSender
 from control_plane.chain.tx_rpc import TxRpc, Web3TxRpc
 from control_plane.db import make_engine, make_sessionmaker
 from control_plane.jobs import Services
-from control_plane.settings import Settings
+from control_plane.settings import OracleSettings, Settings
 from tests.support.devchain import Anvil, dev_account
 
 NDS = 10**18
@@ -62,7 +61,6 @@ async def services(
 @pytest.fixture
 def oracle_settings() -> OracleSettings:
     return OracleSettings(
-        _env_file=None,  # type: ignore[call-arg]
         oracle_private_key=SecretStr(ORACLE.key.hex()),
         tx_poll_seconds=0.05,
         tx_wait_timeout_seconds=30,

@@ -14,12 +14,13 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.oracle_key import OracleKeyError, OracleSettings, load_oracle_account
+from control_plane.chain.oracle_key import OracleKeyError, load_oracle_account
 from control_plane.chain.outbox import TxSenderKey
 from control_plane.chain.sender import TransactionSender, bump
 from control_plane.chain.tx_rpc import Web3TxRpc
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
+from control_plane.settings import OracleSettings
 from tests.control_plane.chain.support import (
     ORACLE,
     CrashingRpc,
@@ -288,7 +289,6 @@ def test_the_key_loads_from_a_keystore_and_never_shows(tmp_path: Path) -> None:
     keystore = tmp_path / "oracle.json"
     keystore.write_text(json.dumps(Account.encrypt(ORACLE.key, "pw", iterations=2)))
     settings = OracleSettings(
-        _env_file=None,  # type: ignore[call-arg]
         oracle_keystore_file=keystore,
         oracle_keystore_password=SecretStr("pw"),
     )
@@ -308,11 +308,11 @@ def test_the_key_loads_from_a_keystore_and_never_shows(tmp_path: Path) -> None:
         load_oracle_account(wrong)
     secret = "0x" + "ab" * 31  # too short
     with pytest.raises(OracleKeyError) as raised:
-        load_oracle_account(OracleSettings(_env_file=None, oracle_private_key=SecretStr(secret)))  # type: ignore[call-arg]
+        load_oracle_account(OracleSettings(oracle_private_key=SecretStr(secret)))
     assert secret not in str(raised.value)
     assert "ab" * 31 not in repr(raised.value)
     with pytest.raises(OracleKeyError, match="no oracle key"):
-        load_oracle_account(OracleSettings(_env_file=None))  # type: ignore[call-arg]
+        load_oracle_account(OracleSettings())
 
 
 async def test_the_sender_repr_shows_no_key(sender: TransactionSender) -> None:

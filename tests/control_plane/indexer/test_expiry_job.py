@@ -86,7 +86,9 @@ async def test_a_renewal_seen_first_by_a_direct_read_bumps_once(
     await subscribe(w3, deployment, user, 2)
     # The configs service reads the expiry from the chain before the indexer sees the payment.
     async with unit_of_work(services.sessions) as session:
-        await current_expiry(session, services.chain, user.address, max_age=0)
+        await current_expiry(
+            session, services.chain, user.address, max_age=0, reads=services.chain_reads
+        )
     assert await revision(services, A) == 2
     await sync(services)
     await expire(services)

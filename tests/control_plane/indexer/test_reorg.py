@@ -166,7 +166,9 @@ async def test_an_expiry_read_from_the_chain_that_a_reorg_took_back_is_corrected
     node_id = "0x" + "cd" * 32
     await node_with_config(services, node_id, user.address)
     async with unit_of_work(services.sessions) as session:
-        recorded = await current_expiry(session, services.chain, user.address, max_age=0)
+        recorded = await current_expiry(
+            session, services.chain, user.address, max_age=0, reads=services.chain_reads
+        )
     assert recorded is not None
     assert await stored_expiry(services, user.address) == recorded
 

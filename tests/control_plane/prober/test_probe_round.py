@@ -5,6 +5,7 @@ read."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -182,9 +183,11 @@ async def test_the_job_probes_as_the_control_plane(
     sessions: async_sessionmaker[AsyncSession],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("NODUS_PROBER_ALLOW_PRIVATE_TARGETS", "true")
-    monkeypatch.setenv("NODUS_PROBER_TIMEOUT_SECONDS", "1")
-    services: Services = app.state.services
+    # What NODUS_PROBER_ALLOW_PRIVATE_TARGETS=true and NODUS_PROBER_TIMEOUT_SECONDS=1 give.
+    local = settings.prober.model_copy(update={"allow_private_targets": True, "timeout_seconds": 1})
+    services: Services = replace(
+        app.state.services, settings=settings.model_copy(update={"prober": local})
+    )
     agent: LocalAccount = Account.create()
     async with health_server() as up:
         async with transaction(sessions) as session:
@@ -207,7 +210,8 @@ async def test_the_job_probes_as_the_control_plane(
     configured = ProberSettings(key="0x" + "11" * 32)  # type: ignore[arg-type]
     assert control_plane_prober(settings, configured).address.lower() != expected
 
-    monkeypatch.setenv("NODUS_PROBER_ENABLED", "false")
+    off = local.model_copy(update={"enabled": False})  # NODUS_PROBER_ENABLED=false
+    services = replace(services, settings=settings.model_copy(update={"prober": off}))
     async with transaction(sessions) as session:
         await probe_round(services, session)  # disabled: nothing happens
     assert len(await stored(sessions)) == 1

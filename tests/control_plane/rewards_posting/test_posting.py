@@ -21,7 +21,6 @@ from control_plane.jobs import Services
 from control_plane.rewards.formula.merkle import RewardTree
 from control_plane.rewards.posting.publisher import (
     PostingRefused,
-    RewardPostingSettings,
     accept_due_roots,
     accept_due_roots_job,
     accepted_cumulative,
@@ -34,6 +33,7 @@ from control_plane.rewards.posting.publisher import (
     send_oracle_transactions,
 )
 from control_plane.rewards.posting.repository import PostingRepository
+from control_plane.settings import RewardPostingSettings, Settings
 from tests.control_plane.chain.support import (
     NDS,
     CrashingRpc,
@@ -295,7 +295,7 @@ async def test_flush_revenue_funds_the_pool_once_per_epoch(
 async def test_the_due_epoch_and_the_accepted_leaves_the_next_epoch_builds_on(
     services: Services, sender: TransactionSender, w3: Web3Client, deployment: Deployment
 ) -> None:
-    settings = RewardPostingSettings(_env_file=None, epoch_seconds=3600)  # type: ignore[call-arg]
+    settings = RewardPostingSettings(epoch_seconds=3600)
     async with unit_of_work(services.sessions) as session:
         assert await due_epoch(services, session, settings) == 1
         assert await accepted_cumulative(services, session) == {}
@@ -313,20 +313,25 @@ async def test_the_due_epoch_and_the_accepted_leaves_the_next_epoch_builds_on(
         assert await accepted_cumulative(services, session) == {OP_A: 7 * NDS}
 
 
+def from_environment() -> Settings:
+    """What the server builds at start-up: the environment (the required secrets given here)."""
+    return Settings(jwt_secret="j" * 32, api_key_secret="a" * 32, data_key="d" * 32)  # type: ignore[arg-type]
+
+
 def test_the_posting_jobs_run_only_where_the_oracle_key_is(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no .env here
     for name in ("NODUS_ORACLE_PRIVATE_KEY", "NODUS_ORACLE_KEYSTORE_FILE"):
         monkeypatch.delenv(name, raising=False)
-    assert posting_jobs() == {}
+    assert posting_jobs(from_environment()) == {}
 
     monkeypatch.setenv("NODUS_ORACLE_PRIVATE_KEY", dev_account(1).key.hex())
     monkeypatch.setenv("NODUS_TX_SEND_INTERVAL_SECONDS", "3")
-    jobs = posting_jobs()
+    jobs = posting_jobs(from_environment())
     assert jobs["oracle_sender"] == (3.0, send_oracle_transactions)
     assert jobs["reward_accept"][1] is accept_due_roots_job
 
     monkeypatch.setenv("NODUS_ORACLE_PRIVATE_KEY", "0x1234")
     with pytest.raises(OracleKeyError):
-        posting_jobs()
+        posting_jobs(from_environment())

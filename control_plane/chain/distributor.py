@@ -8,8 +8,7 @@ of one view are pinned to one block, so they agree with each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
-from weakref import WeakKeyDictionary
+from typing import Any, Literal, Protocol
 
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
@@ -17,7 +16,7 @@ from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.types import BlockIdentifier, LogReceipt
 
-from control_plane.chain.client import ChainReader, LogQueryRejected, Web3ChainReader, hex0x
+from control_plane.chain.client import LogQueryRejected, Web3ChainReader, hex0x
 from control_plane.chain.contracts import contract, load_abi
 
 
@@ -73,7 +72,29 @@ class ClaimView:
 Settlement = Literal["accepted", "revoked"]
 
 
+class DistributorReads(Protocol):
+    """The RewardDistributor (and SubscriptionManager's accrued revenue) as the oracle and the
+    rewards API read it: part of every `ChainReader` (`chain.distributor`)."""
+
+    address: str
+    subscriptions_address: str
+
+    async def state(self) -> DistributorState: ...
+    async def claim_view(self, account: str) -> ClaimView: ...
+    async def is_oracle(self, account: str) -> bool: ...
+    async def accrued_revenue(self) -> int: ...
+    async def total_funded(self) -> int: ...
+    async def settlement_tx(self, epoch: int, from_block: int) -> tuple[Settlement, str] | None: ...
+    def propose_calldata(
+        self, epoch: int, root: bytes, total_cumulative: int, data_hash: bytes
+    ) -> bytes: ...
+    def accept_calldata(self) -> bytes: ...
+    def flush_calldata(self) -> bytes: ...
+
+
 class RewardDistributorReader:
+    """DistributorReads over a Web3ChainReader's connection (its retries and breaker)."""
+
     def __init__(self, reader: Web3ChainReader) -> None:
         self.reader = reader
         self.distributor: AsyncContract = contract(
@@ -160,6 +181,10 @@ class RewardDistributorReader:
         accrued: Any = await self.reader.call(lambda: function.call())
         return int(accrued)
 
+    async def total_funded(self) -> int:
+        """RewardDistributor.totalFunded: everything that entered the pool through `fund`."""
+        return await self._uint("totalFunded")
+
     async def settlement_tx(self, epoch: int, from_block: int) -> tuple[Settlement, str] | None:
         """The `RootAccepted` or `RootRevoked` event of `epoch` at or after `from_block`: how it
         was settled, and by which transaction. None if there is none (or the node refuses a
@@ -210,16 +235,3 @@ def _calldata(target: AsyncContract, function: str, args: list[Any]) -> bytes:
 def _event(entry: dict[str, Any]) -> ABIEvent:
     event: ABIEvent = entry  # type: ignore[assignment]
     return event
-
-
-_readers: WeakKeyDictionary[Web3ChainReader, RewardDistributorReader] = WeakKeyDictionary()
-
-
-def distributor_for(chain: ChainReader) -> RewardDistributorReader:
-    """The RewardDistributor reader over `chain` (one per chain reader)."""
-    if not isinstance(chain, Web3ChainReader):
-        raise TypeError("RewardDistributor reads need a Web3ChainReader")
-    reader = _readers.get(chain)
-    if reader is None:
-        reader = _readers[chain] = RewardDistributorReader(chain)
-    return reader
