@@ -30,6 +30,7 @@ from control_plane.chain.client import ChainReader, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
 from control_plane.db import make_engine, make_sessionmaker
+from control_plane.dependencies import ChainDep
 from control_plane.errors import install_error_handlers
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
@@ -47,7 +48,6 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """Every background job and its interval (filled in by the domains that own jobs)."""
     from control_plane.indexer.sync import sync_chain
     from control_plane.prober.service import probe_round
-    from control_plane.prober.settings import ProberSettings
     from control_plane.rewards.posting.epoch_job import reward_epoch_job
     from control_plane.rewards.posting.publisher import posting_jobs
     from control_plane.subscriptions.expiry import expire_lapsed
@@ -56,10 +56,10 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
         "chain_sync": (settings.chain_sync_interval_seconds, sync_chain),
         "expiry": (settings.expiry_interval_seconds, expire_lapsed),
     }
-    prober = ProberSettings()
+    prober = settings.prober
     if prober.enabled:
         jobs["probe_round"] = (prober.interval_seconds, probe_round)
-    posting = posting_jobs()  # empty on a replica without the oracle key
+    posting = posting_jobs(settings)  # empty on a replica without the oracle key
     if posting:
         jobs.update(posting)
         jobs["reward_epoch"] = (60.0, reward_epoch_job)
@@ -75,15 +75,15 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         owned_reader: Web3ChainReader | None = None
-        if chain is None:
+        reader = chain
+        if reader is None:
             deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
-            owned_reader = Web3ChainReader.connect(
+            reader = owned_reader = Web3ChainReader.connect(
                 settings.rpc_url, deployment, settings.rpc_timeout_seconds
             )
-            app.state.chain = owned_reader
-        else:
-            app.state.chain = chain
-        app.state.services = Services(settings, app.state.sessions, app.state.chain)
+        # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
+        # take everything from it; it owns the process's caches.
+        app.state.services = Services(settings, app.state.sessions, reader)
         scheduler = (
             start_scheduler(app.state.services, scheduled_jobs(settings))
             if settings.run_jobs
@@ -136,11 +136,11 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request, chain: ChainDep) -> JSONResponse:
         """The database and the chain RPC both answer."""
         checks = {
             "database": await _database_ok(request),
-            "chain": await request.app.state.chain.ping(),
+            "chain": await chain.ping(),
         }
         ready = all(checks.values())
         body = {"status": "ok" if ready else "unavailable", "checks": checks}

@@ -90,6 +90,12 @@ class NodeKeyRefused(Invalid):
     code = "node_key_refused"
 
 
+class PayloadTooLarge(AppError):
+    """A body over the size limit (raised as a response by BodyLimitMiddleware, before routing)."""
+
+    status_code, code = 413, "payload_too_large"
+
+
 class ShuttingDown(AppError):
     status_code, code = 503, "shutting_down"
 
@@ -106,6 +112,19 @@ class ChainUnavailable(AppError):
 
 def error_body(code: str, message: str, **extra: object) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
+
+
+def error_response(
+    description: str, error: type[AppError] | None = None, example: str | None = None
+) -> dict[str, Any]:
+    """A route's `responses=` entry: the description, and for an `error` class an example body
+    with that class's code and the `example` message (the one place routers document errors)."""
+    if error is None or example is None:
+        return {"description": description}
+    return {
+        "description": description,
+        "content": {"application/json": {"example": error_body(error.code, example)}},
+    }
 
 
 _STATUS_CODES = {

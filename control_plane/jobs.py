@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from control_plane.chain.caches import ChainReadCache, KeystoreCache
 from control_plane.chain.client import ChainReader
 from control_plane.db import unit_of_work
 from control_plane.settings import Settings
@@ -23,11 +24,14 @@ log = logging.getLogger("nodus.jobs")
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What jobs (and services outside a request) need."""
+    """The runtime context: what jobs, services and API dependencies need, created once by the
+    app factory's lifespan (or a test) and passed down. It owns the process's caches."""
 
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     chain: ChainReader
+    chain_reads: ChainReadCache = field(default_factory=ChainReadCache)
+    keystores: KeystoreCache = field(default_factory=KeystoreCache)
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]

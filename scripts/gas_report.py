@@ -16,7 +16,8 @@ from eth_account.signers.local import LocalAccount
 from web3 import AsyncWeb3
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import (
+from control_plane.rewards.formula.merkle import RewardTree
+from tests.support.devchain import (
     advance_time,
     deploy,
     dev_account,
@@ -24,7 +25,6 @@ from control_plane.chain.devchain import (
     send_eth,
     transact,
 )
-from control_plane.rewards.formula.merkle import RewardTree
 
 NDS = 10**18
 DEADLINE = 2**63

@@ -19,11 +19,20 @@ from web3 import AsyncWeb3
 from control_plane.app import create_app
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.chain.devchain import Anvil, deploy, running_anvil
 from control_plane.migrate import upgrade
 from control_plane.models import Base
 from control_plane.settings import Settings
+from tests import kinds
 from tests.database import admin_database_url, scratch_database
+from tests.support.devchain import Anvil, deploy, running_anvil
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    kinds.register(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    kinds.mark(items, Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")

@@ -10,16 +10,17 @@ refuses every client once its CRL has expired.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from cryptography import x509
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from control_plane.auth.dependencies import NodePrincipal, SettingsDep
+from control_plane.auth.dependencies import NodePrincipal
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
-from control_plane.errors import Forbidden
+from control_plane.dependencies import SettingsDep
+from control_plane.errors import Forbidden, error_response
 from control_plane.nodes.service import openvpn_material
 from control_plane.patterns import IPV4_CIDR, IPV6_CIDR, NODE_ID, TUNNEL_ADDRESS
 
@@ -78,10 +79,6 @@ class OpenVpnMaterialOut(BaseModel):
     )
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description}
-
-
 def _own_node(principal: Principal, node_id: str | None) -> str:
     if principal.node_id is None:
         raise Forbidden("this token is not scoped to a node")
@@ -94,10 +91,12 @@ def _own_node(principal: Principal, node_id: str | None) -> str:
 @router.get(
     "/openvpn",
     responses={
-        401: _error("missing or invalid token"),
-        403: _error("not a node token, or another node's"),
-        404: _error("the token's node does not exist, is deleted, or does not serve OpenVPN"),
-        422: _error("invalid input"),
+        401: error_response("missing or invalid token"),
+        403: error_response("not a node token, or another node's"),
+        404: error_response(
+            "the token's node does not exist, is deleted, or does not serve OpenVPN"
+        ),
+        422: error_response("invalid input"),
     },
 )
 async def get_openvpn_material(

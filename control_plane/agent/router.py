@@ -17,10 +17,11 @@ from control_plane.agent.schemas import (
     NodePools,
     PeerSet,
 )
-from control_plane.auth.dependencies import NodePrincipal, SettingsDep
+from control_plane.auth.dependencies import NodePrincipal
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
-from control_plane.errors import Forbidden, Invalid
+from control_plane.dependencies import ChainDep, SettingsDep
+from control_plane.errors import Forbidden, Invalid, error_response
 from control_plane.patterns import INT64_MAX, NODE_ID
 
 router = APIRouter(prefix="/agent", tags=["agent"])
@@ -34,15 +35,11 @@ def _feed(request: Request) -> PeerFeed:
 Feed = Annotated[PeerFeed, Depends(_feed)]
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description}
-
-
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _error("missing or invalid token"),
-    403: _error("not a node token, or another node's"),
-    404: _error("the token's node does not exist"),
-    422: _error("invalid input"),
+    401: error_response("missing or invalid token"),
+    403: error_response("not a node token, or another node's"),
+    404: error_response("the token's node does not exist"),
+    422: error_response("invalid input"),
 }
 
 
@@ -57,13 +54,16 @@ def _own_node(principal: Principal, node_id: str | None = None) -> str:
 
 @router.get(
     "/peers",
-    responses={**_ERRORS, 429: _error("too many long-polls parked; retry after Retry-After")},
+    responses={
+        **_ERRORS,
+        429: error_response("too many long-polls parked; retry after Retry-After"),
+    },
 )
 async def get_peers(
-    request: Request,
     principal: NodePrincipal,
     session: Session,
     feed: Feed,
+    chain: ChainDep,
     settings: SettingsDep,
     since: Annotated[
         int | None,
@@ -90,9 +90,7 @@ async def get_peers(
     Each peer carries its subscriber's expiry: remove it then even if this API is unreachable."""
     if wait > settings.long_poll_max_seconds:
         raise Invalid(f"wait: at most {settings.long_poll_max_seconds} seconds")
-    return await service.peer_set(
-        session, feed, request.app.state.chain, _own_node(principal, node_id), since, wait
-    )
+    return await service.peer_set(session, feed, chain, _own_node(principal, node_id), since, wait)
 
 
 @router.get("/pools", responses=_ERRORS)

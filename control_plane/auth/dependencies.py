@@ -19,19 +19,11 @@ from control_plane.auth.api_keys import principal_for_api_key
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import decode_access_token
 from control_plane.db import Session
+from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.openapi import api_key_scheme, node_token_scheme, wallet_token_scheme
-from control_plane.settings import Settings
 
 API_KEY_PREFIX = "nds_"
-
-
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _bearer_credential(request: Request) -> str:
@@ -68,12 +60,20 @@ async def any_principal(
 CurrentPrincipal = Annotated[Principal, Depends(any_principal)]
 
 
+def wallet_of(principal: Principal) -> str:
+    """The wallet (lower-case) behind a wallet's token or API key; a node agent's token is a
+    403. The one wallet check: WalletPrincipal runs it, and routes taking a role principal call
+    it."""
+    if principal.node_id is not None or principal.has(Role.NODE):
+        raise Forbidden("a wallet's token is needed, not a node's")
+    return principal.address.lower()
+
+
 async def wallet_principal(
     principal: _Authenticated, _w: WalletTokenScheme, _k: ApiKeyScheme
 ) -> Principal:
     """A wallet, by its token or one of its API keys; a node agent's token is a 403."""
-    if principal.node_id is not None or principal.has(Role.NODE):
-        raise Forbidden("a wallet's token is needed, not a node's")
+    wallet_of(principal)
     return principal
 
 

@@ -5,14 +5,12 @@ who-am-I, and API keys. The unauthenticated routes are rate limited per client I
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Response, status
 
 from control_plane.auth import api_keys, service
 from control_plane.auth.dependencies import (
     CurrentPrincipal,
-    SettingsDep,
     SignedInWalletPrincipal,
     SubscriberPrincipal,
 )
@@ -30,29 +28,21 @@ from control_plane.auth.schemas import (
     MeOut,
     NonceOut,
 )
-from control_plane.chain.client import ChainReader
 from control_plane.db import Session
+from control_plane.dependencies import ChainDep, SettingsDep
+from control_plane.errors import error_response
 
 router = APIRouter()
 
 
-def _chain(request: Request) -> ChainReader:
-    chain: ChainReader = request.app.state.chain
-    return chain
+Chain = ChainDep
 
 
-Chain = Annotated[ChainReader, Depends(_chain)]
-
-
-def _error(description: str) -> dict[str, Any]:
-    return {"description": description}
-
-
-_RATE_LIMITED = _error(
+_RATE_LIMITED = error_response(
     "too many requests from this client (30 a minute per route, counted per replica); "
     "see Retry-After"
 )
-_UNAUTHORIZED = _error("missing, invalid, expired or revoked credentials")
+_UNAUTHORIZED = error_response("missing, invalid, expired or revoked credentials")
 
 
 @router.get(
@@ -72,8 +62,8 @@ async def get_nonce(session: Session, settings: SettingsDep) -> NonceOut:
     tags=["auth"],
     dependencies=[Depends(rate_limit("auth_login"))],
     responses={
-        401: _error("the message, its signature, its nonce or its times did not check out"),
-        422: _error("malformed body"),
+        401: error_response("the message, its signature, its nonce or its times did not check out"),
+        422: error_response("malformed body"),
         429: _RATE_LIMITED,
     },
 )
@@ -98,10 +88,10 @@ async def me(principal: CurrentPrincipal) -> MeOut:
     tags=["agent"],
     dependencies=[Depends(rate_limit("agent_challenge"))],
     responses={
-        404: _error("no node with this id was ever registered on-chain"),
-        422: _error("malformed node id"),
+        404: error_response("no node with this id was ever registered on-chain"),
+        422: error_response("malformed node id"),
         429: _RATE_LIMITED,
-        503: _error("the chain is unreachable; see Retry-After"),
+        503: error_response("the chain is unreachable; see Retry-After"),
     },
 )
 async def agent_challenge(
@@ -117,11 +107,11 @@ async def agent_challenge(
     tags=["agent"],
     dependencies=[Depends(rate_limit("agent_login"))],
     responses={
-        401: _error("no open challenge, or not signed by the node's on-chain agent key"),
-        403: _error("the node is not Active on-chain"),
-        422: _error("malformed body"),
+        401: error_response("no open challenge, or not signed by the node's on-chain agent key"),
+        403: error_response("the node is not Active on-chain"),
+        422: error_response("malformed body"),
         429: _RATE_LIMITED,
-        503: _error("the chain is unreachable; see Retry-After"),
+        503: error_response("the chain is unreachable; see Retry-After"),
     },
 )
 async def agent_login(
@@ -138,8 +128,8 @@ async def agent_login(
     status_code=status.HTTP_201_CREATED,
     responses={
         401: _UNAUTHORIZED,
-        403: _error("not a wallet's token (node tokens and API keys cannot create keys)"),
-        409: _error("too many live keys"),
+        403: error_response("not a wallet's token (node tokens and API keys cannot create keys)"),
+        409: error_response("too many live keys"),
     },
 )
 async def create_api_key(
@@ -156,7 +146,7 @@ async def create_api_key(
 @router.get(
     "/api-keys",
     tags=["api-keys"],
-    responses={401: _UNAUTHORIZED, 403: _error("not a wallet's credential")},
+    responses={401: _UNAUTHORIZED, 403: error_response("not a wallet's credential")},
 )
 async def list_api_keys(principal: SubscriberPrincipal, session: Session) -> ApiKeyList:
     """Your live API keys (never their secrets)."""
@@ -170,8 +160,8 @@ async def list_api_keys(principal: SubscriberPrincipal, session: Session) -> Api
     response_class=Response,
     responses={
         401: _UNAUTHORIZED,
-        403: _error("not a wallet's credential"),
-        404: _error("you have no live key with this id"),
+        403: error_response("not a wallet's credential"),
+        404: error_response("you have no live key with this id"),
     },
 )
 async def revoke_api_key(

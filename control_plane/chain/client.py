@@ -1,8 +1,9 @@
 """The one place the control plane talks to the chain: timeouts, retries with full-jitter
 exponential backoff, and a circuit breaker, around typed reads of the Nodus contracts.
 
-`ChainReader` is the seam (a Protocol): services depend on it, tests use the real
-`Web3ChainReader` against anvil.
+`ChainReader` is the seam (a Protocol): services, jobs and the oracle's sender depend on it
+alone (its distributor reads and transaction RPC included), so any reader, a fake one too, works
+everywhere; tests use the real `Web3ChainReader` against anvil.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
@@ -20,6 +21,10 @@ from web3.types import FilterParams, LogReceipt
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.errors import ChainUnavailable
+
+if TYPE_CHECKING:
+    from control_plane.chain.distributor import DistributorReads
+    from control_plane.chain.tx_rpc import TxRpc
 
 T = TypeVar("T")
 
@@ -73,6 +78,15 @@ class ChainReader(Protocol):
     async def get_logs(self, params: FilterParams) -> list[LogReceipt]: ...
     async def ping(self) -> bool: ...
 
+    @property
+    def distributor(self) -> DistributorReads:
+        """The RewardDistributor reads (one reader per chain reader)."""
+        ...
+
+    def transaction_rpc(self) -> TxRpc:
+        """What the oracle's transaction sender needs of the chain, over this connection."""
+        ...
+
 
 class CircuitBreaker:
     """Opens after `threshold` consecutive failures; while open, calls fail at once for
@@ -118,6 +132,21 @@ class Web3ChainReader:
         self.breaker = breaker or CircuitBreaker()
         self.subscriptions = contract(w3, deployment, "SubscriptionManager")
         self.registry = contract(w3, deployment, "NodeRegistry")
+        self._distributor: DistributorReads | None = None
+
+    @property
+    def distributor(self) -> DistributorReads:
+        if self._distributor is None:
+            # Imported here: the distributor reader is built over this class.
+            from control_plane.chain.distributor import RewardDistributorReader
+
+            self._distributor = RewardDistributorReader(self)
+        return self._distributor
+
+    def transaction_rpc(self) -> TxRpc:
+        from control_plane.chain.tx_rpc import Web3TxRpc
+
+        return Web3TxRpc(self)
 
     @classmethod
     def connect(cls, rpc_url: str, deployment: Deployment, timeout: float) -> Web3ChainReader:

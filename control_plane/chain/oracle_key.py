@@ -1,5 +1,5 @@
-"""The oracle key and how its transactions are sent: `NODUS_*` settings, and the key from
-NODUS_ORACLE_PRIVATE_KEY or an encrypted keystore file, held in a `SecretStr`, never logged."""
+"""The oracle key, from NODUS_ORACLE_PRIVATE_KEY or an encrypted keystore file (the `oracle`
+section of the settings), held in a `SecretStr`, never logged."""
 
 from __future__ import annotations
 
@@ -9,56 +9,22 @@ from pathlib import Path
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from control_plane.chain.caches import KeystoreCache
+from control_plane.settings import OracleSettings
 
 log = logging.getLogger("nodus.sender")
-
-
-class OracleSettings(BaseSettings):
-    """The oracle key and how its transactions are sent (`NODUS_*` variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="NODUS_", env_file=".env", extra="ignore")
-
-    oracle_private_key: SecretStr | None = Field(
-        default=None, description="hex private key of the oracle (or use a keystore file)"
-    )
-    oracle_keystore_file: Path | None = Field(
-        default=None, description="encrypted JSON keystore of the oracle key"
-    )
-    oracle_keystore_password: SecretStr | None = None
-    oracle_keystore_password_file: Path | None = None
-    tx_stuck_seconds: float = Field(
-        default=120.0, gt=0, description="pending this long -> replaced with higher fees"
-    )
-    tx_fee_bump_bps: int = Field(
-        default=1_250, ge=1_250, description="fee increase of a replacement, basis points"
-    )
-    tx_max_fee_gwei: int = Field(
-        default=500, ge=1, description="never offer more than this maxFeePerGas (gwei)"
-    )
-    tx_gas_margin_percent: int = Field(
-        default=25, ge=0, le=200, description="added to the gas estimate"
-    )
-    tx_poll_seconds: float = Field(default=1.0, gt=0, description="receipt polling interval")
-    tx_wait_timeout_seconds: float = Field(
-        default=600.0, gt=0, description="how long a caller waits for a transaction to be mined"
-    )
-    tx_send_interval_seconds: float = Field(
-        default=5.0, gt=0, description="interval of the sender job"
-    )
-
-    @property
-    def configured(self) -> bool:
-        return self.oracle_private_key is not None or self.oracle_keystore_file is not None
 
 
 class OracleKeyError(Exception):
     """No oracle key is configured, or it cannot be loaded (the message never holds secrets)."""
 
 
-def load_oracle_account(settings: OracleSettings) -> LocalAccount:
-    """The oracle key, from NODUS_ORACLE_PRIVATE_KEY or the keystore file and its password."""
+def load_oracle_account(
+    settings: OracleSettings, keystores: KeystoreCache | None = None
+) -> LocalAccount:
+    """The oracle key, from NODUS_ORACLE_PRIVATE_KEY or the keystore file and its password (a
+    keystore is decrypted once per file version in `keystores`, the app's cache)."""
     if settings.oracle_private_key is not None:
         try:
             account: LocalAccount = Account.from_key(
@@ -74,6 +40,7 @@ def load_oracle_account(settings: OracleSettings) -> LocalAccount:
     return _load_keystore(
         settings.oracle_keystore_file,
         _keystore_password(settings),
+        keystores if keystores is not None else KeystoreCache(),
     )
 
 
@@ -92,16 +59,13 @@ def _keystore_password(settings: OracleSettings) -> str:
     )
 
 
-_keystore_accounts: dict[tuple[str, int], LocalAccount] = {}
-
-
-def _load_keystore(path: Path, password: str) -> LocalAccount:
+def _load_keystore(path: Path, password: str, keystores: KeystoreCache) -> LocalAccount:
     """Decrypts the keystore once per file version (its KDF takes about a second)."""
     try:
         cache_key = (str(path.resolve()), path.stat().st_mtime_ns)
     except OSError as exc:
         raise OracleKeyError(f"cannot read the oracle keystore {path}: {exc.strerror}") from None
-    cached = _keystore_accounts.get(cache_key)
+    cached = keystores.get(cache_key)
     if cached is not None:
         return cached
     try:
@@ -115,5 +79,5 @@ def _load_keystore(path: Path, password: str) -> LocalAccount:
     except ValueError:
         raise OracleKeyError(f"cannot decrypt the oracle keystore {path}") from None
     account: LocalAccount = Account.from_key(key)
-    _keystore_accounts[cache_key] = account
+    keystores.put(cache_key, account)
     return account

@@ -41,14 +41,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
 
-from control_plane.chain.client import ChainReader, Web3ChainReader, hex0x
-from control_plane.chain.oracle_key import OracleSettings, load_oracle_account
+from control_plane.chain.caches import KeystoreCache
+from control_plane.chain.client import ChainReader, hex0x
+from control_plane.chain.oracle_key import load_oracle_account
 from control_plane.chain.outbox_repository import Attempt, OutboxEntry, OutboxRepository
-from control_plane.chain.reverts import describe_revert
-from control_plane.chain.tx_rpc import Receipt, TxRejected, TxRpc, Web3TxRpc
+from control_plane.chain.reverts import RevertDecoder, describe_revert
+from control_plane.chain.tx_rpc import Receipt, TxRejected, TxRpc
 from control_plane.db import unit_of_work
 from control_plane.paths import DEFAULT_ARTIFACTS_DIR
-from control_plane.settings import Settings
+from control_plane.settings import OracleSettings, Settings
 
 log = logging.getLogger("nodus.sender")
 
@@ -72,6 +73,9 @@ class SenderContext(Protocol):
 
     @property
     def chain(self) -> ChainReader: ...
+
+    @property
+    def keystores(self) -> KeystoreCache: ...
 
 
 # The sender
@@ -130,6 +134,7 @@ class TransactionSender:
         self.settings = settings
         self.confirmations = confirmations
         self.artifacts_dir = artifacts_dir
+        self.reverts = RevertDecoder(artifacts_dir)
         self.now = clock or (lambda: datetime.now(UTC))
 
     def __repr__(self) -> str:
@@ -143,16 +148,13 @@ class TransactionSender:
         account: LocalAccount | None = None,
     ) -> TransactionSender:
         """The oracle's sender over the app's database and chain connection."""
-        settings = settings or OracleSettings()
-        account = account or load_oracle_account(settings)
-        reader = services.chain
-        if not isinstance(reader, Web3ChainReader):
-            raise TypeError("the transaction sender needs a Web3ChainReader")
+        settings = settings or services.settings.oracle
+        account = account or load_oracle_account(settings, services.keystores)
         return cls(
             services.sessions,
-            Web3TxRpc(reader),
+            services.chain.transaction_rpc(),
             account,
-            chain_id=reader.chain_id,
+            chain_id=services.chain.chain_id,
             settings=settings,
             confirmations=services.settings.confirmations,
             artifacts_dir=services.settings.artifacts_dir,
@@ -409,7 +411,7 @@ class TransactionSender:
                     self.address, current.to, current.data, current.value
                 )
             except ContractLogicError as exc:
-                reason = describe_revert(exc, self.artifacts_dir)
+                reason = describe_revert(exc, self.reverts)
                 await repository.mark_final(current.id, status="failed", error=f"reverts: {reason}")
                 report.failed.append(current.key)
                 log.warning(

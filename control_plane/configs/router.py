@@ -4,44 +4,40 @@ other wallet gets 404 for it."""
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response
 
-from control_plane.auth.dependencies import SettingsDep, SubscriberPrincipal
-from control_plane.auth.principal import Principal, Role
+from control_plane.auth.dependencies import SubscriberPrincipal, wallet_of
 from control_plane.auth.rate_limit import spend_config_change
-from control_plane.chain.client import ChainReader
 from control_plane.configs import service
 from control_plane.configs.schemas import ConfigIn, ConfigOut, ConfigPage
 from control_plane.db import Session
-from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.dependencies import ServicesDep, SettingsDep, check_page_limit
+from control_plane.errors import (
+    ChainUnavailable,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    PaymentRequired,
+    RateLimited,
+    Unauthorized,
+    error_response,
+)
 from control_plane.patterns import CURSOR
 
 router = APIRouter(prefix="/configs", tags=["configs"])
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
-_FORBIDDEN = _error("not a wallet's token", "forbidden", "this needs the subscriber role")
-_NOT_FOUND = _error("no such live config of yours", "not_found", "no such config")
-_RATE_LIMITED = _error(
+_UNAUTHORIZED = error_response("no or an invalid token", Unauthorized, "missing bearer token")
+_FORBIDDEN = error_response("not a wallet's token", Forbidden, "this needs the subscriber role")
+_NOT_FOUND = error_response("no such live config of yours", NotFound, "no such config")
+_RATE_LIMITED = error_response(
     "too many config changes by this wallet (Retry-After)",
-    "rate_limited",
+    RateLimited,
     "too many requests; retry in 3 s",
 )
-
-
-def _wallet(principal: Principal) -> str:
-    if principal.node_id is not None or principal.has(Role.NODE):
-        raise Forbidden("a wallet's token is needed, not a node's")
-    return principal.address.lower()
 
 
 @router.post(
@@ -49,29 +45,29 @@ def _wallet(principal: Principal) -> str:
     status_code=201,
     responses={
         401: _UNAUTHORIZED,
-        402: _error(
+        402: error_response(
             "the subscription is not active (the message says since when, or never paid)",
-            "payment_required",
+            PaymentRequired,
             "the subscription expired at 2026-04-01T12:00:00+00:00; renew it on-chain",
         ),
         403: _FORBIDDEN,
-        404: _error("no such node (or it was deleted)", "not_found", "no such node"),
-        409: _error(
+        404: error_response("no such node (or it was deleted)", NotFound, "no such node"),
+        409: error_response(
             "the node is not Active on-chain, the device limit is reached, the key is "
             "already live on this node, or the node is out of service (`node_misconfigured`)",
-            "conflict",
+            Conflict,
             "device limit reached (5 live configs); revoke one first",
         ),
-        422: _error(
+        422: error_response(
             "invalid key or CSR, the node does not serve the protocol, or the key is the "
             "node's own (`node_key_refused`)",
-            "invalid",
+            Invalid,
             "body.wireguard.public_key: the all-zero key is not a public key",
         ),
         429: _RATE_LIMITED,
-        503: _error(
+        503: error_response(
             "the chain is unreachable (Retry-After)",
-            "chain_unavailable",
+            ChainUnavailable,
             "the chain RPC is unreachable; retry shortly",
         ),
     },
@@ -80,7 +76,7 @@ async def create_config(
     request: Request,
     principal: SubscriberPrincipal,
     session: Session,
-    settings: SettingsDep,
+    services: ServicesDep,
     body: Annotated[ConfigIn, Body()],
 ) -> ConfigOut:
     """Issues a device config on a node. WireGuard: send your public key (`wg pubkey`); the
@@ -88,10 +84,9 @@ async def create_config(
     send a CSR; you get a certificate signed by the node's CA (valid until your subscription's
     expiry) in an inline profile whose `<key>` block you fill with your private key. `address`
     is `["<IPv4>/32", "<IPv6>/128"]`. Needs an active on-chain subscription (402 otherwise)."""
-    chain: ChainReader = request.app.state.chain
-    wallet = _wallet(principal)
-    spend_config_change(request, wallet, settings.config_changes_per_minute)
-    return await service.create_config(session, chain, settings, wallet, body)
+    wallet = wallet_of(principal)
+    spend_config_change(request, wallet, services.settings.config_changes_per_minute)
+    return await service.create_config(session, services, wallet, body)
 
 
 @router.get("", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN})
@@ -106,9 +101,8 @@ async def list_configs(
     ] = None,
 ) -> ConfigPage:
     """Your live configs, oldest first (revoked ones are gone), without their text."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
-    return await service.list_configs(session, _wallet(principal), cursor, limit)
+    check_page_limit(limit, settings)
+    return await service.list_configs(session, wallet_of(principal), cursor, limit)
 
 
 @router.get("/{config_id}", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND})
@@ -117,7 +111,7 @@ async def get_config(
 ) -> ConfigOut:
     """One of your live configs with its text, rebuilt with the node's current endpoint and
     keys (fetch it again after the operator changes them)."""
-    return await service.get_config(session, settings, _wallet(principal), config_id)
+    return await service.get_config(session, settings, wallet_of(principal), config_id)
 
 
 @router.delete(
@@ -136,6 +130,6 @@ async def revoke_config(
     """Revokes one of your configs: the node drops the peer; an OpenVPN certificate joins the
     node's CRL. Issuing and revoking share the per-wallet limit `config_changes_per_minute`
     (429 with `Retry-After` beyond it)."""
-    wallet = _wallet(principal)
+    wallet = wallet_of(principal)
     spend_config_change(request, wallet, settings.config_changes_per_minute)
     await service.revoke_config(session, wallet, config_id)

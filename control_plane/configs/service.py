@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
-from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import chain_now
 from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
 from control_plane.configs.schemas import (
@@ -39,6 +38,7 @@ from control_plane.errors import (
     NotFound,
     PaymentRequired,
 )
+from control_plane.jobs import Services
 from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeRepository
 from control_plane.revisions import bump_revision
@@ -58,8 +58,7 @@ FULL_SCAN_MAX_CAPACITY = 1 << 20  # pools up to this size are scanned when the r
 
 async def create_config(
     session: AsyncSession,
-    chain: ChainReader,
-    settings: Settings,
+    services: Services,
     subscriber: str,
     body: WireGuardConfigIn | OpenVpnConfigIn,
 ) -> ConfigOut:
@@ -67,6 +66,7 @@ async def create_config(
     not deleted (404), is Active on-chain (409), serves the protocol (422); the subscription is
     active on-chain (402, with the expiry); the device limit (409); the WireGuard key is not
     already live on this node (409). The body's key or CSR was checked before (422)."""
+    chain, settings = services.chain, services.settings
     subscriber = subscriber.lower()
     nodes = NodeRepository(session)
     node = await nodes.get(body.node_id)
@@ -85,7 +85,9 @@ async def create_config(
         )
 
     now = await chain_now(chain)
-    expires_at = await current_expiry(session, chain, subscriber, settings.expiry_cache_seconds)
+    expires_at = await current_expiry(
+        session, chain, subscriber, settings.expiry_cache_seconds, services.chain_reads
+    )
     if expires_at is None:
         raise PaymentRequired("no subscription: this wallet has never paid; subscribe on-chain")
     if expires_at <= now:

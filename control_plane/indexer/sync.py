@@ -50,7 +50,6 @@ from control_plane.indexer.repository import ChainRepository
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     bump_nodes_of,
-    forget_cached_expiries,
     reconcile_direct_reads,
 )
 from control_plane.subscriptions.service import PaymentEvent, record_payments, rollback_payments
@@ -252,6 +251,7 @@ class _Indexer:
         self.chain_id = services.chain.chain_id
         self.deployment = services.chain.deployment
         self.settings = services.settings
+        self.chain_reads = services.chain_reads
         self.session = session
         self.repository = ChainRepository(session)
         self.decoder = EventDecoder(self.deployment, services.settings.artifacts_dir)
@@ -320,7 +320,7 @@ class _Indexer:
         cursor. Nodes those blocks touched are re-read from the chain (before any write)."""
         touched = await self.repository.chain_nodes_updated_after(fork)
         nodes = [await self.chain.node(node_id) for node_id in touched]
-        forget_cached_expiries()
+        self.chain_reads.forget_expiries()
         removed = await rollback_payments(self.session, self.chain_id, fork, now)
         self.report.renewed.update(removed.renewed)
         for node in nodes:

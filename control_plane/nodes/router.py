@@ -3,62 +3,42 @@ delete (the operator only: another wallet gets 403, since nodes are public anywa
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from control_plane.auth.dependencies import SettingsDep, WalletPrincipal, current_principal
-from control_plane.auth.principal import Principal, Role
-from control_plane.chain.client import ChainReader
+from control_plane.auth.dependencies import WalletPrincipal, current_principal, wallet_of
 from control_plane.db import Session
-from control_plane.errors import Forbidden, Invalid, error_body
+from control_plane.dependencies import ChainDep, NodeIdPath, SettingsDep, check_page_limit
+from control_plane.errors import (
+    ChainUnavailable,
+    EndpointInUse,
+    Forbidden,
+    Invalid,
+    NodeNotActive,
+    NotFound,
+    Unauthorized,
+    error_response,
+)
 from control_plane.nodes import service
 from control_plane.nodes.repository import NodeFilter
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
 from control_plane.openapi import OPTIONAL_WALLET_SECURITY
-from control_plane.patterns import CURSOR, NODE_ID
+from control_plane.patterns import CURSOR
 
 router = APIRouter(prefix="/nodes", tags=["nodes"])
 
-NodeIdPath = Annotated[
-    str,
-    Path(
-        pattern=NODE_ID,
-        description="the node's on-chain id (bytes32 as 0x-hex)",
-        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
-    ),
-]
-
-
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_UNAUTHORIZED = _error("no or an invalid token", "unauthorized", "missing bearer token")
-_INVALID = _error("invalid input", "invalid", "country: an ISO 3166-1 alpha-2 country code")
-_NOT_FOUND = _error("no such node (or it was deleted)", "not_found", "no such node")
-_NOT_OWNER = _error(
-    "not the node's operator", "forbidden", "only the node's operator can change it"
+_UNAUTHORIZED = error_response("no or an invalid token", Unauthorized, "missing bearer token")
+_INVALID = error_response("invalid input", Invalid, "country: an ISO 3166-1 alpha-2 country code")
+_NOT_FOUND = error_response("no such node (or it was deleted)", NotFound, "no such node")
+_NOT_OWNER = error_response(
+    "not the node's operator", Forbidden, "only the node's operator can change it"
 )
-_CHAIN = _error(
+_CHAIN = error_response(
     "the chain is unreachable (Retry-After)",
-    "chain_unavailable",
+    ChainUnavailable,
     "the chain RPC is unreachable; retry shortly",
 )
-
-
-def _wallet(principal: Principal) -> str:
-    if principal.node_id is not None or principal.has(Role.NODE):
-        raise Forbidden("a wallet's token is needed, not a node's")
-    return principal.address.lower()
-
-
-def _chain(request: Request) -> ChainReader:
-    chain: ChainReader = request.app.state.chain
-    return chain
 
 
 @router.post(
@@ -66,15 +46,15 @@ def _chain(request: Request) -> ChainReader:
     status_code=201,
     responses={
         401: _UNAUTHORIZED,
-        403: _error(
+        403: error_response(
             "the node is not Active in NodeRegistry, or the caller is not its operator",
-            "forbidden",
+            Forbidden,
             "only the node's on-chain operator can register it",
         ),
-        409: _error(
+        409: error_response(
             "already registered (`conflict`), or another live node uses the endpoint "
             "(`endpoint_in_use`)",
-            "endpoint_in_use",
+            EndpointInUse,
             "another live node already uses the endpoint vpn.example.net:51820",
         ),
         422: _INVALID,
@@ -82,10 +62,10 @@ def _chain(request: Request) -> ChainReader:
     },
 )
 async def register_node(
-    request: Request,
     principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
+    chain: ChainDep,
     body: NodeIn,
 ) -> NodeOut:
     """Registers a node staked in NodeRegistry. Any signed-in wallet may call; the node must be
@@ -93,7 +73,7 @@ async def register_node(
     `10.x.0.0/16` and `fdxx:xxxx:xxxx::/112` derived from the node id (index 1 of each is the
     node's own address). An OpenVPN node gets its own CA, server certificate and tls-crypt key
     here (private keys are stored encrypted); the response carries the CA certificate."""
-    return await service.register_node(session, _chain(request), settings, _wallet(principal), body)
+    return await service.register_node(session, chain, settings, wallet_of(principal), body)
 
 
 @router.get("", responses={422: _INVALID})
@@ -124,8 +104,7 @@ async def list_nodes(
     ] = None,
 ) -> NodePage:
     """Live nodes (deleted ones are hidden), oldest first, a page at a time (keyset cursor)."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     filters = NodeFilter(
         country=country.upper() if country else None,
         protocol=protocol,
@@ -140,12 +119,14 @@ async def list_nodes(
     responses={401: _UNAUTHORIZED, 404: _NOT_FOUND, 422: _INVALID},
     openapi_extra={"security": OPTIONAL_WALLET_SECURITY},
 )
-async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> NodeOut:
+async def get_node(
+    request: Request, session: Session, settings: SettingsDep, node_id: NodeIdPath
+) -> NodeOut:
     """A live node. Public; with the operator's token the pools and the OpenVPN CA certificate
     are included too (an invalid token is a 401, no token is fine)."""
     caller: str | None = None
     if request.headers.get("authorization"):
-        principal = await current_principal(request, session, request.app.state.settings)
+        principal = await current_principal(request, session, settings)
         caller = None if principal.node_id is not None else principal.address
     return await service.get_node(session, node_id.lower(), caller)
 
@@ -156,10 +137,10 @@ async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> N
         401: _UNAUTHORIZED,
         403: _NOT_OWNER,
         404: _NOT_FOUND,
-        409: _error(
+        409: error_response(
             "the node is exiting or withdrawn on-chain (`node_not_active`), or another live "
             "node uses the endpoint (`endpoint_in_use`)",
-            "node_not_active",
+            NodeNotActive,
             "the node is exiting in NodeRegistry; an exiting or withdrawn node cannot be changed",
         ),
         422: _INVALID,
@@ -167,17 +148,17 @@ async def get_node(request: Request, session: Session, node_id: NodeIdPath) -> N
     },
 )
 async def update_node(
-    request: Request,
     principal: WalletPrincipal,
     session: Session,
     settings: SettingsDep,
+    chain: ChainDep,
     node_id: NodeIdPath,
     patch: NodePatch,
 ) -> NodeOut:
     """Changes the endpoint, country, protocols, WireGuard public key or OpenVPN port. The
     operator only (others: 403). Dropping a protocol revokes the node's live configs of it."""
     return await service.update_node(
-        session, _chain(request), settings, _wallet(principal), node_id.lower(), patch
+        session, chain, settings, wallet_of(principal), node_id.lower(), patch
     )
 
 
@@ -191,4 +172,4 @@ async def delete_node(principal: WalletPrincipal, session: Session, node_id: Nod
     """Soft-deletes the node: it disappears from the API, its live configs are revoked and its
     agent's next poll gets an empty set. The operator only (others: 403). It can be registered
     again later (with POST)."""
-    await service.delete_node(session, _wallet(principal), node_id.lower())
+    await service.delete_node(session, wallet_of(principal), node_id.lower())

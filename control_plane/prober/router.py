@@ -3,15 +3,23 @@ samples (public, verified on read), and the probers' allow-list (admins manage i
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 
-from control_plane.auth.dependencies import SettingsDep, require_role
+from control_plane.auth.dependencies import require_role
 from control_plane.auth.principal import Principal, Role
 from control_plane.db import Session
-from control_plane.errors import Invalid, error_body
+from control_plane.dependencies import SettingsDep, check_page_limit
+from control_plane.errors import (
+    Forbidden,
+    Invalid,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    error_response,
+)
 from control_plane.nodes.schemas import normalize_node_id
 from control_plane.patterns import ADDRESS, CURSOR, NODE_ID
 from control_plane.prober import service
@@ -29,14 +37,9 @@ from control_plane.prober.settings import ProberSettings
 router = APIRouter(tags=["probes"])
 
 
-@cache
-def _cached_prober_settings() -> ProberSettings:
-    return ProberSettings()
-
-
-def get_prober_settings() -> ProberSettings:
-    """The prober settings (from the environment, read once; tests override this)."""
-    return _cached_prober_settings()
+def get_prober_settings(settings: SettingsDep) -> ProberSettings:
+    """The prober section of the app's settings (tests override this)."""
+    return settings.prober
 
 
 ProberSettingsDep = Annotated[ProberSettings, Depends(get_prober_settings)]
@@ -59,14 +62,9 @@ ProberAddress = Annotated[
 ]
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_INVALID = _error("invalid input", "invalid", "samples[0]: round 1767225600 is older than 900 s")
+_INVALID = error_response(
+    "invalid input", Invalid, "samples[0]: round 1767225600 is older than 900 s"
+)
 
 
 @router.get("/probes/targets")
@@ -80,21 +78,21 @@ async def probe_targets(session: Session, settings: SettingsDep) -> ProbeTargets
 @router.post(
     "/probes",
     responses={
-        401: _error(
+        401: error_response(
             "a sample's signature is not its prober's",
-            "unauthorized",
+            Unauthorized,
             "samples[0]: the signature is not the prober's",
         ),
-        403: _error(
+        403: error_response(
             "a prober is not allow-listed (or was revoked)",
-            "forbidden",
+            Forbidden,
             "not an allow-listed prober: 0x90f79bf6eb2c4f870365e785982e1f101e93b906",
         ),
-        413: _error("the body is over 1 MiB", "payload_too_large", "request body too large"),
+        413: error_response("the body is over 1 MiB", PayloadTooLarge, "request body too large"),
         422: _INVALID,
-        429: _error(
+        429: error_response(
             "too many posts from this address, or samples from this prober; see Retry-After",
-            "rate_limited",
+            RateLimited,
             "too many probe posts from this address; retry in 1 s",
         ),
     },
@@ -116,7 +114,8 @@ async def post_probes(
 
 
 @router.get(
-    "/probes", responses={404: _error("no such node", "not_found", "no such node"), 422: _INVALID}
+    "/probes",
+    responses={404: error_response("no such node", NotFound, "no such node"), 422: _INVALID},
 )
 async def list_probes(
     session: Session,
@@ -137,8 +136,7 @@ async def list_probes(
 ) -> ProbeSamplePage:
     """A node's probe samples, newest round first, each with its signature and whether it
     verifies: what its uptime and latency were computed from. Public."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     try:
         node = normalize_node_id(node_id)
     except ValueError as exc:
@@ -155,8 +153,8 @@ async def list_probers(session: Session) -> list[ProberOut]:
 @router.put(
     "/probers/{address}",
     responses={
-        401: _error("no or an invalid token", "unauthorized", "missing bearer token"),
-        403: _error("not an admin", "forbidden", "this needs the admin role"),
+        401: error_response("no or an invalid token", Unauthorized, "missing bearer token"),
+        403: error_response("not an admin", Forbidden, "this needs the admin role"),
     },
 )
 async def put_prober(
@@ -169,9 +167,9 @@ async def put_prober(
 @router.delete(
     "/probers/{address}",
     responses={
-        401: _error("no or an invalid token", "unauthorized", "missing bearer token"),
-        403: _error("not an admin", "forbidden", "this needs the admin role"),
-        404: _error("no such prober", "not_found", "no such prober"),
+        401: error_response("no or an invalid token", Unauthorized, "missing bearer token"),
+        403: error_response("not an admin", Forbidden, "this needs the admin role"),
+        404: error_response("no such prober", NotFound, "no such prober"),
     },
 )
 async def revoke_prober(_: AdminPrincipal, session: Session, address: ProberAddress) -> ProberOut:

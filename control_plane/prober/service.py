@@ -117,7 +117,7 @@ async def run_probe_round(
 
 async def probe_round(services: Services, session: AsyncSession) -> None:
     """The scheduler's job: one round of the control plane's own prober (NODUS_PROBER_*)."""
-    prober_settings = ProberSettings()
+    prober_settings = services.settings.prober
     if not prober_settings.enabled:
         return
     account = control_plane_prober(services.settings, prober_settings)

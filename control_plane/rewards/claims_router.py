@@ -3,13 +3,13 @@ data of an epoch. Neither needs a token: the chain makes both public anyway."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from control_plane.chain.client import ChainReader
 from control_plane.db import Session
-from control_plane.errors import error_body
+from control_plane.dependencies import ChainDep
+from control_plane.errors import ChainUnavailable, Invalid, NotFound, error_response
 from control_plane.patterns import ADDRESS, INT64_MAX
 from control_plane.rewards.claims_schemas import RewardOut
 from control_plane.rewards.posting.publication import published_data, reward_status
@@ -19,16 +19,9 @@ router = APIRouter(tags=["rewards"])
 ADDRESS_PATTERN = ADDRESS
 
 
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
-
-_UNAVAILABLE = _error(
+_UNAVAILABLE = error_response(
     "the chain is unreachable (Retry-After)",
-    "chain_unavailable",
+    ChainUnavailable,
     "the chain RPC is unreachable; retry shortly",
 )
 
@@ -37,24 +30,23 @@ _UNAVAILABLE = _error(
     "/rewards/{address}",
     response_model=RewardOut,
     responses={
-        404: _error(
+        404: error_response(
             "no accepted epoch, or no reward for the address in it",
-            "not_found",
+            NotFound,
             "0x70997970c51812dc3a010c7d01b50e0d17dc79c8 has no reward in epoch 7",
         ),
-        422: _error("not an address", "invalid", "path.address: String should match pattern"),
+        422: error_response("not an address", Invalid, "path.address: String should match pattern"),
         503: _UNAVAILABLE,
     },
 )
 async def get_rewards(
-    request: Request,
     session: Session,
+    chain: ChainDep,
     address: Annotated[str, Path(pattern=ADDRESS_PATTERN, description="operator wallet")],
 ) -> RewardOut:
     """The operator's cumulative rewards in the latest accepted epoch, what it has claimed (read
     from the RewardDistributor), what one claim pays now, and the Merkle proof for
     `claim(address, cumulative, proof)`."""
-    chain: ChainReader = request.app.state.chain
     return await reward_status(session, chain, address)
 
 
@@ -67,18 +59,17 @@ async def get_rewards(
             "epoch's on-chain dataHash, also in the ETag)",
             "content": {"application/json": {}},
         },
-        404: _error("nothing published for the epoch", "not_found", "no data for epoch 9"),
-        422: _error("not an epoch number", "invalid", "path.epoch: Input should be >= 1"),
+        404: error_response("nothing published for the epoch", NotFound, "no data for epoch 9"),
+        422: error_response("not an epoch number", Invalid, "path.epoch: Input should be >= 1"),
     },
 )
 async def get_epoch_data(
-    request: Request,
     session: Session,
+    chain: ChainDep,
     epoch: Annotated[int, Path(ge=1, le=INT64_MAX, description="epoch number")],
 ) -> Response:
     """The exact bytes published for the epoch; recompute its scores, leaves and root from them
     (`nodus rewards verify`)."""
-    chain: ChainReader = request.app.state.chain
     published = await published_data(session, chain.chain_id, epoch)
     return Response(
         content=published.data,

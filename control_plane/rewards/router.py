@@ -3,41 +3,25 @@ summary (status, root, allocations)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from control_plane.auth.dependencies import SettingsDep
 from control_plane.db import Session
-from control_plane.errors import Invalid, error_body
-from control_plane.patterns import EPOCH_CURSOR, INT64_MAX, NODE_ID
+from control_plane.dependencies import NodeIdPath, SettingsDep, check_page_limit
+from control_plane.errors import Invalid, NotFound, error_response
+from control_plane.patterns import EPOCH_CURSOR, INT64_MAX
 from control_plane.rewards import service
 from control_plane.rewards.schemas import EpochOut, NodeScorePage
 
 router = APIRouter(tags=["rewards"])
 
-NodeIdPath = Annotated[
-    str,
-    Path(
-        pattern=NODE_ID,
-        description="the node's on-chain id (bytes32 as 0x-hex)",
-        examples=["0x6e6f6465000000000000000000000000000000000000000000000000000000a1"],
-    ),
-]
-
-
-def _error(description: str, code: str, message: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"example": error_body(code, message)}},
-    }
-
 
 @router.get(
     "/nodes/{node_id}/scores",
     responses={
-        404: _error("no such node", "not_found", "no such node"),
-        422: _error("invalid input", "invalid", "cursor: not a cursor this API returned"),
+        404: error_response("no such node", NotFound, "no such node"),
+        422: error_response("invalid input", Invalid, "cursor: not a cursor this API returned"),
     },
 )
 async def node_scores(
@@ -55,14 +39,13 @@ async def node_scores(
     """A node's scores, newest epoch first: the score the allocation used, this epoch alone,
     the smoothed value, the breakdown (ppm) and the reasons in plain words. Public (deleted
     nodes keep their history)."""
-    if limit > settings.max_page_size:
-        raise Invalid(f"limit must be at most {settings.max_page_size}")
+    check_page_limit(limit, settings)
     return await service.node_score_page(session, settings.chain_id, node_id, cursor, limit)
 
 
 @router.get(
     "/epochs/{epoch}",
-    responses={404: _error("neither scored nor proposed", "not_found", "no such epoch")},
+    responses={404: error_response("neither scored nor proposed", NotFound, "no such epoch")},
 )
 async def get_epoch(
     session: Session,

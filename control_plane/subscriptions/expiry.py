@@ -1,6 +1,6 @@
 """A subscriber's expiry, read from the SubscriptionManager contract (the truth), so a user who
-just paid never waits for the indexer. Reads are cached for `expiry_cache_seconds`; an
-unreachable chain raises ChainUnavailable (503), never a guess.
+just paid never waits for the indexer. Reads are cached for `expiry_cache_seconds` in the app's
+`ChainReadCache`; an unreachable chain raises ChainUnavailable (503), never a guess.
 
 The expiry recorded in `subscribers` drives the nodes' desired peer sets (a live config belongs
 in its node's set while its subscriber's expiry is in the future), so every change that moves a
@@ -13,12 +13,12 @@ subscriber across "now" bumps the revisions of the nodes holding its live config
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.chain.caches import ChainReadCache
 from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import chain_now
 from control_plane.jobs import Services
@@ -31,40 +31,6 @@ NEVER = datetime.fromtimestamp(0, UTC)
 """The expiry of a subscriber none of whose payments remain on the chain (after a reorg)."""
 
 LAPSES_PER_RUN = 1_000
-
-MAX_CACHED_EXPIRIES = 10_000
-_cache: dict[tuple[int, str], tuple[float, int]] = {}
-_price_cache: dict[int, tuple[float, int]] = {}
-
-
-async def chain_expiry(chain: ChainReader, address: str, max_age: float) -> int:
-    """`expiresAt(address)` in unix seconds (0 if never paid), at most `max_age` seconds old."""
-    key = (chain.chain_id, address.lower())
-    cached = _cache.get(key)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < max_age:
-        return cached[1]
-    expiry = await chain.subscription_expiry(address)
-    if len(_cache) >= MAX_CACHED_EXPIRIES:  # wallets are free to make: keep the cache bounded
-        _cache.clear()
-    _cache[key] = (now, expiry)
-    return expiry
-
-
-async def chain_price(chain: ChainReader, max_age: float) -> int:
-    """`pricePerPeriod()` in NDS wei, at most `max_age` seconds old."""
-    cached = _price_cache.get(chain.chain_id)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < max_age:
-        return cached[1]
-    price = await chain.price_per_period()
-    _price_cache[chain.chain_id] = (now, price)
-    return price
-
-
-def forget_cached_expiries() -> None:
-    """After a reorg, a cached read may describe a chain that no longer exists."""
-    _cache.clear()
 
 
 async def reconcile_direct_reads(
@@ -88,12 +54,16 @@ async def reconcile_direct_reads(
 
 
 async def current_expiry(
-    session: AsyncSession, chain: ChainReader, address: str, max_age: float
+    session: AsyncSession,
+    chain: ChainReader,
+    address: str,
+    max_age: float,
+    reads: ChainReadCache,
 ) -> datetime | None:
     """The subscriber's expiry from the chain, recorded in `subscribers` (the expiry job's
     input); None if the address never paid. A renewal of a lapsed subscriber bumps its nodes'
     revisions in this transaction."""
-    seconds = await chain_expiry(chain, address, max_age)
+    seconds = await reads.expiry(chain, address, max_age)
     if seconds == 0:
         return None
     expires_at = datetime.fromtimestamp(seconds, UTC)

@@ -9,12 +9,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import later_of_clock_and
-from control_plane.settings import Settings
+from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     NEVER,
-    chain_price,
     current_expiry,
     record_expiry,
 )
@@ -97,8 +95,7 @@ async def rollback_payments(
 
 async def subscription_status(
     session: AsyncSession,
-    chain: ChainReader,
-    settings: Settings,
+    services: Services,
     address: str,
     *,
     limit: int,
@@ -106,10 +103,11 @@ async def subscription_status(
 ) -> SubscriptionOut:
     """Expiry and price from the chain (cached a few seconds; ChainUnavailable if it cannot be
     read), payments from the index, newest first; a payment is `confirmed` once
-    `settings.confirmations` blocks have been mined on top of its block."""
+    `services.settings.confirmations` blocks have been mined on top of its block."""
     address = address.lower()
-    expires_at = await current_expiry(session, chain, address, settings.expiry_cache_seconds)
-    price = await chain_price(chain, settings.expiry_cache_seconds)
+    chain, max_age = services.chain, services.settings.expiry_cache_seconds
+    expires_at = await current_expiry(session, chain, address, max_age, services.chain_reads)
+    price = await services.chain_reads.price(chain, max_age)
     head = await chain.block_header("latest")
     now = later_of_clock_and(head.timestamp)
     payments = await PaymentRepository(session).history(
@@ -129,7 +127,7 @@ async def subscription_status(
                 amount=str(int(p.amount)),
                 status=(
                     "confirmed"
-                    if head.number - p.block_number >= settings.confirmations
+                    if head.number - p.block_number >= services.settings.confirmations
                     else "pending"
                 ),
             )

@@ -18,8 +18,8 @@ from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, dev_account, transact
-from control_plane.cli import app
+from nodus_cli.app import app
+from tests.support.devchain import Anvil, dev_account, transact
 
 NDS = 10**18
 # The local deployment's circulating supply: the ten dev accounts hold 100,000 NDS each, and the

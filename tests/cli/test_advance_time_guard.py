@@ -14,8 +14,8 @@ import httpx
 import pytest
 from web3 import AsyncWeb3
 
-from control_plane.chain.devchain import ANVIL, deploy, dev_account
 from tests.cli.conftest import Cli, flat
+from tests.support.devchain import ANVIL, deploy, dev_account
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract, node_id_of
-from control_plane.chain.devchain import dev_account, transact
 from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, flat, proposal_id_of
+from tests.support.devchain import dev_account, transact
 
 NODE_SALT = bytes.fromhex("6e6f6465" + "00" * 27 + "a1")
 # What the world fixture's operator (dev account 7) registers with NODE_SALT.
@@ -247,3 +247,27 @@ async def test_a_description_is_shown_as_text_never_as_terminal_markup(
     status = await cli("dao", "status", str(proposal_id_of(proposed)))
     assert status.exit_code == 0, status.output
     assert title in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "bounds"),
+    [
+        (["set-unbonding-period", "60"], "3600<=x<=31536000 (NodeRegistry.MIN_UNBONDING_PERIOD"),
+        (
+            ["set-challenge-period", str(30 * 86_400 + 1)],
+            "1<=x<=2592000 (RewardDistributor.MIN_CHALLENGE_PERIOD",
+        ),
+    ],
+    ids=["unbonding", "challenge"],
+)
+async def test_period_bounds_are_the_deployed_contracts_constants(
+    cli: Cli, w3: Web3Client, args: list[str], bounds: str
+) -> None:
+    """A period outside the contract's own MIN_/MAX_ constants is a usage error named with the
+    constants, before any key is needed or any transaction is built."""
+    before = await w3.eth.block_number
+    refused = await cli("dao", "propose", *args, "-d", "out of bounds")
+    assert refused.exit_code == 2
+    assert bounds in flat(refused)
+    assert "Traceback" not in refused.output
+    assert await w3.eth.block_number == before

@@ -14,7 +14,6 @@ from web3.exceptions import ContractCustomError
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import (
     DEV_ACCOUNT_NDS,
@@ -25,6 +24,7 @@ from tests.cli.conftest import (
     flat,
     proposal_id_of,
 )
+from tests.support.devchain import advance_time, dev_account, transact
 
 
 async def status_of(cli: Cli, proposal_id: int) -> dict[str, Any]:

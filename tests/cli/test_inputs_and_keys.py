@@ -15,10 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from control_plane.chain.contracts import Deployment
-from control_plane.chain.devchain import dev_account
-from control_plane.cli_support import format_nds, parse_address, parse_nds
 from control_plane.paths import REPO_ROOT
+from nodus_cli.support.output import format_nds
+from nodus_cli.support.parsing import parse_address, parse_nds
 from tests.cli.conftest import Cli, flat
+from tests.support.devchain import dev_account
 
 NODUS = REPO_ROOT / ".venv" / "bin" / "nodus"
 ADDRESS = dev_account(9).address

@@ -10,9 +10,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
+from tests.support.devchain import advance_time, dev_account, transact
 
 OP_A, OP_B = dev_account(2), dev_account(3)
 

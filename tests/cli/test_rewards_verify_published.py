@@ -15,11 +15,11 @@ from typing import Any
 from eth_utils.crypto import keccak
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.rewards.formula.epoch import EpochResult, canonical_json, compute_epoch
 from control_plane.rewards.formula.merkle import RewardTree
 from control_plane.rewards.formula.scoring import NodeMetrics, ProberView
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
+from tests.support.devchain import advance_time, dev_account, transact
 
 OP_A, OP_B = dev_account(2).address.lower(), dev_account(3).address.lower()
 HOUR = 3_600

@@ -9,10 +9,10 @@ from eth_utils.crypto import keccak
 from web3.exceptions import ContractCustomError
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import advance_time, dev_account, transact
 from control_plane.rewards.formula.merkle import RewardTree
 from tests.cli.conftest import NDS, Cli, FakeApi, flat
 from tests.cli.test_rewards_verify_published import OP_A, epoch_of, post
+from tests.support.devchain import advance_time, dev_account, transact
 
 GUARDIAN = dev_account(2)
 ORACLE = dev_account(1)

@@ -25,13 +25,13 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import transact
 from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import Pools, default_pools
 from node_agent.state import StateStore
-from tests.api.auth.conftest import bearer
-from tests.api.nodes.support import (
+from tests.control_plane.auth.conftest import bearer
+from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
+from tests.support.builders import (
     MIN_STAKE,
     NDS,
     fresh_wallet,
@@ -39,7 +39,7 @@ from tests.api.nodes.support import (
     wallet_headers,
     wg_keys,
 )
-from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
+from tests.support.devchain import transact
 
 NODE_ENDPOINT = "198.18.0.1"  # the node's "public" address (on its loopback)
 WG_PORT = 51820
@@ -99,6 +99,8 @@ class ControlPlane:
             "NODUS_EXPIRY_INTERVAL_SECONDS": "1",
             "NODUS_CHAIN_SYNC_INTERVAL_SECONDS": "1",
             "NODUS_LOG_LEVEL": "WARNING",
+            # The lab's nodes live on private addresses inside network namespaces.
+            "NODUS_ALLOW_PRIVATE_ENDPOINTS": str(s.allow_private_endpoints).lower(),
         }
 
     async def start(self) -> None:

@@ -48,7 +48,6 @@ from control_plane.chain.contracts import (
     new_node_salt,
     node_id_of,
 )
-from control_plane.chain.devchain import transact
 from control_plane.settings import Settings
 from node_agent.agent import Agent
 from node_agent.backends.openvpn import OpenVpnBackend, crl_info
@@ -57,8 +56,8 @@ from node_agent.config import load_config
 from node_agent.pools import fetch_pools, pin_pools
 from node_agent.runner import build_backends
 from node_agent.state import StateStore
-from tests.api.auth.conftest import login
-from tests.api.nodes.support import (
+from tests.control_plane.auth.conftest import login
+from tests.support.builders import (
     MIN_STAKE,
     NDS,
     ec_key,
@@ -67,6 +66,7 @@ from tests.api.nodes.support import (
     make_csr,
     paying_subscriber,
 )
+from tests.support.devchain import transact
 
 PLACEHOLDER = "<insert your private key>"
 UNDERLAY = ipaddress.IPv4Network("198.18.0.0/15")

@@ -21,10 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.chain.devchain import advance_time
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
-from tests.api.nodes.support import fresh_wallet, sql, subscribe
 from tests.e2e.conftest import needs_tunnels
 from tests.e2e.lab import Lab, sh
 from tests.e2e.stack import (
@@ -37,6 +35,8 @@ from tests.e2e.stack import (
     tunnel_up,
     until,
 )
+from tests.support.builders import fresh_wallet, sql, subscribe
+from tests.support.devchain import advance_time
 
 pytestmark = needs_tunnels
 

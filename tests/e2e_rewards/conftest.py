@@ -1,10 +1,10 @@
 """The reward economy end to end, with nothing of ours faked: operators register nodes on-chain
 and with the control plane, subscribers get real configs, nodes serve real health endpoints
-(tests/prober/health.py, signing as each node's agent) and report through the agent API, the
-control plane's prober probes them, the epoch job scores and queues the root, the oracle's
-sender posts and accepts it on anvil, and operators claim with `nodus rewards claim` against the
-control plane served over HTTP (uvicorn, in the test's event loop, so the CLI's thread reaches
-the same app)."""
+(tests/control_plane/prober/health.py, signing as each node's agent) and report through the
+agent API, the control plane's prober probes them, the epoch job scores and queues the root,
+the oracle's sender posts and accepts it on anvil, and operators claim with
+`nodus rewards claim` against the control plane served over HTTP (uvicorn, in the test's event
+loop, so the CLI's thread reaches the same app)."""
 
 from __future__ import annotations
 
@@ -18,26 +18,26 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
-from control_plane.chain.devchain import Anvil, advance_time, dev_account
 from control_plane.chain.outbox import OutboxTx
 from control_plane.db import unit_of_work
 from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
 from control_plane.prober.service import RoundReport, control_plane_prober, run_probe_round
-from control_plane.prober.settings import ProberSettings
 from control_plane.rewards.formula.epoch import EpochResult
 from control_plane.rewards.posting.epoch_job import score_and_propose
 from control_plane.rewards.posting.publisher import accept_due_roots, send_oracle_transactions
 from control_plane.rewards.posting.repository import PostingRepository
 from control_plane.settings import Settings
-from tests.api.nodes.support import (
+from tests.cli.conftest import Cli
+from tests.control_plane.prober.health import HealthServer, closed_port
+from tests.support.builders import (
     NDS,
+    agent_of,
     fresh_wallet,
     node_body,
     node_headers,
@@ -48,8 +48,7 @@ from tests.api.nodes.support import (
     wallet_headers,
     wg_keys,
 )
-from tests.cli.conftest import Cli
-from tests.prober.health import HealthServer, closed_port
+from tests.support.devchain import Anvil, advance_time, dev_account
 
 EPOCH_SECONDS = 3_600  # an hour-long epoch (NODUS_EPOCH_SECONDS)
 ORACLE = dev_account(1)
@@ -117,15 +116,13 @@ class Network:
     async def node(
         self, operator: LocalAccount, health: HealthServer, stake: int = NODE_STAKE
     ) -> str:
-        """Staked in NodeRegistry with a fresh agent key, registered here (POST /v1/nodes) with
-        its endpoint on the health server, which signs its answers with that agent key (proof
-        of service), and indexed by the chain-sync job. The default stake (1,000 NDS) caps a
+        """Staked in NodeRegistry with the agent key `agent_of` derives from its id (the key its
+        node tokens carry), registered here (POST /v1/nodes) with its endpoint on the health
+        server, which signs its answers with that agent key (proof of service), and indexed by
+        the chain-sync job. The default stake (1,000 NDS) caps a
         node's part at 10,000 NDS, the local epoch budget, so only tests about the cap meet it."""
-        agent: LocalAccount = Account.create()
-        node_id = await register_on_chain(
-            self.w3, self.deployment, operator, stake=stake, agent=agent.address
-        )
-        health.serve_as(node_id, agent)
+        node_id = await register_on_chain(self.w3, self.deployment, operator, stake=stake)
+        health.serve_as(node_id, agent_of(node_id))
         body = node_body(node_id, protocols=("wireguard",), endpoint=health.endpoint)
         response = await post_node(self.client, self.settings, operator, body)
         assert response.status_code == 201, response.text
@@ -201,7 +198,7 @@ class Network:
     async def probe(self, at: datetime) -> RoundReport:
         """One round of the control plane's own prober (what the `probe_round` job runs),
         stamped `at` so the test places it in an epoch."""
-        prober_settings = ProberSettings()
+        prober_settings = self.settings.prober
         account = control_plane_prober(self.settings, prober_settings)
         async with unit_of_work(self.services.sessions) as session:
             return await run_probe_round(

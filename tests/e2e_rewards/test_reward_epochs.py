@@ -9,11 +9,11 @@ import json
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 
-from tests.api.nodes.support import fresh_wallet, wg_keys
 from tests.cli.conftest import Cli
+from tests.control_plane.chain.support import NDS
+from tests.control_plane.prober.health import health_server
 from tests.e2e_rewards.conftest import EPOCH_SECONDS, Network
-from tests.prober.health import health_server
-from tests.sender.support import NDS
+from tests.support.builders import fresh_wallet, wg_keys
 
 BUDGET = 10_000 * NDS  # the local deployment's epoch budget (the pool holds far more)
 

@@ -14,11 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Services
 from control_plane.rewards.formula.epoch import EpochResult
-from control_plane.rewards.posting.distributor import distributor_for
 from control_plane.rewards.posting.gather import build_epoch
 from control_plane.rewards.posting.publisher import (
     PostingRefused,
-    RewardPostingSettings,
     accepted_cumulative,
     due_epoch,
     flush_revenue,
@@ -41,9 +39,9 @@ async def score_and_propose(
     # Epochs tile time: each starts where the last scored one ended (a late run scores the gap
     # too); the first covers one epoch length.
     previous_end = await last_scored_end(session, services.chain.chain_id, epoch)
-    start = previous_end or end - timedelta(seconds=RewardPostingSettings().epoch_seconds)
+    start = previous_end or end - timedelta(seconds=services.settings.reward_posting.epoch_seconds)
     await flush_revenue(services, epoch)
-    state = await distributor_for(services.chain).state()
+    state = await services.chain.distributor.state()
     previous = await accepted_cumulative(services, session)
     result = await build_epoch(
         session, services.chain, epoch, start, end, state.epoch_budget, previous

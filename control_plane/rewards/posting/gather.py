@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.chain.client import ChainReader, Web3ChainReader
-from control_plane.chain.contracts import contract
+from control_plane.chain.client import ChainReader
 from control_plane.prober.service import verified_samples
 from control_plane.rewards import repository
 from control_plane.rewards.formula.epoch import (
@@ -27,11 +25,7 @@ from control_plane.rewards.formula.scoring import PARAMS, FormulaParams, NodeMet
 async def total_funded(chain: ChainReader) -> int:
     """RewardDistributor.totalFunded: everything that entered the pool through `fund`, read
     through the chain reader's retries and circuit breaker."""
-    if not isinstance(chain, Web3ChainReader):
-        raise TypeError("reading the reward pool needs a Web3ChainReader")
-    distributor = contract(chain.w3, chain.deployment, "RewardDistributor")
-    funded: Any = await chain.call(lambda: distributor.functions.totalFunded().call())
-    return int(funded)
+    return await chain.distributor.total_funded()
 
 
 async def gather_metrics(

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.chain.client import ChainReader
 from control_plane.errors import AppError, NotFound
 from control_plane.rewards.claims_schemas import RewardOut
-from control_plane.rewards.posting.distributor import distributor_for
 from control_plane.rewards.posting.repository import PostingRepository
 
 log = logging.getLogger("nodus.rewards.publication")
@@ -43,7 +42,7 @@ async def reward_status(session: AsyncSession, chain: ChainReader, address: str)
     """`address`'s leaf in the latest accepted epoch's tree (stored here) and what it claimed
     (read from the contract at the same block as the accepted root)."""
     account = address.lower()
-    view = await distributor_for(chain).claim_view(account)
+    view = await chain.distributor.claim_view(account)
     if view.root_epoch == 0:
         raise NotFound("no reward epoch has been accepted yet")
     repository = PostingRepository(session)

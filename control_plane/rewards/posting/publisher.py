@@ -27,42 +27,29 @@ from datetime import UTC, datetime, timedelta
 
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import hex0x
-from control_plane.chain.oracle_key import OracleSettings, load_oracle_account
+from control_plane.chain.distributor import (
+    DistributorReads,
+    DistributorState,
+)
+from control_plane.chain.oracle_key import load_oracle_account
 from control_plane.chain.outbox_repository import OutboxRepository
 from control_plane.chain.sender import TransactionSender
 from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.jobs import Job, Services
 from control_plane.rewards.formula.merkle import RewardTree
-from control_plane.rewards.posting.distributor import (
-    DistributorState,
-    RewardDistributorReader,
-    distributor_for,
-)
 from control_plane.rewards.posting.repository import (
     Leaf,
     PostingRepository,
     Publication,
     PublicationContent,
 )
+from control_plane.settings import RewardPostingSettings, Settings
 
 log = logging.getLogger("nodus.rewards.posting")
-
-
-class RewardPostingSettings(BaseSettings):
-    """Reward epochs (`NODUS_*` variables)."""
-
-    model_config = SettingsConfigDict(env_prefix="NODUS_", env_file=".env", extra="ignore")
-
-    epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1, description="length of a reward epoch")
-    reward_accept_interval_seconds: float = Field(
-        default=30.0, gt=0, description="interval of the job that accepts due roots"
-    )
 
 
 class PostingRefused(Exception):
@@ -156,7 +143,7 @@ def _build(epoch: int, cumulative: Mapping[str, int], data: bytes) -> _Tree:
 
 
 async def _check_chain(
-    distributor: RewardDistributorReader,
+    distributor: DistributorReads,
     state: DistributorState,
     oracle: str,
     epoch: int,
@@ -244,7 +231,7 @@ async def propose_epoch(
     if existing is not None and existing.status != "failed":
         return _same_or_refuse(existing, root, data_hash)
 
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     state = await distributor.state()
     await _check_chain(distributor, state, sender.address, epoch, built.total)
     await _check_leaves_grow(repository, chain_id, state, built.amounts)
@@ -307,7 +294,7 @@ async def accept_due_roots(
     whose challenge window has passed (whoever proposed it: only the oracle can). The sender
     sends it after the caller commits."""
     sender = sender or oracle_sender(services)
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     state = await distributor.state()
     report = await refresh_publications(services, session, state)
     pending = state.pending
@@ -331,7 +318,7 @@ async def refresh_publications(
 ) -> AcceptReport:
     """Brings the status of unsettled publications up to date with the outbox and the chain."""
     chain_id = services.chain.chain_id
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     state = state or await distributor.state()
     repository = PostingRepository(session)
     report = AcceptReport()
@@ -385,7 +372,7 @@ async def flush_revenue(
     already). Commits its own short transactions: the flush must be mined before the caller's
     budget is computed, so it cannot wait for the caller's commit."""
     sender = sender or oracle_sender(services)
-    distributor = distributor_for(services.chain)
+    distributor = services.chain.distributor
     accrued = await distributor.accrued_revenue()
     if accrued == 0:
         return 0
@@ -434,9 +421,9 @@ async def due_epoch(
 ) -> int | None:
     """The epoch to score and propose now, or None: none is pending or in flight here, and the
     last one posted here is at least NODUS_EPOCH_SECONDS old."""
-    settings = settings or RewardPostingSettings()
+    settings = settings or services.settings.reward_posting
     now = now or datetime.now(UTC)
-    state = await distributor_for(services.chain).state()
+    state = await services.chain.distributor.state()
     if state.pending is not None:
         return None
     repository = PostingRepository(session)
@@ -451,7 +438,7 @@ async def due_epoch(
 async def accepted_cumulative(services: Services, session: AsyncSession) -> dict[str, int]:
     """The cumulative amounts of the accepted tree (account -> wei; empty before the first
     accepted epoch): what the next epoch's leaves must build on."""
-    state = await distributor_for(services.chain).state()
+    state = await services.chain.distributor.state()
     if state.root_epoch == 0:
         return {}
     amounts = await PostingRepository(session).amounts(services.chain.chain_id, state.root_epoch)
@@ -492,15 +479,15 @@ async def accept_due_roots_job(services: Services, session: AsyncSession) -> Non
         log.warning("accepting roots: the chain is unreachable; the next run resumes")
 
 
-def posting_jobs() -> dict[str, tuple[float, Job]]:
+def posting_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     """The scheduled jobs of reward posting; none on a replica without the oracle key. Raises
     OracleKeyError if a key is configured but cannot be loaded."""
-    oracle = OracleSettings()
+    oracle = settings.oracle
     if not oracle.configured:
         log.info("no oracle key configured: reward posting jobs are off")
         return {}
     load_oracle_account(oracle)  # a configured key that cannot be loaded stops the start
-    posting = RewardPostingSettings()
+    posting = settings.reward_posting
     return {
         "oracle_sender": (oracle.tx_send_interval_seconds, send_oracle_transactions),
         "reward_accept": (posting.reward_accept_interval_seconds, accept_due_roots_job),

@@ -1,0 +1,65 @@
+"""Caches the app (or a job runner) holds on its `Services`: never module globals, so two apps
+in one process (tests, replicas) never share a read, and a reorg is forgotten by its owner."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from control_plane.chain.client import ChainReader
+
+MAX_CACHED_EXPIRIES: Final = 10_000
+
+
+class ChainReadCache:
+    """Recent reads of `expiresAt(address)` and `pricePerPeriod()`, each with its read time."""
+
+    def __init__(self, max_expiries: int = MAX_CACHED_EXPIRIES) -> None:
+        self.max_expiries = max_expiries
+        self._expiries: dict[tuple[int, str], tuple[float, int]] = {}
+        self._prices: dict[int, tuple[float, int]] = {}
+
+    async def expiry(self, chain: ChainReader, address: str, max_age: float) -> int:
+        """`expiresAt(address)` in unix seconds (0 if never paid), at most `max_age` seconds
+        old."""
+        key = (chain.chain_id, address.lower())
+        cached = self._expiries.get(key)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        expiry = await chain.subscription_expiry(address)
+        if len(self._expiries) >= self.max_expiries:  # wallets are free to make: stay bounded
+            self._expiries.clear()
+        self._expiries[key] = (now, expiry)
+        return expiry
+
+    async def price(self, chain: ChainReader, max_age: float) -> int:
+        """`pricePerPeriod()` in NDS wei, at most `max_age` seconds old."""
+        cached = self._prices.get(chain.chain_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < max_age:
+            return cached[1]
+        price = await chain.price_per_period()
+        self._prices[chain.chain_id] = (now, price)
+        return price
+
+    def forget_expiries(self) -> None:
+        """After a reorg, a cached read may describe a chain that no longer exists."""
+        self._expiries.clear()
+
+
+class KeystoreCache:
+    """Decrypted keystores by (resolved path, modification time): a keystore's KDF takes about
+    a second, so it is decrypted once per file version."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[tuple[str, int], LocalAccount] = {}
+
+    def get(self, key: tuple[str, int]) -> LocalAccount | None:
+        return self._accounts.get(key)
+
+    def put(self, key: tuple[str, int], account: LocalAccount) -> None:
+        self._accounts[key] = account

@@ -1,0 +1,1 @@
+"""`nodus`: the user command line (subscribers, operators, DAO members, probers)."""

@@ -1,0 +1,7 @@
+"""Fixtures of the transaction sender tests (see tests/control_plane/chain/support.py)."""
+
+from __future__ import annotations
+
+from tests.control_plane.chain.support import make_sender, oracle_settings, sender, services
+
+__all__ = ["make_sender", "oracle_settings", "sender", "services"]

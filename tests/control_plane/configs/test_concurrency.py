@@ -1,0 +1,186 @@
+"""Address allocation under concurrency: the database's unique indexes decide, so 200 concurrent
+requests get 200 distinct addresses, on one replica and on two interleaved replicas (with a pool
+small enough that collisions, and so retries, are certain)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import secrets
+
+import httpx
+import pytest
+from eth_account.signers.local import LocalAccount
+
+from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.configs import service
+from control_plane.configs.repository import ConfigRepository
+from control_plane.settings import Settings
+from control_plane.tunnel.addresses import Pools
+from tests.control_plane.configs.test_issue import issue, openvpn, wireguard
+from tests.support.builders import (
+    ec_key,
+    make_csr,
+    node_body,
+    paying_subscriber,
+    post_node,
+    register_on_chain,
+    sql,
+)
+
+REQUESTS = 200
+SUBSCRIBERS = 8
+
+
+def _random_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+async def _subscribers(w3: Web3Client, deployment: Deployment) -> list[LocalAccount]:
+    return [await paying_subscriber(w3, deployment) for _ in range(SUBSCRIBERS)]
+
+
+async def _check_distinct(
+    settings: Settings, node_id: str, responses: list[httpx.Response], pool: str | None = None
+) -> None:
+    assert [r.status_code for r in responses] == [201] * REQUESTS, {
+        r.text for r in responses if r.status_code != 201
+    }
+    ipv4 = {ipaddress.ip_interface(r.json()["address"][0]).ip for r in responses}
+    ipv6 = {ipaddress.ip_interface(r.json()["address"][1]).ip for r in responses}
+    assert len(ipv4) == REQUESTS
+    assert len(ipv6) == REQUESTS
+    if pool is not None:
+        assert all(address in ipaddress.ip_network(pool) for address in ipv4)
+    ((live, distinct, revision),) = await sql(
+        settings,
+        "SELECT count(*), count(DISTINCT c.ipv4), n.revision FROM device_configs c "
+        "JOIN nodes n ON n.id = c.node_id WHERE c.node_id = :id AND c.revoked_at IS NULL "
+        "GROUP BY n.revision",
+        id=node_id,
+    )
+    assert live == distinct == REQUESTS
+    assert revision == REQUESTS + 1  # the registration's bump, then one per issued config
+
+
+@pytest.mark.device_limit(1000)
+@pytest.mark.config_changes_per_minute(1000)
+async def test_200_concurrent_requests_get_200_distinct_addresses(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    w3: Web3Client,
+    deployment: Deployment,
+    node: str,
+) -> None:
+    subscribers = await _subscribers(w3, deployment)
+    bodies = [
+        openvpn(node, make_csr(ec_key())) if i % 4 == 0 else wireguard(node, _random_key())
+        for i in range(REQUESTS)
+    ]
+
+    responses = await asyncio.gather(
+        *(
+            issue(client, settings, subscribers[i % SUBSCRIBERS], body)
+            for i, body in enumerate(bodies)
+        )
+    )
+
+    await _check_distinct(settings, node, list(responses))
+
+
+@pytest.mark.device_limit(1000)
+@pytest.mark.config_changes_per_minute(1000)
+async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
+    client: httpx.AsyncClient,
+    second_client: httpx.AsyncClient,
+    settings: Settings,
+    w3: Web3Client,
+    deployment: Deployment,
+    operator: LocalAccount,
+) -> None:
+    """A /24 holds 253 devices: 200 of them allocated at once from two replicas collide often,
+    and each collision is retried with another address."""
+    node_id = await register_on_chain(w3, deployment, operator)
+    body = node_body(node_id, protocols=("wireguard",), ipv4_pool="10.250.7.0/24")
+    assert (await post_node(client, settings, operator, body)).status_code == 201
+    subscribers = await _subscribers(w3, deployment)
+    replicas = (client, second_client)
+
+    responses = await asyncio.gather(
+        *(
+            issue(
+                replicas[i % 2],
+                settings,
+                subscribers[i % SUBSCRIBERS],
+                wireguard(node_id, _random_key()),
+            )
+            for i in range(REQUESTS)
+        )
+    )
+
+    await _check_distinct(settings, node_id, list(responses), pool="10.250.7.0/24")
+
+
+@pytest.mark.device_limit(3)
+async def test_the_device_limit_holds_under_concurrency(
+    client: httpx.AsyncClient,
+    second_client: httpx.AsyncClient,
+    settings: Settings,
+    node: str,
+    subscriber: LocalAccount,
+) -> None:
+    replicas = (client, second_client)
+    responses = await asyncio.gather(
+        *(
+            issue(replicas[i % 2], settings, subscriber, wireguard(node, _random_key()))
+            for i in range(12)
+        )
+    )
+
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] * 3 + [409] * 9
+
+
+async def test_a_collision_rolls_back_only_its_savepoint_and_retries(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    node: str,
+    subscriber: LocalAccount,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first pick is an address another config holds (as a concurrent request would have
+    just taken it): the insert fails on the unique index, the request goes on with another."""
+    first = (await issue(client, settings, subscriber, wireguard(node))).json()
+    taken = ipaddress.ip_interface(first["address"][0]).ip
+    picks: list[int] = []
+    original = service._free_index
+
+    async def colliding(configs: ConfigRepository, node_id: str, pools: Pools) -> int:
+        if not picks:
+            picks.append(pools.index_of(str(taken)))
+        else:
+            picks.append(await original(configs, node_id, pools))
+        return picks[-1]
+
+    monkeypatch.setattr(service, "_free_index", colliding)
+    tries: list[str | None] = []
+    original_insert = ConfigRepository.try_insert
+
+    async def recording(self: ConfigRepository, values: dict[str, object]) -> str | None:
+        tries.append(await original_insert(self, values))
+        return tries[-1]
+
+    monkeypatch.setattr(ConfigRepository, "try_insert", recording)
+
+    second = await issue(client, settings, subscriber, wireguard(node))
+
+    assert second.status_code == 201, second.text
+    assert tries == ["uq_device_configs_live_ipv4", None]
+    assert ipaddress.ip_interface(second.json()["address"][0]).ip != taken
+    ((live,),) = await sql(
+        settings,
+        "SELECT count(*) FROM device_configs WHERE node_id = :id AND revoked_at IS NULL",
+        id=node,
+    )
+    assert live == 2

@@ -1,5 +1,0 @@
-"""The prober tests share the scoring tests' fixtures."""
-
-from tests.rewards.conftest import api, chain, sessions
-
-__all__ = ["api", "chain", "sessions"]

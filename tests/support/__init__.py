@@ -1,0 +1,1 @@
+"""Test support shared across the suites: the local anvil chain launcher."""
