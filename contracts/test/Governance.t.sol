@@ -601,3 +601,92 @@ contract GovernanceRevokeTargetTest is GovernanceTestBase {
         assertEq(rewards.currentRoot(), good);
     }
 }
+
+/// @notice Issue 8's guardian and slash findings, acted out through real proposals: holders
+/// delegate and vote as themselves, and the timelock acts only when a proposal executes.
+contract GovernanceSafetyTest is GovernanceTestBase {
+    uint256 internal constant STAKE = 1_000 ether;
+    bytes32 internal constant REASON = keccak256("epoch 7: fabricated bandwidth");
+
+    function setUp() public override {
+        super.setUp();
+        _delegateEach(_addrs(alice, bob, carol));
+    }
+
+    function _stakedNode() internal returns (bytes32 nodeId) {
+        vm.startPrank(operator1);
+        token.approve(address(registry), STAKE);
+        nodeId = registry.register(keccak256("node-1"), STAKE, makeAddr("agent"), "");
+        vm.stopPrank();
+    }
+
+    function _stakeOf(bytes32 nodeId) internal view returns (uint256 stake) {
+        (,, stake,,,) = registry.getNode(nodeId);
+    }
+
+    function _slashes(bytes32 nodeId, uint256[] memory amounts, string memory description)
+        internal
+        view
+        returns (Proposal memory p)
+    {
+        p.targets = new address[](amounts.length);
+        p.values = new uint256[](amounts.length);
+        p.calldatas = new bytes[](amounts.length);
+        for (uint256 i = 0; i < amounts.length; i++) {
+            p.targets[i] = address(registry);
+            p.calldatas[i] = abi.encodeCall(NodeRegistry.slash, (nodeId, amounts[i], REASON));
+        }
+        p.description = description;
+    }
+
+    /// @notice Three slashes in one proposal used to take 87.5% (half, then half of the rest,
+    /// twice). The cap holds per unbonding window, so such a proposal cannot execute at all; one
+    /// half-slash passes, and a second proposal within the same window takes nothing more.
+    function test_Dao_CannotSlashPastTheWindowCap() public {
+        bytes32 node = _stakedNode();
+
+        Proposal memory three =
+            _slashes(node, _uints(STAKE / 2, STAKE / 4, STAKE / 8), "Slash node 1 three times");
+        _passAndQueue(three);
+        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, STAKE / 4, 0));
+        _execute(three);
+        assertEq(_stakeOf(node), STAKE, "a reverted proposal took stake");
+
+        _pass(_slashes(node, _uints(STAKE / 2), "Slash node 1 by half"));
+        assertEq(_stakeOf(node), STAKE / 2);
+
+        Proposal memory again = _slashes(node, _uints(1 ether), "Slash node 1 again");
+        _passAndQueue(again);
+        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, 1 ether, 0));
+        _execute(again);
+        assertEq(_stakeOf(node), STAKE / 2, "50% per window, not per proposal");
+        assertEq(token.balanceOf(address(registry)), STAKE / 2);
+    }
+
+    /// @notice Only the DAO replaces the guardian key: a passed proposal revokes the old key's
+    /// role and grants a new multisig's; the old key can no longer revoke, the new one can.
+    function test_Dao_ReplacesTheGuardian() public {
+        address council = makeAddr("new-guardian-multisig");
+        bytes32 role = rewards.GUARDIAN_ROLE();
+        Proposal memory p;
+        p.description = "Replace the guardian key with the council multisig";
+        p.targets = _addrs(address(rewards), address(rewards));
+        p.values = new uint256[](2);
+        p.calldatas = new bytes[](2);
+        p.calldatas[0] = abi.encodeCall(IAccessControl.revokeRole, (role, guardian));
+        p.calldatas[1] = abi.encodeCall(IAccessControl.grantRole, (role, council));
+        _pass(p);
+
+        _propose(1, bytes32(uint256(1)), 1 ether);
+        vm.expectRevert(
+            abi.encodeWithSelector(
+                IAccessControl.AccessControlUnauthorizedAccount.selector, guardian, role
+            )
+        );
+        vm.prank(guardian);
+        rewards.revokeEpoch(1, bytes32(uint256(1)));
+        vm.prank(council);
+        rewards.revokeEpoch(1, bytes32(uint256(1)));
+        assertEq(rewards.currentEpoch(), 1);
+    }
+}

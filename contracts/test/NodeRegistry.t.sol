@@ -660,22 +660,6 @@ contract NodeRegistryTest is NodusTestBase {
         _slash(NODE1, 1 ether);
     }
 
-    /// @notice Issue 8: three slashes in one governance proposal used to take 87.5% (half, then
-    /// half of the rest, twice). The cap now holds per unbonding window: the first half is all.
-    function test_RevertWhen_RepeatedSlashesPassWindowCap() public {
-        _registerNode1();
-        // The timelock executes a proposal's calls one after the other, in one transaction.
-        vm.startPrank(address(timelock));
-        registry.slash(NODE1, STAKE / 2, REASON);
-        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, STAKE / 4, 0));
-        registry.slash(NODE1, STAKE / 4, REASON);
-        vm.expectRevert(abi.encodeWithSelector(NodeRegistry.SlashTooLarge.selector, STAKE / 8, 0));
-        registry.slash(NODE1, STAKE / 8, REASON);
-        vm.stopPrank();
-        assertEq(_stakeOf(NODE1), STAKE / 2); // 50%, not 87.5%
-        assertEq(token.balanceOf(address(registry)), STAKE / 2);
-    }
-
     function test_Slash_SplitSlashesShareOneCap() public {
         _registerNode1();
         _slash(NODE1, 300 ether);

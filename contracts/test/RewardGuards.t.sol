@@ -163,30 +163,6 @@ contract RewardGuardsTest is RewardTestBase {
         assertFalse(rewards.hasRole(oracleRole, guardian));
     }
 
-    function test_GuardianReplacedOnlyByTheTimelock() public {
-        address council = makeAddr("new-guardian-multisig");
-        bytes32 role = rewards.GUARDIAN_ROLE();
-        vm.startPrank(address(timelock));
-        rewards.revokeRole(role, guardian);
-        rewards.grantRole(role, council);
-        vm.stopPrank();
-
-        _propose(1, bytes32(uint256(1)), 1 ether);
-        vm.expectRevert(_unauthorized(guardian, role));
-        vm.prank(guardian);
-        rewards.revokeEpoch(1, bytes32(uint256(1)));
-        vm.prank(council);
-        rewards.revokeEpoch(1, bytes32(uint256(1)));
-        assertEq(rewards.currentEpoch(), 1);
-    }
-
-    function test_Timelock_KeepsItsRevokePower() public {
-        _propose(1, bytes32(uint256(1)), 1 ether);
-        vm.prank(address(timelock));
-        rewards.revokeEpoch(1, bytes32(uint256(1)));
-        assertEq(rewards.currentEpoch(), 1);
-    }
-
     // ------------------------------------------------------------------ the oracle withdraws
 
     function test_WithdrawRoot_OracleWithdrawsItsOwnMistake() public {
