@@ -13,6 +13,7 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -163,30 +164,43 @@ def _components(rtt_us: Sequence[int]) -> list[ScoreComponentOut]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeCaller:
+    """Who asks for a probe: a node's agent (its token, already checked against the chain
+    mirror) or a wallet."""
+
+    agent_of: str | None = None  # the node id of the agent's token
+    operator: str | None = None  # the wallet
+
+    def may_probe(self, node: Node, on_chain: ChainNode | None) -> bool:
+        if self.agent_of is not None:
+            return self.agent_of == node.id
+        if self.operator is None:
+            return False
+        wallet = self.operator.lower()
+        return node.operator.lower() == wallet and (
+            on_chain is None or on_chain.operator.lower() == wallet
+        )
+
+
 async def probe_now(
     session: AsyncSession,
     chain: ChainReader,
     prober_settings: ProberSettings,
     limiter: TokenBucketLimiter,
     node_id: str,
-    *,
-    operator: str | None,
+    caller: ProbeCaller,
 ) -> ProbeNowOut:
-    """Probes the node once, now. `operator`: the calling wallet, which must operate the node
-    (None: the node's own agent, already checked). One probe per node per limiter period
-    (RateLimited with Retry-After); a node not Active on-chain is not probed (its reason
-    says so)."""
+    """Probes the node once, now, for its agent or its operator (else Forbidden, checked after
+    NotFound for a node not live here). One probe per node per limiter period (RateLimited
+    with Retry-After); a node not Active on-chain is not probed (its reason says so)."""
     nodes = NodeRepository(session)
     node = await nodes.get(node_id)
     if node is None or node.deleted_at is not None:
         raise NotFound("no such node")
     mirrored = await nodes.chain_state(node_id)
-    if operator is not None:
-        wallet = operator.lower()
-        if node.operator.lower() != wallet or (
-            mirrored is not None and mirrored.operator.lower() != wallet
-        ):
-            raise Forbidden("only the node's operator or its agent can ask for a probe")
+    if not caller.may_probe(node, mirrored):
+        raise Forbidden("only the node's operator or its agent can ask for a probe")
     wait = limiter.take(node_id)
     if wait > 0:
         retry_after = max(1, math.ceil(wait))

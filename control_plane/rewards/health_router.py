@@ -106,13 +106,10 @@ async def probe_node(
     token) or its operator (wallet token or API key). One probe per node per
     `NODUS_PROBER_ON_DEMAND_INTERVAL_SECONDS` (60; per replica; 429 with `Retry-After`). Not
     stored: it does not count for the score, only the probers' rounds do."""
-    node = node_id.lower()
-    operator: str | None = None
     if principal.node_id is not None:
         await node_agent(request, principal, None, session, settings)
-        if principal.node_id.lower() != node:
-            raise Forbidden("a node token may ask for a probe of its own node only")
+        caller = health.ProbeCaller(agent_of=principal.node_id.lower())
     else:
-        operator = wallet_of(principal)
+        caller = health.ProbeCaller(operator=wallet_of(principal))
     limiter = _limiter(request, prober_settings.on_demand_interval_seconds)
-    return await health.probe_now(session, chain, prober_settings, limiter, node, operator=operator)
+    return await health.probe_now(session, chain, prober_settings, limiter, node_id.lower(), caller)

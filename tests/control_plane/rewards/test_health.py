@@ -229,7 +229,7 @@ async def test_only_the_nodes_agent_or_operator_may_ask(
         ).status_code,
     }
     assert refusals == {"no token": 401, "another wallet": 403, "another node's agent": 403}
-    missing = await _probe(api, new_node_id(), node_headers(settings, node))
-    assert missing.status_code == 403  # a node token is for its own node
-    gone = await _probe(api, new_node_id(), wallet_headers(settings, new_address()))
-    assert gone.status_code == 404
+    for headers in (node_headers(settings, node), wallet_headers(settings, new_address())):
+        missing = await _probe(api, new_node_id(), headers)
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "not_found"
