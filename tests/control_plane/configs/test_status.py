@@ -36,6 +36,9 @@ async def test_a_wallet_that_asked_before_paying_gets_its_config_right_after_the
 ) -> None:
     assert settings.expiry_cache_seconds >= 5  # a cached "never paid" would still be served
     wallet = await fresh_wallet(w3, deployment, 100 * NDS)
+    headers = wallet_headers(settings, wallet.address)
+    before = await client.get("/v1/me/subscription", headers=headers)
+    assert before.json()["active"] is False
     refused = await issue(client, settings, wallet, wireguard(node))
     assert refused.status_code == 402
     assert refused.json()["error"]["code"] == "payment_required"
@@ -46,6 +49,8 @@ async def test_a_wallet_that_asked_before_paying_gets_its_config_right_after_the
     issued = await issue(client, settings, wallet, wireguard(node))
     assert issued.status_code == 201, issued.text
     assert issued.json()["status"] == "active"
+    status = await client.get("/v1/me/subscription", headers=headers)
+    assert status.json()["active"] is True
 
 
 async def test_a_lapsed_wallet_that_renews_gets_a_config_at_once(
