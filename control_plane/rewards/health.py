@@ -197,7 +197,7 @@ async def probe_now(
     nodes = NodeRepository(session)
     node = await nodes.get(node_id)
     if node is None or node.deleted_at is not None:
-        raise NotFound("no such node")
+        raise NotFound("no such node here: register it with the API first (POST /v1/nodes)")
     mirrored = await nodes.chain_state(node_id)
     if not caller.may_probe(node, mirrored):
         raise Forbidden("only the node's operator or its agent can ask for a probe")
