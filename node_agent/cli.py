@@ -29,6 +29,7 @@ from node_agent.config import (
     PASSPHRASE_ENV,
     ConfigError,
     load_config,
+    with_network_overrides,
 )
 from node_agent.keys import (
     KeyFileError,
@@ -286,14 +287,50 @@ def pools(
 
 
 @app.command()
-def run(config: ConfigPath = DEFAULT_CONFIG_PATH) -> None:
-    """Run the agent until SIGTERM/SIGINT (the interface keeps its peers when it stops)."""
+def run(
+    config: ConfigPath = DEFAULT_CONFIG_PATH,
+    egress_interface: Annotated[
+        str | None,
+        typer.Option(help="Masquerade out of this interface (default: the default route's)."),
+    ] = None,
+    nat: Annotated[
+        bool | None,
+        typer.Option("--nat/--no-nat", help="Install NAT for the node's pools (default: on)."),
+    ] = None,
+    keep_network: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-network/--remove-network",
+            help="On stop, leave the interface, forwarding, NAT and OpenVPN running.",
+        ),
+    ] = None,
+    manage_network: Annotated[
+        bool | None,
+        typer.Option(
+            "--manage-network/--no-manage-network",
+            help="Set up the interface, forwarding and NAT (default: on).",
+        ),
+    ] = None,
+) -> None:
+    """Set up the node's network (WireGuard interface, forwarding, NAT), then keep its peers in
+    step with the control plane until SIGTERM/SIGINT; on stop, remove what it set up unless
+    --keep-network. Options override the config's [network] section.
+
+    Example: nodus-agent run --config /etc/nodus-agent/agent.toml --egress-interface eth0
+    """
     from node_agent.pools import require_pools
     from node_agent.runner import configure_logging, run_agent
 
     try:
         loaded = load_config(config.expanduser())
         require_pools(loaded)
+        loaded = with_network_overrides(
+            loaded,
+            egress_interface=egress_interface,
+            nat=nat,
+            keep_network=keep_network,
+            manage=manage_network,
+        )
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     configure_logging(loaded.log_level)
