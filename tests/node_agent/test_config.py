@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.config import OPTIONS, ConfigError, OpenVpnOptions, load_config
+from node_agent.config import ConfigError, OpenVpnOptions, load_config
+from node_agent.options import OPTIONS
 
 NODE = "0x" + "ab" * 32
 MINIMAL = f"""
