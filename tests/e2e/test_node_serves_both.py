@@ -266,7 +266,7 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
         connect_from(ovpn_ns, port),
     )
     took = time.monotonic() - started
-    assert both == [True, True, True, True], log_path.read_text()[-3000:]
+    assert list(both) == [True, True, True, True], log_path.read_text()[-3000:]
     with capsys.disabled():
         print(f"\n[e2e] both protocols reach beyond {took:.2f}s after the OpenVPN client start")
     sources = await until(lambda: seen.exists() and seen.read_text().split(), 5, "the listener")
