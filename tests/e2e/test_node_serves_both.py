@@ -134,6 +134,7 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
         "init", "--config", str(config), "--node-id", node_id,
         "--control-plane-url", control_plane.url, "--interface", interface,
         "--listen-port", str(WG_PORT), "--health-listen", f"127.0.0.1:{health_port}",
+        "--loopback-health",  # the agent process runs outside the node's namespace
     )  # fmt: skip
     await register_node_on_chain(w3, deployment, operator, salt, str(created["agent_address"]))
     async with httpx.AsyncClient(base_url=control_plane.url, timeout=30) as http:
