@@ -32,6 +32,7 @@ from node_agent.client import ControlPlaneClient, ControlPlaneError, Refused, Un
 from node_agent.config import AgentConfig
 from node_agent.expiry import expired_peers, live_peers, next_expiry
 from node_agent.health import HealthProver, start_health_server
+from node_agent.network import NodeNetwork
 from node_agent.peers import DesiredSet, Peer, WireGuardPeer
 from node_agent.pools import require_pools
 from node_agent.resilience import Backoff
@@ -73,6 +74,7 @@ class Agent:
         store: StateStore,
         *,
         clock: Callable[[], datetime] = utc_now,
+        network: NodeNetwork | None = None,
     ) -> None:
         require_pools(config)  # no peer can be checked without the node's pools (pools.py)
         self.config = config
@@ -80,6 +82,7 @@ class Agent:
         self.backends = dict(backends)
         self.store = store
         self.clock = clock
+        self.network = network
         cp = config.control_plane
         self.backoff = Backoff(cp.backoff_base_seconds, cp.backoff_cap_seconds)
 

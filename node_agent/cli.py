@@ -11,239 +11,36 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from eth_utils.address import is_address
-from rich.console import Console
 from rich.markup import escape
 
 from node_agent import __version__
+from node_agent.cli_common import ConfigPath, console
+from node_agent.cli_common import fail as _fail
 from node_agent.client import ControlPlaneError
 from node_agent.config import (
-    CONFIG_ENV,
     DEFAULT_CONFIG_PATH,
     PASSPHRASE_ENV,
     ConfigError,
     load_config,
+    with_network_overrides,
 )
-from node_agent.keys import (
-    KeyFileError,
-    create_agent_key,
-    generate_wireguard_private_key,
-    load_agent_key,
-    node_id_of,
-    wireguard_public_key,
-    write_secret,
-)
+from node_agent.init_command import init
+from node_agent.keys import KeyFileError, load_agent_key
 from node_agent.state import StateStore
 
 app = typer.Typer(help="Nodus node agent.", no_args_is_help=True)
-console = Console(soft_wrap=True)
-errors = Console(stderr=True)
-SYSTEM_STATE_DIR = Path("/var/lib/nodus-agent")
-
-ConfigPath = Annotated[
-    Path,
-    typer.Option(
-        "--config",
-        "-c",
-        envvar=CONFIG_ENV,
-        help="The agent's TOML config (env NODUS_AGENT_CONFIG).",
-    ),
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(2)
+app.command()(init)
 
 
 @app.command()
 def version() -> None:
     """Print the version."""
     console.print(f"nodus-agent {__version__}")
-
-
-@app.command()
-def init(
-    config: ConfigPath = DEFAULT_CONFIG_PATH,
-    node_id: Annotated[
-        str | None,
-        typer.Option(help="The id of an already registered node (bytes32), to replace its agent."),
-    ] = None,
-    operator: Annotated[
-        str | None,
-        typer.Option(
-            help="The operator wallet that will register a new node: its id is derived from "
-            "this address and a fresh salt (NodeRegistry.nodeIdOf)."
-        ),
-    ] = None,
-    control_plane_url: Annotated[str, typer.Option()] = "http://127.0.0.1:8000",
-    interface: Annotated[str, typer.Option(help="WireGuard interface name.")] = "nodus0",
-    listen_port: Annotated[int, typer.Option(help="WireGuard UDP port.")] = 51820,
-    state_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Default: /var/lib/nodus-agent with the default config, else a `state` "
-            "directory next to the config."
-        ),
-    ] = None,
-    health_listen: Annotated[
-        str, typer.Option(help="host:port of GET /health; empty disables it.")
-    ] = "127.0.0.1:9810",
-    ipv4_pool: Annotated[str, typer.Option(help="The node's IPv4 pool, if known.")] = "",
-    ipv6_pool: Annotated[str, typer.Option(help="The node's IPv6 pool, if known.")] = "",
-    force: Annotated[bool, typer.Option(help="Overwrite existing keys and config.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-) -> None:
-    """Make the agent's Ethereum key (an encrypted keystore if NODUS_AGENT_PASSPHRASE is set,
-    else a 0600 raw key file) and the WireGuard key pair, write the config, and print what
-    the operator registers on-chain."""
-    config = config.expanduser().resolve()
-    if config.exists() and not force:
-        raise _fail(f"{config} exists (use --force to overwrite it and make new keys)")
-    salt: str | None = None
-    if node_id is None:
-        if operator is None or not is_address(operator):
-            raise _fail(
-                "give --operator ADDRESS (the wallet that will register a new node; the node id "
-                "is derived from it) or --node-id (a node already registered)"
-            )
-        salt_bytes = secrets.token_bytes(32)
-        salt = "0x" + salt_bytes.hex()
-        node_id = node_id_of(operator, salt_bytes)
-    node_id = node_id.lower()
-    directory = config.parent
-    passphrase = os.environ.get(PASSPHRASE_ENV) or None
-    agent_key = directory / ("agent-key.json" if passphrase else "agent-key")
-    wg_key = directory / "wireguard.key"
-    if state_dir is None:
-        state_dir = SYSTEM_STATE_DIR if config == DEFAULT_CONFIG_PATH else directory / "state"
-    state = state_dir.expanduser().resolve()
-    text = _config_text(
-        node_id=node_id,
-        url=control_plane_url,
-        state_dir=state,
-        agent_key=agent_key,
-        wg_key=wg_key,
-        interface=interface,
-        listen_port=listen_port,
-        health_listen=health_listen,
-        ipv4_pool=ipv4_pool,
-        ipv6_pool=ipv6_pool,
-    )
-    existing = [str(path) for path in (agent_key, wg_key) if path.exists()]
-    if existing and not force:
-        raise _fail(f"{', '.join(existing)} exist(s) (use --force to make new keys)")
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        address = create_agent_key(agent_key, passphrase, overwrite=force)
-        private = generate_wireguard_private_key()
-        write_secret(wg_key, private + "\n", overwrite=force)
-        config.write_text(text)
-        load_config(config, environ={})  # what we wrote must load
-    except (ConfigError, KeyFileError, OSError) as exc:
-        raise _fail(str(exc)) from exc
-    public = wireguard_public_key(private)
-    result = {
-        "config": str(config),
-        "node_id": node_id,
-        "salt": salt,
-        "agent_address": address,
-        "agent_key_file": str(agent_key),
-        "agent_key_encrypted": passphrase is not None,
-        "wireguard_public_key": public,
-        "wireguard_private_key_file": str(wg_key),
-    }
-    if as_json:
-        typer.echo(json.dumps(result))
-        return
-    console.print(f"config                {config}", highlight=False)
-    console.print(f"node id               {node_id}", highlight=False)
-    console.print(
-        f"agent address         {address}  "
-        f"({'encrypted keystore' if passphrase else 'raw key, 0600'}: {agent_key})",
-        highlight=False,
-    )
-    console.print(f"WireGuard public key  {public}", highlight=False)
-    step_one = (
-        f"  1. NodeRegistry.register({salt}, <stake>, {address}, <metadataURI>)\n"
-        f"     from {operator} (the salt makes node id {node_id});\n"
-        if salt is not None
-        else f"  1. NodeRegistry.setAgent({node_id}, {address});\n"
-    )
-    console.print(
-        "\nNext, with the operator's wallet:\n"
-        f"{step_one}"
-        "  2. POST /v1/nodes with this node id and wireguard_public_key;\n"
-        f"  3. nodus-agent pools --config {config}  (fetches the node's pools and pins them;\n"
-        "     the agent refuses any peer outside them, and refuses to run without them);\n"
-        f"  4. nodus-agent run --config {config}",
-        highlight=False,
-    )
-
-
-def _config_text(
-    *,
-    node_id: str,
-    url: str,
-    state_dir: Path,
-    agent_key: Path,
-    wg_key: Path,
-    interface: str,
-    listen_port: int,
-    health_listen: str,
-    ipv4_pool: str,
-    ipv6_pool: str,
-) -> str:
-    def q(value: object) -> str:
-        return json.dumps(str(value))  # a TOML basic string is a JSON string
-
-    return f"""# nodus-agent configuration (every option: node_agent/README.md).
-# Environment overrides: NODUS_AGENT_<SECTION>_<NAME>, e.g. NODUS_AGENT_WIREGUARD_INTERFACE.
-node_id = {q(node_id)}
-state_dir = {q(state_dir)}
-agent_key_file = {q(agent_key)}
-log_level = "INFO"
-
-[control_plane]
-url = {q(url)}
-poll_wait_seconds = 30
-request_timeout_seconds = 10.0
-retry_attempts = 3
-backoff_base_seconds = 0.5
-backoff_cap_seconds = 30.0
-breaker_failures = 5
-breaker_reset_seconds = 30.0
-
-[reports]
-heartbeat_seconds = 15.0
-metrics_seconds = 60.0
-
-[expiry]
-check_seconds = 30.0
-
-[health]
-listen = {q(health_listen)}
-
-[pools]
-ipv4 = {q(ipv4_pool)}
-ipv6 = {q(ipv6_pool)}
-
-[wireguard]
-enabled = true
-interface = {q(interface)}
-listen_port = {listen_port}
-private_key_file = {q(wg_key)}
-configure_interface = true
-command_prefix = []
-wg_binary = "wg"
-max_peers_per_command = 1000
-"""
 
 
 @app.command()
@@ -286,14 +83,50 @@ def pools(
 
 
 @app.command()
-def run(config: ConfigPath = DEFAULT_CONFIG_PATH) -> None:
-    """Run the agent until SIGTERM/SIGINT (the interface keeps its peers when it stops)."""
+def run(
+    config: ConfigPath = DEFAULT_CONFIG_PATH,
+    egress_interface: Annotated[
+        str | None,
+        typer.Option(help="Masquerade out of this interface (default: the default route's)."),
+    ] = None,
+    nat: Annotated[
+        bool | None,
+        typer.Option("--nat/--no-nat", help="Install NAT for the node's pools (default: on)."),
+    ] = None,
+    keep_network: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-network/--remove-network",
+            help="On stop, leave the interface, forwarding, NAT and OpenVPN running.",
+        ),
+    ] = None,
+    manage_network: Annotated[
+        bool | None,
+        typer.Option(
+            "--manage-network/--no-manage-network",
+            help="Set up the interface, forwarding and NAT (default: on).",
+        ),
+    ] = None,
+) -> None:
+    """Set up the node's network (WireGuard interface, forwarding, NAT), then keep its peers in
+    step with the control plane until SIGTERM/SIGINT; on stop, remove what it set up unless
+    --keep-network. Options override the config's [network] section.
+
+    Example: nodus-agent run --config /etc/nodus-agent/agent.toml --egress-interface eth0
+    """
     from node_agent.pools import require_pools
     from node_agent.runner import configure_logging, run_agent
 
     try:
         loaded = load_config(config.expanduser())
         require_pools(loaded)
+        loaded = with_network_overrides(
+            loaded,
+            egress_interface=egress_interface,
+            nat=nat,
+            keep_network=keep_network,
+            manage=manage_network,
+        )
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     configure_logging(loaded.log_level)

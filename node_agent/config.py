@@ -13,17 +13,17 @@ import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
-ENV_PREFIX = "NODUS_AGENT_"
+from node_agent.options import OPTIONS, Kind, Option
+
 DEFAULT_CONFIG_PATH = Path("/etc/nodus-agent/agent.toml")
 CONFIG_ENV = "NODUS_AGENT_CONFIG"
 PASSPHRASE_ENV = "NODUS_AGENT_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 
-Kind = Literal["str", "int", "float", "bool", "path", "list", "command", "pair"]
 _Net = TypeVar("_Net", ipaddress.IPv4Network, ipaddress.IPv6Network)
 _NODE_ID = re.compile(r"^0x[0-9a-f]{64}$")
 _INTERFACE = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")
@@ -37,199 +37,6 @@ class ConfigError(ValueError):
     """The configuration is missing, unreadable or invalid (the message says which option)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    key: str  # "section.name" or "name" (top level)
-    kind: Kind
-    default: Any
-    doc: str
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.key.replace(".", "_").upper()
-
-
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "node_id", "str", None, "The node's on-chain id (bytes32, 0x + 64 hex digits). Required."
-    ),
-    Option(
-        "state_dir",
-        "path",
-        "/var/lib/nodus-agent",
-        "Where the agent keeps state.json (the last applied peer set) and status.json.",
-    ),
-    Option(
-        "agent_key_file",
-        "path",
-        "/etc/nodus-agent/agent-key",
-        "The agent's Ethereum key: an encrypted keystore JSON (needs NODUS_AGENT_PASSPHRASE) "
-        "or a 0600 file holding the raw hex key.",
-    ),
-    Option("log_level", "str", "INFO", "DEBUG, INFO, WARNING or ERROR."),
-    Option("control_plane.url", "str", None, "The control plane's base URL. Required."),
-    Option(
-        "control_plane.poll_wait_seconds",
-        "int",
-        30,
-        "How long one long-poll of /v1/agent/peers waits for a change (1-60).",
-    ),
-    Option(
-        "control_plane.request_timeout_seconds",
-        "float",
-        10.0,
-        "Connect/read/write timeout of a request (a long-poll adds its wait to the read).",
-    ),
-    Option(
-        "control_plane.retry_attempts",
-        "int",
-        3,
-        "Attempts per request on network errors, 429 and 5xx, with full-jitter backoff.",
-    ),
-    Option("control_plane.backoff_base_seconds", "float", 0.5, "First backoff step."),
-    Option(
-        "control_plane.backoff_cap_seconds",
-        "float",
-        30.0,
-        "Upper bound of a backoff delay (retries and the poll loop after failures).",
-    ),
-    Option(
-        "control_plane.breaker_failures",
-        "int",
-        5,
-        "Consecutive failures that open the circuit breaker (requests then fail at once).",
-    ),
-    Option(
-        "control_plane.breaker_reset_seconds",
-        "float",
-        30.0,
-        "How long the breaker stays open before one trial request.",
-    ),
-    Option("reports.heartbeat_seconds", "float", 15.0, "Heartbeat period."),
-    Option(
-        "reports.metrics_seconds",
-        "float",
-        60.0,
-        "Per-peer metrics period (only peers whose counters or handshake changed are sent).",
-    ),
-    Option(
-        "expiry.check_seconds",
-        "float",
-        30.0,
-        "Besides the timer to the next expiry, how often the agent re-checks expiries and "
-        "reconciles the interface with the applied set (catches drift).",
-    ),
-    Option(
-        "health.listen",
-        "str",
-        "127.0.0.1:9810",
-        "host:port of the health endpoint (GET /health); empty disables it.",
-    ),
-    Option(
-        "pools.ipv4",
-        "str",
-        "",
-        "The node's IPv4 device pool (e.g. 10.8.0.0/16): peers outside it are refused. "
-        "`nodus-agent pools` fetches it from the control plane and pins it here. Empty: the "
-        "agent refuses to run.",
-    ),
-    Option("pools.ipv6", "str", "", "The node's IPv6 device pool (e.g. fd12::/112); as above."),
-    Option("wireguard.enabled", "bool", True, "Manage a WireGuard interface."),
-    Option(
-        "wireguard.interface",
-        "str",
-        "nodus0",
-        "The interface (kernel or wireguard-go; wireguard-go names are unique per machine).",
-    ),
-    Option("wireguard.listen_port", "int", 51820, "UDP port the interface listens on."),
-    Option(
-        "wireguard.private_key_file",
-        "path",
-        "/etc/nodus-agent/wireguard.key",
-        "The interface's private key (base64, 0600).",
-    ),
-    Option(
-        "wireguard.configure_interface",
-        "bool",
-        True,
-        "Set the private key and listen port on the interface when they differ (at start and "
-        "on every reconcile). False: leave them to the operator.",
-    ),
-    Option(
-        "wireguard.command_prefix",
-        "list",
-        [],
-        'Prepended to every `wg` command, e.g. ["ip", "netns", "exec", "vpn"] to manage an '
-        "interface in a network namespace (tests, or ops). In the environment: a shell-quoted "
-        "string.",
-    ),
-    Option("wireguard.wg_binary", "str", "wg", "The `wg` executable."),
-    Option(
-        "wireguard.max_peers_per_command",
-        "int",
-        1000,
-        "Peers per `wg set` process (a larger change is applied in several; one `wg set` with "
-        "20,000 peers fails with 'Argument list too long').",
-    ),
-    Option(
-        "openvpn.enabled",
-        "bool",
-        None,
-        "Serve OpenVPN. Default: true when the file has an `[openvpn]` table, else false.",
-    ),
-    Option(
-        "openvpn.state_dir",
-        "path",
-        "",
-        "Server config, PKI, client entries, management socket, status and log (default "
-        "<state_dir>/openvpn; at most ~80 characters: the socket path is limited).",
-    ),
-    Option("openvpn.openvpn_binary", "str", "openvpn", "The `openvpn` executable."),
-    Option(
-        "openvpn.command_prefix",
-        "command",
-        [],
-        'Prepended to the openvpn command, e.g. ["ip", "netns", "exec", "vpn"]; it must exec. '
-        "A list, or a shell-quoted string.",
-    ),
-    Option("openvpn.device", "str", "nodus-ovpn0", "The tun interface's name (1-15 chars)."),
-    Option("openvpn.proto", "str", "udp", "udp (dual stack), udp4, udp6 or tcp-server."),
-    Option("openvpn.listen", "str", "", "The address to bind (empty: all)."),
-    Option(
-        "openvpn.push",
-        "list",
-        ["redirect-gateway def1 ipv6"],
-        'Options pushed to clients; add "dhcp-option DNS <ip>" for DNS. In the environment: '
-        "a shell-quoted string.",
-    ),
-    Option(
-        "openvpn.extra_directives", "list", [], "Server directives appended verbatim, one each."
-    ),
-    Option(
-        "openvpn.keepalive",
-        "pair",
-        [10, 60],
-        '[interval, timeout] seconds (in the environment: "10 60").',
-    ),
-    Option(
-        "openvpn.status_interval_seconds", "int", 5, "How often OpenVPN rewrites its status file."
-    ),
-    Option("openvpn.verb", "int", 3, "OpenVPN's log verbosity."),
-    Option(
-        "openvpn.maintenance_interval_seconds", "float", 2.0, "Expiry, liveness and CRL checks."
-    ),
-    Option("openvpn.reconcile_interval_seconds", "float", 10.0, "Sessions no entry admits: cut."),
-    Option("openvpn.crl_refresh_interval_seconds", "float", 3600.0, "Re-fetch the CRL this often."),
-    Option(
-        "openvpn.crl_warn_before_seconds", "float", 172800.0, "Warn this long before it expires."
-    ),
-    Option(
-        "openvpn.crl_critical_before_seconds",
-        "float",
-        43200.0,
-        "Shout this long before it expires (OpenVPN refuses every client once it has).",
-    ),
-)
 _BY_KEY = {option.key: option for option in OPTIONS}
 _SECTIONS = {key.split(".")[0] for key in _BY_KEY if "." in key}
 
@@ -330,6 +137,19 @@ class OpenVpnOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class NetworkOptions:
+    """What `run` sets up around the VPN servers (network.py)."""
+
+    manage: bool = True
+    egress_interface: str | None = None  # None: the default route's
+    nat: bool = True
+    keep_network: bool = False
+    nft_table: str = "nodus_agent"
+    command_prefix: tuple[str, ...] = ()
+    wireguard_go_binary: str = "wireguard-go"
+
+
+@dataclass(frozen=True, slots=True)
 class Pools:
     ipv4: ipaddress.IPv4Network | None
     ipv6: ipaddress.IPv6Network | None
@@ -350,6 +170,8 @@ class AgentConfig:
     pools: Pools
     wireguard: WireGuardOptions
     openvpn: OpenVpnOptions | None  # None: OpenVPN is not served
+    endpoint: tuple[str, int] | None = None  # the node's public host:port, as registered
+    network: NetworkOptions = field(default_factory=NetworkOptions)
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -499,6 +321,7 @@ def _build(path: Path | None, v: dict[str, Any]) -> AgentConfig:
     openvpn_dir = file("openvpn.state_dir" if v["openvpn.state_dir"] else "state_dir")
     if not v["openvpn.state_dir"]:
         openvpn_dir /= "openvpn"
+    endpoint = parse_endpoint(v["endpoint"]) if v["endpoint"] else None
     level = str(v["log_level"]).upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("log_level: DEBUG, INFO, WARNING or ERROR")
@@ -521,7 +344,9 @@ def _build(path: Path | None, v: dict[str, Any]) -> AgentConfig:
         heartbeat_seconds=v["reports.heartbeat_seconds"],
         metrics_seconds=v["reports.metrics_seconds"],
         expiry_check_seconds=v["expiry.check_seconds"],
-        health_listen=parse_listen(v["health.listen"]),
+        health_listen=_health_listen(v["health.listen"], endpoint),
+        endpoint=endpoint,
+        network=_network(v),
         pools=Pools(
             ipv4=_pool(v["pools.ipv4"], ipaddress.IPv4Network),
             ipv6=_pool(v["pools.ipv6"], ipaddress.IPv6Network),
@@ -572,6 +397,79 @@ def _openvpn(v: dict[str, Any], state_dir: Path) -> OpenVpnOptions | None:
         )
     except ValueError as exc:
         raise ConfigError(f"openvpn.{exc}") from exc
+
+
+def _network(v: dict[str, Any]) -> NetworkOptions:
+    egress = v["network.egress_interface"]
+    if egress and not _INTERFACE.match(egress):
+        raise ConfigError("network.egress_interface: 1-15 characters of [a-zA-Z0-9_=+.-]")
+    table = v["network.nft_table"]
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", table):
+        raise ConfigError("network.nft_table: a lower-case letter, then letters, digits, _")
+    prefix = v["network.command_prefix"]
+    return NetworkOptions(
+        manage=v["network.manage"],
+        egress_interface=egress or None,
+        nat=v["network.nat"],
+        keep_network=v["network.keep_network"],
+        nft_table=table,
+        command_prefix=tuple(v["wireguard.command_prefix"] if prefix is None else prefix),
+        wireguard_go_binary=v["network.wireguard_go_binary"],
+    )
+
+
+def with_network_overrides(
+    config: AgentConfig,
+    *,
+    egress_interface: str | None = None,
+    nat: bool | None = None,
+    keep_network: bool | None = None,
+    manage: bool | None = None,
+) -> AgentConfig:
+    """`config` with `run`'s command-line options over its [network] section."""
+    network = config.network
+    if egress_interface is not None and not _INTERFACE.match(egress_interface):
+        raise ConfigError("--egress-interface: 1-15 characters of [a-zA-Z0-9_=+.-]")
+    network = replace(
+        network,
+        egress_interface=egress_interface or network.egress_interface,
+        nat=network.nat if nat is None else nat,
+        keep_network=network.keep_network if keep_network is None else keep_network,
+        manage=network.manage if manage is None else manage,
+    )
+    return replace(config, network=network)
+
+
+def parse_endpoint(value: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) as the node registered it."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"endpoint: expected host:port, got {value!r}")
+    if not re.fullmatch(r"[A-Za-z0-9.:-]{1,253}", host):
+        raise ConfigError(f"endpoint: {host!r} is not a host name or address")
+    return host, int(port)
+
+
+def _health_listen(value: str, endpoint: tuple[str, int] | None) -> tuple[str, int] | None:
+    """`endpoint` -> every address on the endpoint's port (where the prober looks), or None
+    while no endpoint is configured (`run` and `selftest` say so); else as parse_listen."""
+    if value == "endpoint":
+        return ("::", endpoint[1]) if endpoint is not None else None
+    return parse_listen(value)
+
+
+def is_loopback_listen(listen: tuple[str, int] | None) -> bool:
+    """Whether a health address only this host can reach (the prober never gets there)."""
+    if listen is None:
+        return False
+    host = listen[0]
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_listen(value: str) -> tuple[str, int] | None:

@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 
 from node_agent.client import ControlPlaneClient
 from node_agent.config import AgentConfig, ConfigError, Pools, load_config
+from node_agent.protocols import protocol_pool
 
 IPV4_PREFIXES = (8, 29)  # the control plane's bounds (control_plane/tunnel/addresses.py)
 IPV6_PREFIXES = (48, 124)
@@ -72,7 +73,27 @@ def parse_pools_answer(body: object, node_id: str) -> Pools:
         raise PoolsError(f"ipv4_pool {ipv4} is not a private unicast network")
     if not IPV6_PREFIXES[0] <= ipv6.prefixlen <= IPV6_PREFIXES[1] or not ipv6.subnet_of(_ULA):
         raise PoolsError(f"ipv6_pool {ipv6} is not a unique local network between /48 and /124")
+    _check_halves(body, ipv4, ipv6)
     return Pools(ipv4, ipv6)
+
+
+def _check_halves(
+    body: dict[str, object], ipv4: ipaddress.IPv4Network, ipv6: ipaddress.IPv6Network
+) -> None:
+    """The per-protocol halves the control plane announces must be the ones this agent gives
+    its interfaces (protocols.py), or the two would route devices differently. An older
+    control plane announces none."""
+    for protocol in ("wireguard", "openvpn"):
+        for pool in (ipv4, ipv6):
+            key = f"{protocol}_ipv{pool.version}_pool"
+            if key not in body:
+                continue
+            expected = str(protocol_pool(pool, protocol))
+            if body[key] != expected:
+                raise PoolsError(
+                    f"{key} is {body[key]!r}, this agent gives {protocol} {expected}: "
+                    "upgrade the agent to the control plane's address layout"
+                )
 
 
 async def fetch_pools(

@@ -17,6 +17,7 @@ from node_agent.backends.wireguard import WireGuardBackend
 from node_agent.client import ControlPlaneClient
 from node_agent.config import PASSPHRASE_ENV, AgentConfig
 from node_agent.keys import load_agent_key
+from node_agent.network import NodeNetwork
 from node_agent.state import StateStore
 
 log = logging.getLogger("nodus.agent")
@@ -65,16 +66,49 @@ async def run_agent(config: AgentConfig) -> None:
             config.control_plane.url,
             ", ".join(sorted(backends)),
         )
-        agent = Agent(config, client, backends, StateStore(config.state_dir))
+        network = NodeNetwork(config) if config.network.manage else None
+        agent = Agent(config, client, backends, StateStore(config.state_dir), network=network)
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)
         try:
+            if network is not None:
+                await network.setup()  # before the first apply: the interface must exist
+            if config.health_listen is None and config.endpoint is None:
+                log.warning(
+                    "no health endpoint: the config has no `endpoint` (the node's public "
+                    "host:port), so the prober finds nothing and the node loses its uptime score"
+                )
             await agent.run()
         except asyncio.CancelledError:
-            log.info("stopping; the interface keeps its peers (fail-static)")
+            log.info("stopping")
         finally:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+            await _stop(config, backends, network)
+
+
+async def _stop(
+    config: AgentConfig, backends: dict[str, VpnBackend], network: NodeNetwork | None
+) -> None:
+    """Removes what the agent added, unless network.keep_network; says what keeps running."""
+    openvpn = backends.get("openvpn")
+    keep = config.network.keep_network
+    if isinstance(openvpn, OpenVpnBackend):
+        await openvpn.stop(keep_server=keep)
+        if keep:
+            log.warning(
+                "keep_network: the OpenVPN server keeps running (pid in %s); the next start "
+                "adopts it",
+                openvpn.paths.pid,
+            )
+        else:
+            log.info("stopped the OpenVPN server")
+    if network is not None:
+        await network.teardown()
+    elif "wireguard" in backends:
+        log.info(
+            "network.manage is off: %s and its peers stay as they are", config.wireguard.interface
+        )

@@ -52,7 +52,7 @@ ensure_venv() {
 }
 
 # Debian packages for the tunnels of later tests (WireGuard userspace, OpenVPN); root only.
-DEBIAN_PACKAGES=(wireguard-tools wireguard-go openvpn iproute2 iputils-ping)
+DEBIAN_PACKAGES=(wireguard-tools wireguard-go openvpn iproute2 iputils-ping nftables)
 ensure_debian() {
   local missing=() pkg
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -173,6 +173,10 @@ class NodePools(BaseModel):
                     "node_id": "0x" + "ab" * 32,
                     "ipv4_pool": "10.8.0.0/16",
                     "ipv6_pool": "fd00:8::/112",
+                    "wireguard_ipv4_pool": "10.8.0.0/17",
+                    "wireguard_ipv6_pool": "fd00:8::/113",
+                    "openvpn_ipv4_pool": "10.8.128.0/17",
+                    "openvpn_ipv6_pool": "fd00:8::8000/113",
                 }
             ]
         }
@@ -181,6 +185,16 @@ class NodePools(BaseModel):
     node_id: str = Field(pattern=NODE_ID_LOWER)
     ipv4_pool: str = Field(pattern=IPV4_CIDR)
     ipv6_pool: str = Field(pattern=IPV6_CIDR)
+    wireguard_ipv4_pool: str = Field(
+        pattern=IPV4_CIDR, description="WireGuard's half (the lower) of ipv4_pool."
+    )
+    wireguard_ipv6_pool: str = Field(
+        pattern=IPV6_CIDR, description="WireGuard's half of ipv6_pool."
+    )
+    openvpn_ipv4_pool: str = Field(
+        pattern=IPV4_CIDR, description="OpenVPN's half (the upper) of ipv4_pool."
+    )
+    openvpn_ipv6_pool: str = Field(pattern=IPV6_CIDR, description="OpenVPN's half of ipv6_pool.")
 
 
 # --- POST /v1/agent/metrics --------------------------------------------------------------------

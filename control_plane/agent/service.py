@@ -26,6 +26,7 @@ from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import chain_now
 from control_plane.db import unit_of_work
 from control_plane.errors import NotFound, RateLimited, ShuttingDown
+from control_plane.tunnel.addresses import Pools
 
 
 async def peer_set(
@@ -116,7 +117,17 @@ async def node_pools(session: AsyncSession, node_id: str) -> NodePools:
     pools = await repository.live_node_pools(session, node_id)
     if pools is None:
         raise NotFound("no such node")
-    return NodePools(node_id=node_id, ipv4_pool=pools[0], ipv6_pool=pools[1])
+    whole = Pools.of(pools[0], pools[1])
+    wireguard, openvpn = whole.for_protocol("wireguard"), whole.for_protocol("openvpn")
+    return NodePools(
+        node_id=node_id,
+        ipv4_pool=pools[0],
+        ipv6_pool=pools[1],
+        wireguard_ipv4_pool=str(wireguard.ipv4),
+        wireguard_ipv6_pool=str(wireguard.ipv6),
+        openvpn_ipv4_pool=str(openvpn.ipv4),
+        openvpn_ipv6_pool=str(openvpn.ipv6),
+    )
 
 
 async def record_heartbeat(

@@ -130,7 +130,8 @@ async def _allocate(
 ) -> None:
     """Inserts the config at a random free address (and, for OpenVPN, with a freshly signed
     certificate), retrying on a unique-index collision."""
-    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool))
+    # Each protocol allocates in its own half (addresses.py): disjoint routes on the node.
+    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool)).for_protocol(body.protocol)
     csr = openvpn.load_csr(body.csr) if isinstance(body, OpenVpnConfigIn) else None
     for _ in range(ALLOCATION_ATTEMPTS):
         index = await _free_index(configs, node.id, pools)

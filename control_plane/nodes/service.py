@@ -399,7 +399,8 @@ async def openvpn_material(
     assert node.openvpn_server_cert is not None
     assert node.openvpn_server_key_encrypted is not None
     assert node.openvpn_tls_crypt_key_encrypted is not None
-    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool))
+    # OpenVPN's `server` directives take its half of the pools (addresses.py).
+    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool)).for_protocol("openvpn")
     return OpenVpnMaterial(
         node_id=node.id,
         ca_cert=node.openvpn_ca_cert or "",
@@ -408,7 +409,7 @@ async def openvpn_material(
         tls_crypt_key=crypto.decrypt(settings, node.openvpn_tls_crypt_key_encrypted).decode(),
         crl=await _crl(session, settings, node),
         port=_stored_openvpn_port(node),
-        ipv4_pool=str(node.ipv4_pool),
-        ipv6_pool=str(node.ipv6_pool),
+        ipv4_pool=str(pools.ipv4),
+        ipv6_pool=str(pools.ipv6),
         server_addresses=pools.node_addresses(),
     )

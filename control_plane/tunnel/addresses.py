@@ -4,6 +4,13 @@ A device's two addresses share one host index `i` in both pools (`10.x.0.0/16` +
 `fdxx:xxxx:xxxx::/112` + i), so an allocation is one random pick, and the unique indexes on
 live (node_id, ipv4) and (node_id, ipv6) both guard it. Index 0 is each network's own address,
 index 1 the node's tunnel address; the IPv4 broadcast address is never handed out.
+
+Each protocol has its own half of both pools (`Pools.for_protocol`): WireGuard the lower half,
+OpenVPN the upper half. A node serving both runs two interfaces, and two interfaces with the
+same connected route send one protocol's replies into the other's interface; disjoint halves
+give each interface its own route. Indexes are then counted within the half (index 1 of the
+upper half is the OpenVPN server's address). The agent applies the same rule
+(node_agent/protocols.py).
 """
 
 from __future__ import annotations
@@ -77,6 +84,13 @@ class Pools:
     @classmethod
     def of(cls, ipv4_pool: str, ipv6_pool: str) -> Pools:
         return cls(ipaddress.IPv4Network(ipv4_pool), ipaddress.IPv6Network(ipv6_pool))
+
+    def for_protocol(self, protocol: str) -> Pools:
+        """The half of both pools that `protocol`'s devices and interface use (see above)."""
+        halves4 = list(self.ipv4.subnets(prefixlen_diff=1))
+        halves6 = list(self.ipv6.subnets(prefixlen_diff=1))
+        upper = 0 if protocol == "wireguard" else 1
+        return Pools(halves4[upper], halves6[upper])
 
     @property
     def last_index(self) -> int:

@@ -207,7 +207,8 @@ async def start_node(
         sys.executable, "-m", "node_agent", "init", "--config", str(config),
         "--node-id", node_id, "--control-plane-url", control_plane.url,
         "--interface", interface, "--listen-port", str(WG_PORT),
-        "--health-listen", f"127.0.0.1:{health_port}", "--json",
+        # The agent process runs outside the node's namespace: its health answers on loopback.
+        "--health-listen", f"127.0.0.1:{health_port}", "--loopback-health", "--json",
     )  # fmt: skip
     created = json.loads(init.stdout)
 

@@ -353,7 +353,9 @@ async def test_an_openvpn_client_connects_pings_and_is_cut_off_when_revoked(
                 headers=await bearer(http, operator),
             )
             assert registered.status_code == 201, registered.text
-            server_ipv4 = str(ipaddress.IPv4Network(registered.json()["ipv4_pool"])[1])
+            # OpenVPN's server is host 1 of its half (the upper) of each pool.
+            pool4 = ipaddress.IPv4Network(registered.json()["ipv4_pool"])
+            server_ipv4 = str(list(pool4.subnets())[1][1])
 
             async with running_agent(short_dir, url, node_id, agent_key, net.node_ns) as (
                 agent,
@@ -396,7 +398,8 @@ async def test_an_openvpn_client_connects_pings_and_is_cut_off_when_revoked(
                     net.client_ns, "ping", "-c", "3", "-i", "0.2", "-W", "2", server_ipv4
                 )
                 assert ping.returncode == 0, ping.stdout
-                server_ipv6 = str(ipaddress.IPv6Network(registered.json()["ipv6_pool"])[1])
+                pool6 = ipaddress.IPv6Network(registered.json()["ipv6_pool"])
+                server_ipv6 = str(list(pool6.subnets())[1][1])
                 ping6 = await net.run(
                     net.client_ns, "ping", "-6", "-c", "2", "-W", "2", server_ipv6
                 )

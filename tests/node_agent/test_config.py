@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.config import OPTIONS, ConfigError, OpenVpnOptions, load_config
+from node_agent.config import ConfigError, OpenVpnOptions, load_config
+from node_agent.options import OPTIONS
 
 NODE = "0x" + "ab" * 32
 MINIMAL = f"""
@@ -32,7 +33,9 @@ def test_defaults_fill_what_the_file_leaves_out(tmp_path: Path) -> None:
     assert config.control_plane.poll_wait_seconds == 30
     assert config.heartbeat_seconds == 15.0
     assert config.metrics_seconds == 60.0
-    assert config.health_listen == ("127.0.0.1", 9810)
+    assert config.health_listen is None  # no endpoint: nowhere the prober looks yet
+    assert config.network.manage is True
+    assert config.network.command_prefix == ()  # the network lives where the interface does
     assert config.wireguard.interface == "nodus0"
     assert config.wireguard.command_prefix == ()
     assert config.pools.ipv4 is None
@@ -60,6 +63,19 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert config.pools.ipv4 == ipaddress.IPv4Network("10.8.0.0/16")
     assert config.health_listen == ("::1", 9000)
     assert config.control_plane.backoff_cap_seconds == 2.5
+
+
+def test_health_listens_on_the_endpoints_port_by_default(tmp_path: Path) -> None:
+    path = write(tmp_path, 'endpoint = "203.0.113.7:51820"\n' + MINIMAL)
+    config = load_config(path, environ={"NODUS_AGENT_WIREGUARD_COMMAND_PREFIX": "ip netns exec n"})
+
+    assert config.endpoint == ("203.0.113.7", 51820)
+    assert config.health_listen == ("::", 51820)  # every address: a NATed public IP included
+    assert config.network.command_prefix == ("ip", "netns", "exec", "n")
+    with pytest.raises(ConfigError, match="endpoint"):
+        load_config(path, environ={"NODUS_AGENT_ENDPOINT": "no-port"})
+    with pytest.raises(ConfigError, match="egress_interface"):
+        load_config(path, environ={"NODUS_AGENT_NETWORK_EGRESS_INTERFACE": "eth0; drop"})
 
 
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def test_init_without_operator_or_node_id_says_what_to_give(tmp_path: Path) -> N
         assert not config.exists()
 
 
-def test_init_with_a_passphrase_writes_a_keystore_and_says_what_to_register(
+def test_init_with_a_passphrase_writes_a_keystore_and_prints_the_register_command(
     tmp_path: Path,
 ) -> None:
     config = tmp_path / "agent.toml"
@@ -114,19 +114,47 @@ def test_init_with_a_passphrase_writes_a_keystore_and_says_what_to_register(
     operator = "0x" + "ab" * 20
     result = runner.invoke(
         app,
-        ["init", "--config", str(config), "--operator", operator],
+        ["init", "--config", str(config), "--operator", operator, "--endpoint",
+         "vpn.example.net:51820", "--country", "de", "--protocols", "wireguard,openvpn"],
         env={"NODUS_AGENT_PASSPHRASE": "s3cret"},
-    )
+    )  # fmt: skip
 
     assert result.exit_code == 0, result.output
     loaded = load_config(config, environ={})
     assert loaded.agent_key_file.name == "agent-key.json"
     address = load_agent_key(loaded.agent_key_file, "s3cret").address
+    output = " ".join(result.stdout.split())
     # The node id is NodeRegistry.nodeIdOf(operator, salt): register takes the salt.
-    salt = result.stdout.split("NodeRegistry.register(")[1].split(",")[0]
+    salt = output.split("--salt ")[1].split()[0]
     assert loaded.node_id == node_id_of(operator, bytes.fromhex(salt[2:]))
     # The same id the registry derives (control_plane's helper is checked against anvil).
     assert loaded.node_id == registry_node_id_of(operator, bytes.fromhex(salt[2:]))
-    assert f"NodeRegistry.register({salt}, <stake>, {address}" in result.stdout
-    assert f"node id {loaded.node_id}" in result.stdout
-    assert "WireGuard public key" in result.stdout
+    public = wireguard_public_key(read_wireguard_private_key(loaded.wireguard.private_key_file))
+    # Everything the wallet host needs, in one command: no key copied by hand.
+    assert (
+        "nodus node register --endpoint vpn.example.net:51820 --country DE --protocols "
+        f"wireguard,openvpn --agent {address} --salt {salt} --wireguard-public-key {public}"
+    ) in output
+    assert f"node id {loaded.node_id}" in output
+    assert loaded.endpoint == ("vpn.example.net", 51820)
+    assert loaded.health_listen == ("::", 51820)  # where the prober looks
+    assert loaded.openvpn is not None
+
+
+def test_init_refuses_a_loopback_health_address_unless_told_and_says_why(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "agent.toml"
+    base = ["init", "--config", str(config), "--operator", "0x" + "ab" * 20,
+            "--endpoint", "198.51.100.4:51820", "--health-listen", "127.0.0.1:9810"]  # fmt: skip
+
+    refused = runner.invoke(app, base)
+
+    assert refused.exit_code == 2
+    said = " ".join(refused.output.split())
+    assert "loopback address: the prober fetches http://<endpoint host>:<endpoint port>" in said
+    assert "--loopback-health" in said
+    assert not config.exists()
+    allowed = runner.invoke(app, [*base, "--loopback-health"])
+    assert allowed.exit_code == 0, allowed.output
+    assert load_config(config, environ={}).health_listen == ("127.0.0.1", 9810)

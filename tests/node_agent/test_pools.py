@@ -129,6 +129,14 @@ def with_fast_polls(config: AgentConfig) -> AgentConfig:
         ({"ipv4_pool": "10.8.0.1/16", "ipv6_pool": "fd00:8::/112"}, "zero host bits"),
         ({"ipv4_pool": "10.8.0.0/16"}, "must be strings"),
         ({"node_id": "0x" + "00" * 32}, "not 0x"),
+        (
+            {
+                "ipv4_pool": "10.8.0.0/16",
+                "ipv6_pool": "fd00:8::/112",
+                "openvpn_ipv4_pool": "10.8.0.0/17",  # the agent gives OpenVPN the upper half
+            },
+            r"openvpn_ipv4_pool is '10.8.0.0/17', this agent gives openvpn 10.8.128.0/17",
+        ),
     ],
 )
 async def test_pools_the_agent_cannot_trust_are_not_pinned(

@@ -24,7 +24,7 @@ from control_plane.db import unit_of_work
 from control_plane.device_configs import DeviceConfig
 from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
-from control_plane.tunnel.addresses import default_pools
+from control_plane.tunnel.addresses import Pools, default_pools
 from node_agent.cli import app as agent_cli
 from node_agent.config import load_config
 from node_agent.keys import load_agent_key
@@ -41,6 +41,7 @@ from tests.node_agent.conftest import FakeBackend, running_agent, until
 from tests.support.builders import NDS, fresh_wallet, node_body, post_node
 from tests.support.devchain import transact
 
+PROTOCOLS = ("wireguard", "openvpn")
 runner = CliRunner()
 STAKE = 100 * NDS
 
@@ -135,7 +136,17 @@ async def test_the_agent_pins_the_real_pools_and_refuses_a_peer_outside_them(
     loaded = load_config(path, environ={})
     assert (str(loaded.pools.ipv4), str(loaded.pools.ipv6)) == (ipv4_pool, ipv6_pool)
     answer = await client.get("/v1/agent/pools", headers=node_token(settings, node_id))
-    assert answer.json() == {"node_id": node_id, "ipv4_pool": ipv4_pool, "ipv6_pool": ipv6_pool}
+    wireguard, openvpn = (Pools.of(ipv4_pool, ipv6_pool).for_protocol(p) for p in PROTOCOLS)
+    assert answer.json() == {
+        "node_id": node_id,
+        "ipv4_pool": ipv4_pool,
+        "ipv6_pool": ipv6_pool,
+        "wireguard_ipv4_pool": str(wireguard.ipv4),  # the lower halves
+        "wireguard_ipv6_pool": str(wireguard.ipv6),
+        "openvpn_ipv4_pool": str(openvpn.ipv4),  # the upper halves
+        "openvpn_ipv6_pool": str(openvpn.ipv6),
+    }
+    assert str(openvpn.ipv4) == str(list(ipaddress.IPv4Network(ipv4_pool).subnets())[1])
 
     # 4. The database serves a peer inside the pools and one outside them.
     v4, v6 = ipaddress.IPv4Network(ipv4_pool), ipaddress.IPv6Network(ipv6_pool)
@@ -169,7 +180,13 @@ async def test_pools_answer_only_the_tokens_own_live_node(
     own = await client.get("/v1/agent/pools", headers=node_token(settings, node_id))
     assert own.status_code == 200, own.text
     pools = {"ipv4_pool": "10.8.0.0/16", "ipv6_pool": "fd00:8::/64"}
-    assert own.json() == {"node_id": node_id, **pools}
+    halves = {
+        "wireguard_ipv4_pool": "10.8.0.0/17",
+        "wireguard_ipv6_pool": "fd00:8::/65",
+        "openvpn_ipv4_pool": "10.8.128.0/17",
+        "openvpn_ipv6_pool": "fd00:8:0:0:8000::/65",
+    }
+    assert own.json() == {"node_id": node_id, **pools, **halves}
 
     assert (await client.get("/v1/agent/pools")).status_code == 401
     wallet = await client.get("/v1/agent/pools", headers=wallet_token(settings, new_address()))

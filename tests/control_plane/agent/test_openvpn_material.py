@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.settings import Settings
-from control_plane.tunnel.addresses import default_pools
+from control_plane.tunnel.addresses import Pools, default_pools
 from control_plane.tunnel.openvpn import CRL_VALIDITY, server_common_name
 from node_agent.backends.openvpn import OpenVpnMaterial, check_material
 from tests.support.builders import (
@@ -87,8 +87,10 @@ async def test_a_node_reads_its_openvpn_material(
     ipv4_pool, ipv6_pool = default_pools(node)
     assert body["node_id"] == node
     assert body["port"] == 1194
-    assert (body["ipv4_pool"], body["ipv6_pool"]) == (ipv4_pool, ipv6_pool)
-    assert body["server_addresses"][0] == ipv4_pool.replace(".0/", ".1/")
+    # OpenVPN's half of each pool (the upper): its tun's route is not WireGuard's.
+    half = Pools.of(ipv4_pool, ipv6_pool).for_protocol("openvpn")
+    assert (body["ipv4_pool"], body["ipv6_pool"]) == (str(half.ipv4), str(half.ipv6))
+    assert body["server_addresses"][0] == f"{half.ipv4.network_address + 1}/17"
     ca = x509.load_pem_x509_certificate(body["ca_cert"].encode())
     server = x509.load_pem_x509_certificate(body["server_cert"].encode())
     server.verify_directly_issued_by(ca)

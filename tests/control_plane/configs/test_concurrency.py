@@ -99,10 +99,10 @@ async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
     deployment: Deployment,
     operator: LocalAccount,
 ) -> None:
-    """A /24 holds 253 devices: 200 of them allocated at once from two replicas collide often,
-    and each collision is retried with another address."""
+    """A /23's WireGuard half (a /24) holds 253 devices: 200 of them allocated at once from two
+    replicas collide often, and each collision is retried with another address."""
     node_id = await register_on_chain(w3, deployment, operator)
-    body = node_body(node_id, protocols=("wireguard",), ipv4_pool="10.250.7.0/24")
+    body = node_body(node_id, protocols=("wireguard",), ipv4_pool="10.250.6.0/23")
     assert (await post_node(client, settings, operator, body)).status_code == 201
     subscribers = await _subscribers(w3, deployment)
     replicas = (client, second_client)
@@ -119,7 +119,7 @@ async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
         )
     )
 
-    await _check_distinct(settings, node_id, list(responses), pool="10.250.7.0/24")
+    await _check_distinct(settings, node_id, list(responses), pool="10.250.6.0/24")
 
 
 @pytest.mark.device_limit(3)

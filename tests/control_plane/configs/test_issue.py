@@ -85,6 +85,9 @@ async def test_a_paying_subscriber_gets_a_wireguard_config(
     assert v6.ip in ipaddress.ip_network(str(row[1]))
     # Index 0 and 1 of each pool are the network and the node itself.
     assert int(v4.ip) - int(ipaddress.ip_network(str(row[0])).network_address) >= 2
+    # WireGuard allocates in the lower half of each pool (OpenVPN's tun has the upper one).
+    assert v4.ip in next(ipaddress.IPv4Network(str(row[0])).subnets())
+    assert v6.ip in next(ipaddress.IPv6Network(str(row[1])).subnets())
     node_info = (await client.get(f"/v1/nodes/{node}")).json()
     assert config["config"] == (
         "[Interface]\n"
@@ -128,6 +131,13 @@ async def test_a_paying_subscriber_gets_an_openvpn_certificate_and_profile(
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
     assert cert.public_key() == key.public_key()
+    ((pool4, pool6),) = await sql(
+        settings, "SELECT ipv4_pool, ipv6_pool FROM nodes WHERE id = :id", id=node
+    )
+    ipv4 = ipaddress.IPv4Interface(config["address"][0]).ip
+    ipv6 = ipaddress.IPv6Interface(config["address"][1]).ip
+    assert ipv4 in list(ipaddress.IPv4Network(str(pool4)).subnets())[1]  # OpenVPN: upper half
+    assert ipv6 in list(ipaddress.IPv6Network(str(pool6)).subnets())[1]
     owner = wallet_headers(settings, await _operator(settings, node))
     node_info = (await client.get(f"/v1/nodes/{node}", headers=owner)).json()
     assert pem_blocks(profile, "ca").strip() == node_info["openvpn_ca_certificate"].strip()

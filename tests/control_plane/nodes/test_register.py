@@ -115,7 +115,8 @@ async def test_an_openvpn_node_gets_a_ca_a_server_certificate_and_a_tls_crypt_ke
         material = await openvpn_material(session, settings, staked_node)
     assert material.ca_cert == node["openvpn_ca_certificate"]
     assert material.port == 51820
-    assert material.server_addresses[0] == f"10.{int(staked_node[2:4], 16)}.0.1/16"
+    # host 1 of OpenVPN's half (the upper) of the pool
+    assert material.server_addresses[0] == f"10.{int(staked_node[2:4], 16)}.128.1/17"
     assert "PRIVATE KEY" in material.server_key
     lines = material.tls_crypt_key.strip().splitlines()
     start = lines.index("-----BEGIN OpenVPN Static key V1-----")
