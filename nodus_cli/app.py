@@ -9,6 +9,8 @@ from __future__ import annotations
 import typer
 
 from control_plane import __version__
+from nodus_cli.connect import down, up
+from nodus_cli.connect.up import EPILOG as UP_EPILOG
 from nodus_cli.contracts import contracts
 from nodus_cli.dao import dao_app
 from nodus_cli.prober import prober_app
@@ -28,3 +30,5 @@ def version() -> None:
 
 
 app.command()(contracts)
+app.command(epilog=UP_EPILOG)(up)
+app.command()(down)

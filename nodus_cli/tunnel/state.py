@@ -1,0 +1,68 @@
+"""The active tunnel, kept in the XDG state directory ($XDG_STATE_HOME/nodus/tunnel.json,
+mode 0600) so `nodus down` and `nodus status` find what `nodus up` made: each step that changed
+the host is recorded as the command that undoes it, in the order to run them."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "nodus"
+
+
+@dataclass
+class TunnelState:
+    """What `nodus up` set up. `undo` holds argv lists, run last-first by `down`."""
+
+    node_id: str
+    protocol: str
+    interface: str
+    endpoint: str
+    config_path: str
+    config_id: str
+    addresses: list[str]
+    expires_at: str | None
+    started_at: float
+    undo: list[list[str]] = field(default_factory=list)
+    resolv_backup: str | None = None
+    pid_file: str | None = None
+    kill_switch: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> TunnelState:
+        return cls(**body)
+
+
+class StateStore:
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or state_dir()
+
+    @property
+    def path(self) -> Path:
+        return self.directory / "tunnel.json"
+
+    def load(self) -> TunnelState | None:
+        try:
+            return TunnelState.from_json(json.loads(self.path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def save(self, state: TunnelState) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        partial = self.path.with_suffix(".tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(state.to_json(), out, indent=2)
+        partial.replace(self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
