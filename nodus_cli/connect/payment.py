@@ -22,8 +22,8 @@ API_SEES_PAYMENT_S: Final = 60.0
 
 def command_with_subscribe(argv: list[str], months: int = 1) -> str:
     """The user's own `nodus up ...` with `--subscribe N` added."""
-    words = ["nodus", *argv[1:]] if argv and argv[0].endswith("nodus") else ["nodus", "up"]
-    return shlex.join([*words, "--subscribe", str(months)])
+    after = argv[argv.index("up") + 1 :] if "up" in argv else []
+    return shlex.join(["nodus", "up", *after, "--subscribe", str(months)])
 
 
 async def ensure_paid(

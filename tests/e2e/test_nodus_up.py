@@ -1,0 +1,188 @@
+"""`nodus up` / `nodus down` as a subscriber runs them, inside a client namespace, against the
+real control plane, anvil, PostgreSQL and `nodus-agent run` (tests/e2e/subscriber_lab.py):
+
+1. WireGuard: an unpaid wallet without --subscribe exits 3 with the exact command; with
+   `--subscribe 1 --kill-switch --qr-png` it pays, connects, proves itself (whoami sees the
+   node), reaches the beyond host, which sees the node's address; the PNG decodes to exactly
+   the config; DNS is applied without resolvconf; with the tunnel's interface down nothing
+   reaches beyond and no packet leaves the underlay but to the node's endpoint; `nodus down`
+   restores DNS and removes the kill switch.
+2. OpenVPN: the same path to beyond, then `nodus down`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.settings import Settings
+from tests.e2e.conftest import needs_tunnels
+from tests.e2e.lab import Lab, sh
+from tests.e2e.netns_forward import Forwarders
+from tests.e2e.stack import ControlPlane, until
+from tests.e2e.subscriber_lab import BEYOND, NODE, WG_PORT, SubscriberLab, build
+from tests.support.builders import NDS, fresh_wallet, paying_subscriber
+
+pytestmark = [
+    needs_tunnels,
+    pytest.mark.skipif(
+        not all(shutil.which(tool) for tool in ("nft", "openvpn")),
+        reason="requires nft and openvpn (apt-get install nftables openvpn)",
+    ),
+]
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="nds-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def world(
+    lab: Lab, settings: Settings, w3: Web3Client, deployment: Deployment, short_dir: Path
+) -> AsyncIterator[SubscriberLab]:
+    forwarders = Forwarders()
+    control_planes: list[ControlPlane] = []
+    resolv = None
+    try:
+        built = await build(lab, settings, w3, deployment, forwarders, short_dir, control_planes)
+        # `ip netns exec` bind-mounts this file over /etc/resolv.conf in the client namespace:
+        # what `nodus up` writes there never touches the host's.
+        resolv = Path("/etc/netns") / built.client / "resolv.conf"
+        resolv.parent.mkdir(parents=True, exist_ok=True)
+        resolv.write_text("nameserver 192.0.2.53\n")
+        yield built
+    finally:
+        for control_plane in control_planes:
+            await control_plane.stop()
+        forwarders.close()
+        if resolv is not None:
+            shutil.rmtree(resolv.parent, ignore_errors=True)
+
+
+def key_of(account: object) -> str:
+    return account.key.hex()  # type: ignore[attr-defined]
+
+
+async def leaked_packets(world: SubscriberLab) -> int:
+    shown = await sh("ip", "netns", "exec", world.client, "nft", "-j", "list", "table", "inet", "leakcount")
+    for item in json.loads(shown.stdout)["nftables"]:
+        rule = item.get("rule")
+        if rule:
+            for expression in rule["expr"]:
+                if "counter" in expression:
+                    return int(expression["counter"]["packets"])
+    raise AssertionError("no counter")
+
+
+async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds(
+    world: SubscriberLab, w3: Web3Client, deployment: Deployment, tmp_path: Path
+) -> None:
+    account = await fresh_wallet(w3, deployment, 100 * NDS)
+    state = tmp_path / "state"
+    png = tmp_path / "device.png"
+
+    # Unpaid, without --subscribe: exit 3 and the exact command to run.
+    code, out, err = await world.nodus("up", "--interface", world.lab.name("w"), key=key_of(account), state=state)
+    assert code == 3, out + err
+    assert "nodus up --interface" in err and "--subscribe 1" in err, err
+
+    # Nothing reaches beyond before the tunnel: it has no route back to the client.
+    assert await world.reach_beyond() is None
+
+    interface = world.lab.name("w")
+    world.lab.interfaces.append(interface)
+    code, out, err = await world.nodus(
+        "up", "--subscribe", "1", "--interface", interface, "--kill-switch",
+        "--qr-png", str(png), "--json", key=key_of(account), state=state,
+    )  # fmt: skip
+    assert code == 0, out + err
+    summary = json.loads(out)
+    assert summary["node"] == world.node_id
+    assert summary["seen_as"] == NODE  # whoami through the tunnel: the node's address
+    assert summary["seen_before"] == "198.51.100.2"
+
+    # Beyond answers through the node and sees the node's address.
+    assert await world.reach_beyond() == "hello from beyond"
+    assert set(world.seen.read_text().split()) == {NODE}
+
+    # The config: 0600, with the key filled in; the PNG decodes to exactly it.
+    config = Path(summary["config"])
+    assert config.stat().st_mode & 0o777 == 0o600
+    text = config.read_text()
+    assert "PrivateKey = " in text and "<insert" not in text
+    decoded = zxingcpp.read_barcodes(Image.open(png))
+    assert [d.text for d in decoded] == [text]
+
+    # DNS without resolvconf: the client's resolv.conf names the config's servers.
+    resolv = Path("/etc/netns") / world.client / "resolv.conf"
+    assert "nameserver 9.9.9.10" in resolv.read_text()
+
+    # Kill switch: the tunnel's interface down; count what leaves the underlay.
+    await sh("ip", "netns", "exec", world.client, "nft", "-f", "-", stdin=LEAK_COUNTER.format(endpoint=NODE, port=WG_PORT))
+    await sh("ip", "-n", world.client, "link", "set", interface, "down")
+    assert await world.reach_beyond() is None
+    pinged = await sh("ip", "netns", "exec", world.client, "ping", "-c", "2", "-W", "1", BEYOND, check=False)
+    assert not pinged.ok
+    api = await sh("ip", "netns", "exec", world.client, "python3", "-c",
+                   f"import urllib.request; urllib.request.urlopen({world.api_url + '/v1/whoami'!r}, timeout=2)", check=False)
+    assert not api.ok
+    assert await leaked_packets(world) == 0
+
+    # `nodus down`: DNS restored, the kill switch and the interface gone.
+    code, out, err = await world.nodus("down", key=key_of(account), state=state)
+    assert code == 0, out + err
+    assert resolv.read_text() == "nameserver 192.0.2.53\n"
+    tables = await sh("ip", "netns", "exec", world.client, "nft", "list", "tables")
+    assert "nodus_killswitch" not in tables.stdout
+    assert not (await sh("ip", "-n", world.client, "link", "show", interface, check=False)).ok
+    assert (await sh("ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "2", NODE, check=False)).ok
+    # The counter does see what leaves once the kill switch is gone (it counts, it is not blind).
+    await sh("ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "1", BEYOND, check=False)
+    assert await leaked_packets(world) > 0
+
+
+LEAK_COUNTER = """table inet leakcount {{
+  chain post {{
+    type filter hook postrouting priority 0; policy accept;
+    oifname != "lo" ip daddr != {endpoint} counter
+  }}
+}}
+"""
+
+
+async def test_openvpn_up_reaches_beyond_through_the_node_and_down_removes_it(
+    world: SubscriberLab, w3: Web3Client, deployment: Deployment, tmp_path: Path
+) -> None:
+    account = await paying_subscriber(w3, deployment)
+    state = tmp_path / "state"
+    interface = world.lab.name("o")
+    code, out, err = await world.nodus(
+        "up", "--protocol", "openvpn", "--interface", interface, "--no-dns", "--json",
+        key=key_of(account), state=state,
+    )  # fmt: skip
+    assert code == 0, out + err
+    summary = json.loads(out)
+    assert summary["seen_as"] == NODE
+    assert await world.reach_beyond() == "hello from beyond"
+    assert set(world.seen.read_text().split()) == {NODE}
+    code, out, err = await world.nodus("down", key=key_of(account), state=state)
+    assert code == 0, out + err
+    await until(
+        lambda: _gone(world.client, interface), 10, "the OpenVPN interface to go"
+    )
+    assert await world.reach_beyond() is None
+
+
+async def _gone(namespace: str, interface: str) -> bool:
+    return not (await sh("ip", "-n", namespace, "link", "show", interface, check=False)).ok
