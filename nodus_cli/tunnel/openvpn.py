@@ -55,24 +55,44 @@ def remote_of(profile: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-async def start(profile: Path, interface: str, pid_file: Path, log: Path, seconds: float) -> None:
-    """Starts the daemon and waits for it to connect (the log says so) or fail."""
+async def start(
+    profile: Path, interface: str, pid_file: Path, log: Path, seconds: float
+) -> None:
+    """Starts the daemon and waits for it to connect (the log says so) or fail. AUTH_FAILED
+    right after the config was issued means the node's agent has not admitted the device yet
+    (it does at its next poll): started again until `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        outcome = await _attempt(profile, interface, pid_file, log, deadline)
+        if outcome == "connected":
+            return
+        await stop(pid_file)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        if outcome != "auth_failed" or time.monotonic() > deadline:
+            reason = "did not connect in time" if outcome == "timeout" else "failed to connect"
+            raise TunnelError(f"openvpn {reason}: {_tail(text)} (log: {log})")
+        await asyncio.sleep(0.5)
+
+
+async def _attempt(
+    profile: Path, interface: str, pid_file: Path, log: Path, deadline: float
+) -> str:
     log.unlink(missing_ok=True)
+    pid_file.unlink(missing_ok=True)
     await run(
         "openvpn", "--config", str(profile), "--dev", interface, "--dev-type", "tun",
         "--daemon", "nodus-openvpn", "--writepid", str(pid_file), "--log", str(log),
     )  # fmt: skip
-    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace") if log.exists() else ""
         if CONNECTED in text:
-            return
-        if "AUTH_FAILED" in text or "TLS Error" in text or not _alive(pid_file):
-            await stop(pid_file)
-            raise TunnelError(f"openvpn failed to connect: {_tail(text)} (log: {log})")
+            return "connected"
+        if "AUTH_FAILED" in text:
+            return "auth_failed"
+        if "TLS Error" in text or not _alive(pid_file):
+            return "failed"
         await asyncio.sleep(0.1)
-    await stop(pid_file)
-    raise TunnelError(f"openvpn did not connect within {seconds:.0f} s (log: {log})")
+    return "timeout"
 
 
 def pushed_dns(log: Path) -> list[str]:
