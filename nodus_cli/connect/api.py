@@ -51,10 +51,19 @@ class SubscriberApi:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            response = await self.http.request(method, path, headers=headers, **kwargs)
+            response = await self.http.request(
+                method, path, headers=headers, json=json, params=params
+            )
         except httpx.TransportError as exc:
             raise Unreachable(
                 f"cannot reach the Nodus API at {self.api_url}: {exc or type(exc).__name__}"

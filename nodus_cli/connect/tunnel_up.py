@@ -31,7 +31,7 @@ async def bring_up_and_prove(
     apply_dns: bool,
 ) -> dict[str, Any]:
     protocol = summary["protocol"]
-    text = config_path.read_text()
+    text = _read(config_path)
     before = await _whoami_or_none(api_url)
     node_addresses = proof.resolve(host_of(summary["endpoint"]))
     state = TunnelState(
@@ -102,7 +102,7 @@ async def _prove(
     with err_console.status(f"waiting for the handshake and GET /v1/whoami through {interface}…"):
         while time.monotonic() < deadline:
             try:
-                seen = await proof.whoami(api_url, timeout=2)
+                seen = await proof.whoami(api_url, seconds=2)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 last = str(exc) or type(exc).__name__
                 await asyncio.sleep(0.2)
@@ -115,3 +115,7 @@ async def _prove(
     if protocol == "wireguard" and await wireguard.latest_handshake(interface):
         hint = "the handshake worked but nothing came back: the node may not forward"
     raise TunnelError(f"the tunnel carries no traffic after {HANDSHAKE_S:.0f} s ({last}); {hint}")
+
+
+def _read(path: Path) -> str:
+    return path.read_text()

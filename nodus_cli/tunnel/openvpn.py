@@ -55,9 +55,7 @@ def remote_of(profile: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
-async def start(
-    profile: Path, interface: str, pid_file: Path, log: Path, seconds: float
-) -> None:
+async def start(profile: Path, interface: str, pid_file: Path, log: Path, seconds: float) -> None:
     """Starts the daemon and waits for it to connect (the log says so) or fail. AUTH_FAILED
     right after the config was issued means the node's agent has not admitted the device yet
     (it does at its next poll): started again until `seconds` have passed."""
@@ -67,7 +65,7 @@ async def start(
         if outcome == "connected":
             return
         await stop(pid_file)
-        text = log.read_text(errors="replace") if log.exists() else ""
+        text = _read(log)
         if outcome != "auth_failed" or time.monotonic() > deadline:
             reason = "did not connect in time" if outcome == "timeout" else "failed to connect"
             raise TunnelError(f"openvpn {reason}: {_tail(text)} (log: {log})")
@@ -77,14 +75,13 @@ async def start(
 async def _attempt(
     profile: Path, interface: str, pid_file: Path, log: Path, deadline: float
 ) -> str:
-    log.unlink(missing_ok=True)
-    pid_file.unlink(missing_ok=True)
+    _remove(log, pid_file)
     await run(
         "openvpn", "--config", str(profile), "--dev", interface, "--dev-type", "tun",
         "--daemon", "nodus-openvpn", "--writepid", str(pid_file), "--log", str(log),
     )  # fmt: skip
     while time.monotonic() < deadline:
-        text = log.read_text(errors="replace") if log.exists() else ""
+        text = _read(log)
         if CONNECTED in text:
             return "connected"
         if "AUTH_FAILED" in text:
@@ -95,8 +92,17 @@ async def _attempt(
     return "timeout"
 
 
+def _read(log: Path) -> str:
+    return log.read_text(errors="replace") if log.exists() else ""
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 def pushed_dns(log: Path) -> list[str]:
-    text = log.read_text(errors="replace") if log.exists() else ""
+    text = _read(log)
     return list(dict.fromkeys(_PUSHED_DNS.findall(text)))
 
 
@@ -130,7 +136,7 @@ async def stop(pid_file: Path, seconds: float = 10) -> None:
             os.kill(pid, 0)
             await asyncio.sleep(0.1)
         os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    _remove(pid_file)
 
 
 def _tail(text: str) -> str:

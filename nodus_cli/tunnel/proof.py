@@ -13,9 +13,9 @@ import httpx
 WHOAMI_TIMEOUT_S: Final = 5.0
 
 
-async def whoami(api_url: str, timeout: float = WHOAMI_TIMEOUT_S) -> str:
+async def whoami(api_url: str, seconds: float = WHOAMI_TIMEOUT_S) -> str:
     """The address the API sees; raises httpx.HTTPError or ValueError."""
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    async with httpx.AsyncClient(timeout=seconds) as client:
         response = await client.get(api_url.rstrip("/") + "/v1/whoami")
         response.raise_for_status()
         address = response.json()["address"]

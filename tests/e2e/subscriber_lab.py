@@ -181,7 +181,7 @@ class NamespacedControlPlane(ControlPlane):
         self.process = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", self.namespace,
             sys.executable, "-m", "uvicorn", "--factory", "control_plane.app:build_from_env",
-            "--host", "0.0.0.0", "--port", str(self.port),  # noqa: S104 (inside the lab)
+            "--host", "0.0.0.0", "--port", str(self.port),  # every address of the lab's inet
             "--timeout-graceful-shutdown", "1", "--log-level", "warning",
             stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=REPO_ROOT, env=self.environment(),
         )  # fmt: skip

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
+from eth_account.signers.local import LocalAccount
 from PIL import Image
 
 from control_plane.chain.contracts import Deployment, Web3Client
@@ -70,12 +71,14 @@ async def world(
             shutil.rmtree(resolv.parent, ignore_errors=True)
 
 
-def key_of(account: object) -> str:
-    return account.key.hex()  # type: ignore[attr-defined]
+def key_of(account: LocalAccount) -> str:
+    return str(account.key.hex())
 
 
 async def leaked_packets(world: SubscriberLab) -> int:
-    shown = await sh("ip", "netns", "exec", world.client, "nft", "-j", "list", "table", "inet", "leakcount")
+    shown = await sh(
+        "ip", "netns", "exec", world.client, "nft", "-j", "list", "table", "inet", "leakcount"
+    )
     for item in json.loads(shown.stdout)["nftables"]:
         rule = item.get("rule")
         if rule:
@@ -93,9 +96,12 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
     png = tmp_path / "device.png"
 
     # Unpaid, without --subscribe: exit 3 and the exact command to run.
-    code, out, err = await world.nodus("up", "--interface", world.lab.name("w"), key=key_of(account), state=state)
+    unpaid_interface = world.lab.name("w")
+    code, out, err = await world.nodus(
+        "up", "--interface", unpaid_interface, key=key_of(account), state=state
+    )
     assert code == 3, out + err
-    assert "nodus up --interface" in err and "--subscribe 1" in err, err
+    assert f"nodus up --interface {unpaid_interface} --subscribe 1" in err, err
 
     # Nothing reaches beyond before the tunnel: it has no route back to the client.
     assert await world.reach_beyond() is None
@@ -118,35 +124,59 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
 
     # The config: 0600, with the key filled in; the PNG decodes to exactly it.
     config = Path(summary["config"])
-    assert config.stat().st_mode & 0o777 == 0o600
-    text = config.read_text()
-    assert "PrivateKey = " in text and "<insert" not in text
+    assert mode_of(config) == 0o600
+    text = read(config)
+    assert "PrivateKey = " in text
+    assert "<insert" not in text
     decoded = zxingcpp.read_barcodes(Image.open(png))
     assert [d.text for d in decoded] == [text]
 
     # DNS without resolvconf: the client's resolv.conf names the config's servers.
     resolv = Path("/etc/netns") / world.client / "resolv.conf"
-    assert "nameserver 9.9.9.10" in resolv.read_text()
+    assert "nameserver 9.9.9.10" in read(resolv)
 
     # Kill switch: the tunnel's interface down; count what leaves the underlay.
-    await sh("ip", "netns", "exec", world.client, "nft", "-f", "-", stdin=LEAK_COUNTER.format(endpoint=NODE, port=WG_PORT))
+    await sh(
+        "ip",
+        "netns",
+        "exec",
+        world.client,
+        "nft",
+        "-f",
+        "-",
+        stdin=LEAK_COUNTER.format(endpoint=NODE, port=WG_PORT),
+    )
     await sh("ip", "-n", world.client, "link", "set", interface, "down")
     assert await world.reach_beyond() is None
-    pinged = await sh("ip", "netns", "exec", world.client, "ping", "-c", "2", "-W", "1", BEYOND, check=False)
+    pinged = await sh(
+        "ip", "netns", "exec", world.client, "ping", "-c", "2", "-W", "1", BEYOND, check=False
+    )
     assert not pinged.ok
-    api = await sh("ip", "netns", "exec", world.client, "python3", "-c",
-                   f"import urllib.request; urllib.request.urlopen({world.api_url + '/v1/whoami'!r}, timeout=2)", check=False)
+    api = await sh(
+        "ip",
+        "netns",
+        "exec",
+        world.client,
+        "python3",
+        "-c",
+        f"import urllib.request as u; u.urlopen({world.api_url + '/v1/whoami'!r}, timeout=2)",
+        check=False,
+    )
     assert not api.ok
     assert await leaked_packets(world) == 0
 
     # `nodus down`: DNS restored, the kill switch and the interface gone.
     code, out, err = await world.nodus("down", key=key_of(account), state=state)
     assert code == 0, out + err
-    assert resolv.read_text() == "nameserver 192.0.2.53\n"
+    assert read(resolv) == "nameserver 192.0.2.53\n"
     tables = await sh("ip", "netns", "exec", world.client, "nft", "list", "tables")
     assert "nodus_killswitch" not in tables.stdout
     assert not (await sh("ip", "-n", world.client, "link", "show", interface, check=False)).ok
-    assert (await sh("ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "2", NODE, check=False)).ok
+    assert (
+        await sh(
+            "ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "2", NODE, check=False
+        )
+    ).ok
     # The counter does see what leaves once the kill switch is gone (it counts, it is not blind).
     await sh("ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "1", BEYOND, check=False)
     assert await leaked_packets(world) > 0
@@ -178,11 +208,17 @@ async def test_openvpn_up_reaches_beyond_through_the_node_and_down_removes_it(
     assert set(world.seen.read_text().split()) == {NODE}
     code, out, err = await world.nodus("down", key=key_of(account), state=state)
     assert code == 0, out + err
-    await until(
-        lambda: _gone(world.client, interface), 10, "the OpenVPN interface to go"
-    )
+    await until(lambda: _gone(world.client, interface), 10, "the OpenVPN interface to go")
     assert await world.reach_beyond() is None
 
 
 async def _gone(namespace: str, interface: str) -> bool:
     return not (await sh("ip", "-n", namespace, "link", "show", interface, check=False)).ok
+
+
+def read(path: Path) -> str:
+    return path.read_text()
+
+
+def mode_of(path: Path) -> int:
+    return path.stat().st_mode & 0o777
