@@ -3,15 +3,19 @@ real control plane in a subprocess. Skipped without root and /dev/net/tun."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from control_plane.chain.contracts import Deployment
+from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.settings import Settings
 from tests.e2e.lab import SKIP_REASON, Lab, can_tunnel
+from tests.e2e.netns_forward import Forwarders
 from tests.e2e.stack import ControlPlane, free_tcp_port
+from tests.e2e.subscriber_lab import SubscriberLab, build
 
 needs_tunnels = pytest.mark.skipif(not can_tunnel(), reason=SKIP_REASON)
 
@@ -35,3 +39,35 @@ async def control_plane(
         yield service
     finally:
         await service.stop()
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path (an OpenVPN unix socket path holds at most 107 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="nds-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def subscriber_world(
+    lab: Lab, settings: Settings, w3: Web3Client, deployment: Deployment, short_tmp: Path
+) -> AsyncIterator[SubscriberLab]:
+    """The lab of tests/e2e/subscriber_lab.py: client, inet with the control plane, node, beyond."""
+    forwarders = Forwarders()
+    control_planes: list[ControlPlane] = []
+    resolv = None
+    try:
+        built = await build(lab, settings, w3, deployment, forwarders, short_tmp, control_planes)
+        # `ip netns exec` bind-mounts this file over /etc/resolv.conf in the client namespace:
+        # what `nodus up` writes there never touches the host's.
+        resolv = Path("/etc/netns") / built.client / "resolv.conf"
+        resolv.parent.mkdir(parents=True, exist_ok=True)
+        resolv.write_text("nameserver 192.0.2.53\n")
+        yield built
+    finally:
+        for control_plane in control_planes:
+            await control_plane.stop()
+        forwarders.close()
+        if resolv is not None:
+            shutil.rmtree(resolv.parent, ignore_errors=True)

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,12 +22,10 @@ from eth_account.signers.local import LocalAccount
 from PIL import Image
 
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.settings import Settings
 from tests.e2e.conftest import needs_tunnels
-from tests.e2e.lab import Lab, sh
-from tests.e2e.netns_forward import Forwarders
-from tests.e2e.stack import ControlPlane, until
-from tests.e2e.subscriber_lab import BEYOND, NODE, WG_PORT, SubscriberLab, build
+from tests.e2e.lab import sh
+from tests.e2e.stack import until
+from tests.e2e.subscriber_lab import BEYOND, NODE, SubscriberLab
 from tests.support.builders import NDS, fresh_wallet, paying_subscriber
 
 pytestmark = [
@@ -40,57 +36,43 @@ pytestmark = [
     ),
 ]
 
-
-@pytest.fixture
-def short_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="nds-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-async def world(
-    lab: Lab, settings: Settings, w3: Web3Client, deployment: Deployment, short_dir: Path
-) -> AsyncIterator[SubscriberLab]:
-    forwarders = Forwarders()
-    control_planes: list[ControlPlane] = []
-    resolv = None
-    try:
-        built = await build(lab, settings, w3, deployment, forwarders, short_dir, control_planes)
-        # `ip netns exec` bind-mounts this file over /etc/resolv.conf in the client namespace:
-        # what `nodus up` writes there never touches the host's.
-        resolv = Path("/etc/netns") / built.client / "resolv.conf"
-        resolv.parent.mkdir(parents=True, exist_ok=True)
-        resolv.write_text("nameserver 192.0.2.53\n")
-        yield built
-    finally:
-        for control_plane in control_planes:
-            await control_plane.stop()
-        forwarders.close()
-        if resolv is not None:
-            shutil.rmtree(resolv.parent, ignore_errors=True)
+# Counts what leaves the client by any interface but loopback, to anything but the endpoint.
+LEAK_COUNTER = """table inet leakcount {{
+  chain post {{
+    type filter hook postrouting priority 0; policy accept;
+    oifname != "lo" ip daddr != {endpoint} counter
+    oifname != "lo" meta nfproto ipv6 counter
+  }}
+}}
+"""
 
 
 def key_of(account: LocalAccount) -> str:
     return str(account.key.hex())
 
 
+async def in_client(world: SubscriberLab, *command: str) -> bool:
+    result = await sh("ip", "netns", "exec", world.client, *command, check=False)
+    return result.ok
+
+
 async def leaked_packets(world: SubscriberLab) -> int:
-    shown = await sh(
-        "ip", "netns", "exec", world.client, "nft", "-j", "list", "table", "inet", "leakcount"
-    )
-    for item in json.loads(shown.stdout)["nftables"]:
-        rule = item.get("rule")
-        if rule:
-            for expression in rule["expr"]:
-                if "counter" in expression:
-                    return int(expression["counter"]["packets"])
-    raise AssertionError("no counter")
+    listed = ["nft", "-j", "list", "table", "inet", "leakcount"]
+    shown = await sh("ip", "netns", "exec", world.client, *listed)
+    counters = [
+        int(expression["counter"]["packets"])
+        for item in json.loads(shown.stdout)["nftables"]
+        for expression in item.get("rule", {}).get("expr", [])
+        if "counter" in expression
+    ]
+    assert len(counters) == 2, shown.stdout
+    return sum(counters)
 
 
 async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds(
-    world: SubscriberLab, w3: Web3Client, deployment: Deployment, tmp_path: Path
+    subscriber_world: SubscriberLab, w3: Web3Client, deployment: Deployment, tmp_path: Path
 ) -> None:
+    world = subscriber_world
     account = await fresh_wallet(w3, deployment, 100 * NDS)
     state = tmp_path / "state"
     png = tmp_path / "device.png"
@@ -135,34 +117,14 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
     resolv = Path("/etc/netns") / world.client / "resolv.conf"
     assert "nameserver 9.9.9.10" in read(resolv)
 
-    # Kill switch: the tunnel's interface down; count what leaves the underlay.
-    await sh(
-        "ip",
-        "netns",
-        "exec",
-        world.client,
-        "nft",
-        "-f",
-        "-",
-        stdin=LEAK_COUNTER.format(endpoint=NODE, port=WG_PORT),
-    )
+    # Kill switch: the tunnel's interface down; nothing beyond answers, nothing leaves.
+    counter = LEAK_COUNTER.format(endpoint=NODE)
+    await sh("ip", "netns", "exec", world.client, "nft", "-f", "-", stdin=counter)
     await sh("ip", "-n", world.client, "link", "set", interface, "down")
     assert await world.reach_beyond() is None
-    pinged = await sh(
-        "ip", "netns", "exec", world.client, "ping", "-c", "2", "-W", "1", BEYOND, check=False
-    )
-    assert not pinged.ok
-    api = await sh(
-        "ip",
-        "netns",
-        "exec",
-        world.client,
-        "python3",
-        "-c",
-        f"import urllib.request as u; u.urlopen({world.api_url + '/v1/whoami'!r}, timeout=2)",
-        check=False,
-    )
-    assert not api.ok
+    assert not await in_client(world, "ping", "-c", "2", "-W", "1", BEYOND)
+    whoami = f"import urllib.request as u; u.urlopen({world.api_url + '/v1/whoami'!r}, timeout=2)"
+    assert not await in_client(world, "python3", "-c", whoami)
     assert await leaked_packets(world) == 0
 
     # `nodus down`: DNS restored, the kill switch and the interface gone.
@@ -172,28 +134,16 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
     tables = await sh("ip", "netns", "exec", world.client, "nft", "list", "tables")
     assert "nodus_killswitch" not in tables.stdout
     assert not (await sh("ip", "-n", world.client, "link", "show", interface, check=False)).ok
-    assert (
-        await sh(
-            "ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "2", NODE, check=False
-        )
-    ).ok
-    # The counter does see what leaves once the kill switch is gone (it counts, it is not blind).
-    await sh("ip", "netns", "exec", world.client, "ping", "-c", "1", "-W", "1", BEYOND, check=False)
+    assert await in_client(world, "ping", "-c", "1", "-W", "2", NODE)
+    # The counter does see what leaves once the kill switch is gone (it is not blind).
+    await in_client(world, "ping", "-c", "1", "-W", "1", BEYOND)
     assert await leaked_packets(world) > 0
 
 
-LEAK_COUNTER = """table inet leakcount {{
-  chain post {{
-    type filter hook postrouting priority 0; policy accept;
-    oifname != "lo" ip daddr != {endpoint} counter
-  }}
-}}
-"""
-
-
 async def test_openvpn_up_reaches_beyond_through_the_node_and_down_removes_it(
-    world: SubscriberLab, w3: Web3Client, deployment: Deployment, tmp_path: Path
+    subscriber_world: SubscriberLab, w3: Web3Client, deployment: Deployment, tmp_path: Path
 ) -> None:
+    world = subscriber_world
     account = await paying_subscriber(w3, deployment)
     state = tmp_path / "state"
     interface = world.lab.name("o")
