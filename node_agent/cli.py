@@ -189,6 +189,23 @@ def _ago(value: object, now: datetime) -> str:
     return f"{span} ago ({moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
 
 
+def _verdict_lines(document: dict[str, Any]) -> list[str]:
+    """`verdict  fail (interface_missing): nodus0 does not exist` and its fix."""
+    if "reason" not in document:
+        return []
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}.get(str(document.get("verdict")))
+    level = escape(str(document.get("verdict")))
+    shown = f"[{colour}]{level}[/{colour}]" if colour else level
+    detail = document.get("detail")
+    lines = [
+        f"  verdict      {shown} ({escape(str(document['reason']))})"
+        + (f": {escape(str(detail))}" if detail else "")
+    ]
+    if document.get("verdict") != "ok":
+        lines.append(f"  fix          {escape(str(document.get('fix')))}")
+    return lines
+
+
 def render_status(document: dict[str, Any], now: datetime) -> list[str]:
     """status.json as lines for a human (rich markup; every recorded value is escaped)."""
 
@@ -208,6 +225,7 @@ def render_status(document: dict[str, Any], now: datetime) -> list[str]:
         f"nodus-agent {e(document.get('version', '?'))}, node {e(document.get('node_id', '?'))}",
         f"  agent        {agent}",
         f"  health       {e(document.get('health', '?'))}",
+        *_verdict_lines(document),
         f"  revision     {e(document.get('revision'))} (applied {ago('applied_at')})",
     ]
     by_protocol = document.get("peers_by_protocol") or {}
