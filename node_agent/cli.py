@@ -3,7 +3,8 @@
 nodus-agent init    make the agent key and the WireGuard keys, write the config
 nodus-agent pools   after registering the node: fetch its device pools and pin them in the config
 nodus-agent run     keep the node's peers in step with the control plane (needs the pools)
-nodus-agent status  what the running agent last recorded (revision, peers, sync, errors)
+nodus-agent status  what the running agent last recorded (verdict, revision, peers, errors)
+nodus-agent selftest  checks network, health on the endpoint, registration, one probe now
 """
 
 from __future__ import annotations
@@ -134,6 +135,50 @@ def run(
         asyncio.run(run_agent(loaded))
     except KeyFileError as exc:
         raise _fail(str(exc)) from exc
+
+
+@app.command()
+def selftest(
+    config: ConfigPath = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check what the node needs to be probed and scored: the interface, forwarding, NAT, the
+    signed health answer on the endpoint, the registration, and one probe by the control plane
+    now. Prints each verdict with its reason code, the score it allows and what to fix first;
+    exits 1 when a check fails. Run it as the agent runs (root or CAP_NET_ADMIN).
+
+    Example: nodus-agent selftest --config /etc/nodus-agent/agent.toml
+    """
+    from node_agent import selftest as checks
+
+    try:
+        loaded = load_config(config.expanduser())
+        account = load_agent_key(loaded.agent_key_file, os.environ.get(PASSPHRASE_ENV) or None)
+    except (ConfigError, KeyFileError) as exc:
+        raise _fail(str(exc)) from exc
+    results = asyncio.run(checks.run_selftest(loaded, account))
+    report = checks.as_json(results)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        colours = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+        for check in results:
+            colour = colours.get(check.level, "white")
+            console.print(
+                f"{check.name:<13}[{colour}]{check.level:<5}[/{colour}] {check.reason:<26}"
+                f"{escape(check.detail)}  [dim](score: {', '.join(check.components)})[/dim]",
+                highlight=False,
+            )
+        total, parts = checks.score(results)
+        shown = ", ".join(f"{name} {part}/{checks.WEIGHTS[name]}" for name, part in parts.items())
+        console.print(f"\nscore at most {total}% ({shown})", highlight=False)
+        first = checks.fix_first(results)
+        if first is not None:
+            console.print(
+                f"fix first: {first.name} ({first.reason}): {escape(first.fix)}", highlight=False
+            )
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command()
