@@ -70,7 +70,7 @@ def test_health_listens_on_the_endpoints_port_by_default(tmp_path: Path) -> None
     config = load_config(path, environ={"NODUS_AGENT_WIREGUARD_COMMAND_PREFIX": "ip netns exec n"})
 
     assert config.endpoint == ("203.0.113.7", 51820)
-    assert config.health_listen == ("::", 51820)  # every address: a NATed public IP included
+    assert config.health_listen == ("", 51820)  # every address: a NATed public IP included
     assert config.network.command_prefix == ("ip", "netns", "exec", "n")
     with pytest.raises(ConfigError, match="endpoint"):
         load_config(path, environ={"NODUS_AGENT_ENDPOINT": "no-port"})

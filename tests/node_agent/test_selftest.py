@@ -9,6 +9,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from node_agent.config import load_config
 from node_agent.health import HealthProver, start_health_server
 from node_agent.selftest import Check, fix_first, probe_check, score, signed_health
 from tests.node_agent.fake_control_plane import free_port
@@ -79,3 +80,28 @@ def test_the_score_bound_and_what_to_fix_first() -> None:
     assert first is not None
     assert first.name == "health"
     assert fix_first([check("nat", "ok", ("traffic",))]) is None
+
+
+async def test_the_endpoint_default_answers_on_ipv4_and_ipv6() -> None:
+    """health.listen = "endpoint" binds every address of both families (a "::" socket from
+    asyncio is IPv6-only, which IPv4 probers would never reach)."""
+    agent: LocalAccount = Account.create()
+    port = free_port()
+    config = load_config(
+        None,
+        {
+            "NODUS_AGENT_NODE_ID": NODE,
+            "NODUS_AGENT_CONTROL_PLANE_URL": "http://127.0.0.1:9",
+            "NODUS_AGENT_ENDPOINT": f"vpn.example.net:{port}",
+        },
+    )
+    assert config.health_listen is not None
+    host, listen_port = config.health_listen
+    server = await start_health_server(host, listen_port, snapshot, HealthProver(NODE, agent))
+    try:
+        for address in ("127.0.0.1", "[::1]"):
+            check = await signed_health(f"http://{address}:{port}/health", NODE, agent.address)
+            assert check.reason == "ok", (address, check.detail)
+    finally:
+        server.close()
+        await server.wait_closed()
