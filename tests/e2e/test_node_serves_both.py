@@ -65,6 +65,7 @@ pytestmark = [
 ]
 
 UPLINK_NODE, BEYOND = "203.0.113.1", "203.0.113.2"
+UPLINK_NODE6, BEYOND6 = "2001:db8:113::1", "2001:db8:113::2"
 LISTENER = """
 import socket, sys
 server = socket.socket()
@@ -118,6 +119,13 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
     await sh("ip", "-n", node_ns, "addr", "add", f"{NODE_ENDPOINT}/32", "dev", "lo")
     await lab.veth(node_ns, f"{UPLINK_NODE}/24", beyond_ns, f"{BEYOND}/24")
     await sh("ip", "-n", node_ns, "route", "add", "default", "via", BEYOND)
+    uplinks = (await sh("ip", "-n", node_ns, "-o", "link", "show", "type", "veth")).stdout
+    uplink = uplinks.split(":")[1].strip().split("@")[0]
+    beyond_if = (await sh("ip", "-n", beyond_ns, "-o", "link", "show", "type", "veth")).stdout
+    beyond_link = beyond_if.split(":")[1].strip().split("@")[0]
+    await sh("ip", "-n", node_ns, "addr", "add", f"{UPLINK_NODE6}/64", "dev", uplink, "nodad")
+    await sh("ip", "-n", beyond_ns, "addr", "add", f"{BEYOND6}/64", "dev", beyond_link, "nodad")
+    await sh("ip", "-n", node_ns, "-6", "route", "add", "default", "via", BEYOND6)
     for index, device_ns in ((1, wg_ns), (2, ovpn_ns)):
         await lab.veth(node_ns, f"198.18.{index}.1/24", device_ns, f"198.18.{index}.2/24")
         await sh("ip", "-n", device_ns, "route", "add", "default", "via", f"198.18.{index}.1")
@@ -234,6 +242,8 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
     await sh("ip", "-n", wg_ns, "addr", "add", wg_config["address"][0], "dev", device_if)
     await sh("ip", "-n", wg_ns, "link", "set", device_if, "up")
     await sh("ip", "-n", wg_ns, "route", "add", f"{BEYOND}/32", "dev", device_if)
+    await sh("ip", "-n", wg_ns, "addr", "add", wg_config["address"][1], "dev", device_if)
+    await sh("ip", "-n", wg_ns, "-6", "route", "add", f"{BEYOND6}/128", "dev", device_if)
 
     profile = short_dir / "client.ovpn"
     profile.write_text(ovpn_config["config"].replace(PLACEHOLDER, key_pem(key).strip()))
@@ -266,9 +276,11 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
         ping(ovpn_ns, BEYOND, count=5, wait=1),
         connect_from(wg_ns, port),
         connect_from(ovpn_ns, port),
+        ping(wg_ns, BEYOND6, count=3, wait=1),  # NAT66 too: beyond has no route to the ULA
+        ping(ovpn_ns, BEYOND6, count=3, wait=1),
     )
     took = time.monotonic() - started
-    assert list(both) == [True, True, True, True], log_path.read_text()[-3000:]
+    assert list(both) == [True] * 6, log_path.read_text()[-3000:]
     with capsys.disabled():
         print(f"\n[e2e] both protocols reach beyond {took:.2f}s after the OpenVPN client start")
     sources = await until(lambda: seen.exists() and seen.read_text().split(), 5, "the listener")
