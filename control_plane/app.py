@@ -39,6 +39,7 @@ from control_plane.openapi import install_openapi
 from control_plane.prober.router import router as prober_router
 from control_plane.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
 from control_plane.rewards.claims_router import router as rewards_claims_router
+from control_plane.rewards.health_router import router as rewards_health_router
 from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings
 from control_plane.subscriptions.router import router as subscriptions_router
@@ -127,6 +128,7 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         prober_router,
         rewards_router,
         rewards_claims_router,
+        rewards_health_router,
     ):
         app.include_router(router, prefix="/v1")
 

@@ -50,6 +50,9 @@ class ProberSettings(BaseModel):
     samples_per_minute: int = Field(default=20_000, ge=1)
     # `nodus prober run`: the control plane to fetch targets from and post samples to.
     control_plane_url: str = "http://127.0.0.1:8000"
+    # POST /v1/nodes/{id}/probe (`nodus-agent selftest`): one on-demand probe per node per this
+    # many seconds (per replica).
+    on_demand_interval_seconds: float = Field(default=60.0, gt=0)
 
 
 class OracleSettings(BaseModel):

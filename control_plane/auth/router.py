@@ -4,9 +4,10 @@ who-am-I, and API keys. The unauthenticated routes are rate limited per client I
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from control_plane.auth import api_keys, service
 from control_plane.auth.dependencies import (
@@ -27,6 +28,7 @@ from control_plane.auth.schemas import (
     LoginOut,
     MeOut,
     NonceOut,
+    WhoAmIOut,
 )
 from control_plane.db import Session
 from control_plane.dependencies import ChainDep, SettingsDep
@@ -81,6 +83,24 @@ async def me(principal: CurrentPrincipal) -> MeOut:
     return MeOut(
         subject=principal.subject, roles=sorted(principal.roles), node_id=principal.node_id
     )
+
+
+@router.get("/whoami", tags=["auth"])
+async def whoami(request: Request, response: Response) -> WhoAmIOut:
+    """The address you connect from, as this server sees it: behind a proxy listed in
+    NODUS_TRUSTED_PROXIES, the right-most untrusted `X-Forwarded-For` address, exactly as the
+    rate limits and logs see it. Public, not rate limited, touches no database: `nodus up`
+    asks it through a fresh tunnel to check that traffic leaves through the node."""
+    response.headers["cache-control"] = "no-store"
+    host = request.client.host if request.client is not None else None
+    return WhoAmIOut(address=_ip_or_none(host))
+
+
+def _ip_or_none(host: str | None) -> str | None:
+    try:
+        return None if host is None else str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
 
 
 @router.post(

@@ -316,3 +316,16 @@ class ApiKeyList(BaseModel):
     )
 
     items: list[ApiKeyOut] = Field(description="Your live keys, newest first (a bounded list).")
+
+
+class WhoAmIOut(BaseModel):
+    """The client address this server sees (through a trusted proxy, the address that proxy
+    saw: NODUS_TRUSTED_PROXIES)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"address": "203.0.113.7"}]})
+
+    address: str | None = Field(
+        pattern=r"^[0-9A-Fa-f:.]{2,45}$",
+        description="an IPv4 or IPv6 address; null when the connection has none (a Unix "
+        "socket with no trusted proxy in front)",
+    )

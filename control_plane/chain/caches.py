@@ -15,25 +15,32 @@ MAX_CACHED_EXPIRIES: Final = 10_000
 
 
 class ChainReadCache:
-    """Recent reads of `expiresAt(address)` and `pricePerPeriod()`, each with its read time."""
+    """Recent reads of `expiresAt(address)` (positive ones only) and `pricePerPeriod()`, each
+    with its read time."""
 
     def __init__(self, max_expiries: int = MAX_CACHED_EXPIRIES) -> None:
         self.max_expiries = max_expiries
         self._expiries: dict[tuple[int, str], tuple[float, int]] = {}
         self._prices: dict[int, tuple[float, int]] = {}
 
-    async def expiry(self, chain: ChainReader, address: str, max_age: float) -> int:
-        """`expiresAt(address)` in unix seconds (0 if never paid), at most `max_age` seconds
-        old."""
+    async def expiry(self, chain: ChainReader, address: str, max_age: float, *, now: float) -> int:
+        """`expiresAt(address)` in unix seconds (0 if never paid). Only a positive answer is
+        cached: a read is reused while it is at most `max_age` seconds old and still says
+        active at `now` (unix seconds, the chain-aware clock); "never paid" or "lapsed" is
+        always read afresh and never kept, so a wallet that has just paid is never told it has
+        not (issue 11: a cached "never paid" held a paying wallet back for `max_age`)."""
         key = (chain.chain_id, address.lower())
         cached = self._expiries.get(key)
-        now = time.monotonic()
-        if cached is not None and now - cached[0] < max_age:
+        read_at = time.monotonic()
+        if cached is not None and read_at - cached[0] < max_age and cached[1] > now:
             return cached[1]
         expiry = await chain.subscription_expiry(address)
+        if expiry <= now:
+            self._expiries.pop(key, None)
+            return expiry
         if len(self._expiries) >= self.max_expiries:  # wallets are free to make: stay bounded
             self._expiries.clear()
-        self._expiries[key] = (now, expiry)
+        self._expiries[key] = (read_at, expiry)
         return expiry
 
     async def price(self, chain: ChainReader, max_age: float) -> int:

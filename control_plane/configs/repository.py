@@ -117,12 +117,18 @@ class ConfigRepository:
         return None if row is None else ConfigView(row[0], row[1])
 
     async def page_for(
-        self, subscriber: str, after: tuple[datetime, uuid.UUID] | None, limit: int
+        self,
+        subscriber: str,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        *,
+        include_revoked: bool = False,
     ) -> list[ConfigView]:
-        """The subscriber's live configs, oldest first, after the keyset `(created_at, id)`."""
-        statement = self._with_expiry().where(
-            DeviceConfig.subscriber == subscriber, DeviceConfig.revoked_at.is_(None)
-        )
+        """The subscriber's live configs (and revoked ones with `include_revoked`), oldest
+        first, after the keyset `(created_at, id)`."""
+        statement = self._with_expiry().where(DeviceConfig.subscriber == subscriber)
+        if not include_revoked:
+            statement = statement.where(DeviceConfig.revoked_at.is_(None))
         if after is not None:
             statement = statement.where(
                 tuple_(DeviceConfig.created_at, DeviceConfig.id) > tuple_(*after)

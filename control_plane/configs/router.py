@@ -93,25 +93,34 @@ async def create_config(
 async def list_configs(
     principal: SubscriberPrincipal,
     session: Session,
-    settings: SettingsDep,
+    services: ServicesDep,
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
     cursor: Annotated[
         str | None,
         Query(max_length=200, pattern=CURSOR, description="`next_cursor` of the previous page"),
     ] = None,
+    include_revoked: Annotated[
+        bool, Query(description="also list revoked configs (status `revoked`)")
+    ] = False,
 ) -> ConfigPage:
-    """Your live configs, oldest first (revoked ones are gone), without their text."""
-    check_page_limit(limit, settings)
-    return await service.list_configs(session, wallet_of(principal), cursor, limit)
+    """Your configs, oldest first, without their text, each with its `status`: `active`,
+    `lapsed` (the subscription or certificate expired) or `revoked` (only with
+    `include_revoked=true`; by default revoked ones are left out). A `lapsed` answer is
+    confirmed by a fresh chain read, so a wallet that has just paid never sees it."""
+    check_page_limit(limit, services.settings)
+    return await service.list_configs(
+        session, services, wallet_of(principal), cursor, limit, include_revoked=include_revoked
+    )
 
 
 @router.get("/{config_id}", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND})
 async def get_config(
-    principal: SubscriberPrincipal, session: Session, settings: SettingsDep, config_id: uuid.UUID
+    principal: SubscriberPrincipal, session: Session, services: ServicesDep, config_id: uuid.UUID
 ) -> ConfigOut:
-    """One of your live configs with its text, rebuilt with the node's current endpoint and
-    keys (fetch it again after the operator changes them)."""
-    return await service.get_config(session, settings, wallet_of(principal), config_id)
+    """One of your live configs with its text and `status` (`active` or `lapsed`), rebuilt
+    with the node's current endpoint and keys (fetch it again after the operator changes
+    them). A revoked config is a 404."""
+    return await service.get_config(session, services, wallet_of(principal), config_id)
 
 
 @router.delete(

@@ -68,6 +68,7 @@ class OpenVpnConfigIn(BaseModel):
 
 
 ConfigIn = Annotated[WireGuardConfigIn | OpenVpnConfigIn, Field(discriminator="protocol")]
+ConfigStatus = Literal["active", "lapsed", "revoked"]
 
 _SUMMARY_EXAMPLE: dict[str, Any] = {
     "id": "5b0c6f3e-8a51-4c1e-9a0b-2f8d6c1e7a42",
@@ -77,12 +78,14 @@ _SUMMARY_EXAMPLE: dict[str, Any] = {
     "public_key": "HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=",
     "cert_serial": None,
     "expires_at": "2026-06-01T12:00:00Z",
+    "status": "active",
     "created_at": "2026-05-02T08:15:00Z",
+    "revoked_at": None,
 }
 
 
 class ConfigSummary(BaseModel):
-    """One of the caller's live configs (without the config text: GET /v1/configs/{id})."""
+    """One of the caller's configs (without the config text: GET /v1/configs/{id})."""
 
     model_config = ConfigDict(json_schema_extra={"example": _SUMMARY_EXAMPLE})
 
@@ -105,7 +108,13 @@ class ConfigSummary(BaseModel):
         "(the earlier of it and the subscription's expiry). The node drops the peer then; a "
         "renewal brings a WireGuard peer back, an OpenVPN device needs a new certificate."
     )
+    status: ConfigStatus = Field(
+        description="`active`: the node serves it; `lapsed`: `expires_at` has passed (renew "
+        "on-chain; an OpenVPN device then needs a new config); `revoked`: revoked by you, or "
+        "with its node or protocol (listed only with `include_revoked=true`)"
+    )
     created_at: datetime
+    revoked_at: datetime | None = Field(description="when it was revoked; null while live")
 
 
 class ConfigOut(ConfigSummary):
@@ -127,6 +136,10 @@ class ConfigOut(ConfigSummary):
         }
     )
 
+    status: Literal["active", "lapsed"] = Field(
+        description="`active`: the node serves it; `lapsed`: `expires_at` has passed (renew "
+        "on-chain; an OpenVPN device then needs a new config). A revoked config is a 404 here."
+    )
     config: str
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import secrets
@@ -25,12 +26,14 @@ from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, 
 from control_plane.configs.schemas import (
     ConfigOut,
     ConfigPage,
+    ConfigStatus,
     ConfigSummary,
     OpenVpnConfigIn,
     WireGuardConfigIn,
 )
 from control_plane.device_configs import DeviceConfig
 from control_plane.errors import (
+    ChainUnavailable,
     Conflict,
     Invalid,
     NodeKeyRefused,
@@ -86,7 +89,7 @@ async def create_config(
 
     now = await chain_now(chain)
     expires_at = await current_expiry(
-        session, chain, subscriber, settings.expiry_cache_seconds, services.chain_reads
+        session, chain, subscriber, settings.expiry_cache_seconds, services.chain_reads, now=now
     )
     if expires_at is None:
         raise PaymentRequired("no subscription: this wallet has never paid; subscribe on-chain")
@@ -113,7 +116,7 @@ async def create_config(
         raise NotFound("no such node")
     view = await configs.get_live_owned(config_id, subscriber)
     assert view is not None
-    return _config_out(settings, node, view)
+    return _config_out(settings, node, view, now)
 
 
 async def _allocate(
@@ -189,8 +192,17 @@ def _expires_at(config: DeviceConfig, subscriber_expires_at: datetime | None) ->
     return min(config.cert_not_after, subscriber_expires_at)
 
 
-def _summary_fields(view: ConfigView) -> dict[str, Any]:
+def _status(config: DeviceConfig, expires_at: datetime | None, now: datetime) -> ConfigStatus:
+    if config.revoked_at is not None:
+        return "revoked"
+    if expires_at is None or expires_at <= now:
+        return "lapsed"
+    return "active"
+
+
+def _summary_fields(view: ConfigView, now: datetime) -> dict[str, Any]:
     config = view.config
+    expires_at = _expires_at(config, view.subscriber_expires_at)
     return {
         "id": config.id,
         "node_id": config.node_id,
@@ -198,9 +210,41 @@ def _summary_fields(view: ConfigView) -> dict[str, Any]:
         "address": device_address(str(config.ipv4), str(config.ipv6)),
         "public_key": config.public_key,
         "cert_serial": config.cert_serial,
-        "expires_at": _expires_at(config, view.subscriber_expires_at),
+        "expires_at": expires_at,
+        "status": _status(config, expires_at, now),
         "created_at": config.created_at,
+        "revoked_at": config.revoked_at,
     }
+
+
+async def _checked_views(
+    session: AsyncSession, services: Services, subscriber: str, views: list[ConfigView]
+) -> tuple[list[ConfigView], datetime]:
+    """The views with the subscriber's expiry confirmed where it matters, and the chain-aware
+    now. The recorded expiry is the indexer's mirror: when it says never paid or lapsed for a
+    live config, the chain is read once afresh (never a cached negative), so a wallet that
+    has just paid never sees `lapsed`. An unreachable chain leaves the mirror's view."""
+    now = await chain_now(services.chain)
+    recorded = views[0].subscriber_expires_at if views else None
+    doubtful = any(
+        v.config.revoked_at is None and (recorded is None or recorded <= now) for v in views
+    )
+    if not doubtful:
+        return views, now
+    try:
+        fresh = await current_expiry(
+            session,
+            services.chain,
+            subscriber,
+            services.settings.expiry_cache_seconds,
+            services.chain_reads,
+            now=now,
+        )
+    except ChainUnavailable:
+        return views, now
+    if fresh is None or (recorded is not None and fresh <= recorded):
+        return views, now
+    return [dataclasses.replace(v, subscriber_expires_at=fresh) for v in views], now
 
 
 _MISCONFIGURED = (
@@ -249,8 +293,10 @@ def _render(settings: Settings, node: Node, config: DeviceConfig) -> str:
     )
 
 
-def _config_out(settings: Settings, node: Node, view: ConfigView) -> ConfigOut:
-    return ConfigOut(**_summary_fields(view), config=render_config(settings, node, view.config))
+def _config_out(settings: Settings, node: Node, view: ConfigView, now: datetime) -> ConfigOut:
+    return ConfigOut(
+        **_summary_fields(view, now), config=render_config(settings, node, view.config)
+    )
 
 
 def _encode_cursor(config: DeviceConfig) -> str:
@@ -273,31 +319,44 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 async def list_configs(
-    session: AsyncSession, subscriber: str, cursor: str | None, limit: int
+    session: AsyncSession,
+    services: Services,
+    subscriber: str,
+    cursor: str | None,
+    limit: int,
+    *,
+    include_revoked: bool = False,
 ) -> ConfigPage:
-    """The subscriber's live configs, oldest first (revoked ones are gone)."""
+    """The subscriber's live configs (and revoked ones with `include_revoked`), oldest first,
+    each with its status."""
+    subscriber = subscriber.lower()
     after = _decode_cursor(cursor) if cursor else None
-    views = await ConfigRepository(session).page_for(subscriber.lower(), after, limit + 1)
+    views = await ConfigRepository(session).page_for(
+        subscriber, after, limit + 1, include_revoked=include_revoked
+    )
     more = len(views) > limit
     views = views[:limit]
+    checked, now = await _checked_views(session, services, subscriber, views)
     return ConfigPage(
-        items=[ConfigSummary(**_summary_fields(v)) for v in views],
+        items=[ConfigSummary(**_summary_fields(v, now)) for v in checked],
         next_cursor=_encode_cursor(views[-1].config) if more else None,
     )
 
 
 async def get_config(
-    session: AsyncSession, settings: Settings, subscriber: str, config_id: uuid.UUID
+    session: AsyncSession, services: Services, subscriber: str, config_id: uuid.UUID
 ) -> ConfigOut:
     """One of the subscriber's live configs with its text, rebuilt from the node's current
     endpoint and keys. Another wallet's config is a 404."""
-    view = await ConfigRepository(session).get_live_owned(config_id, subscriber.lower())
+    subscriber = subscriber.lower()
+    view = await ConfigRepository(session).get_live_owned(config_id, subscriber)
     if view is None:
         raise NotFound("no such config")
     node = await NodeRepository(session).get(view.config.node_id)
     if node is None or node.deleted_at is not None:
         raise NotFound("no such config")
-    return _config_out(settings, node, view)
+    (checked,), now = await _checked_views(session, services, subscriber, [view])
+    return _config_out(services.settings, node, checked, now)
 
 
 async def revoke_config(session: AsyncSession, subscriber: str, config_id: uuid.UUID) -> None:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, Integer, LargeBinary, String, Text, func
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -42,3 +42,11 @@ class Node(Base):
     # operator PATCHes valid values (which clears both columns).
     suspended_at: Mapped[datetime | None]
     suspended_reason: Mapped[str | None] = mapped_column(Text)
+    # The node's score (ppm) in its newest scored epoch, and that epoch: written by the scorer
+    # (rewards.repository.save_epoch_scores) so the public list can filter and sort by it.
+    score_ppm: Mapped[int | None] = mapped_column(Integer)
+    score_epoch: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint("score_ppm IS NULL OR score_ppm BETWEEN 0 AND 1000000", name="score_range"),
+    )

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, false, func, or_, select, text, tuple_, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +29,14 @@ class NodeFilter:
     country: str | None = None
     protocol: str | None = None
     online: bool | None = None
-    min_score: float | None = None
+    min_score_ppm: int | None = None  # only nodes scored at least this (unscored ones drop out)
+
+
+NodeSort = Literal["created", "score"]
+# Where a page ends: `(created_at, id)` for the default order; `(score, created_at, id)` by
+# score, where an unscored node's score is UNSCORED (after every scored one).
+PageAfter = tuple[datetime, str] | tuple[int, datetime, str]
+UNSCORED = -1
 
 
 def _online() -> ColumnElement[bool]:
@@ -128,9 +136,14 @@ class NodeRepository:
         return row is not None and row[0] is None
 
     async def page(
-        self, filters: NodeFilter, after: tuple[datetime, str] | None, limit: int
+        self,
+        filters: NodeFilter,
+        after: PageAfter | None,
+        limit: int,
+        sort: NodeSort = "created",
     ) -> list[NodeView]:
-        """Live nodes matching `filters`, oldest first, after the keyset `(created_at, id)`."""
+        """Live nodes matching `filters`, a page after the keyset `after`: oldest first, or
+        (`sort="score"`) best latest score first, unscored last, then oldest first."""
         statement = select(Node, _online().label("online")).where(
             Node.deleted_at.is_(None), Node.suspended_at.is_(None)
         )
@@ -147,13 +160,46 @@ class NodeRepository:
                     Node.last_heartbeat_at <= func.now() - ONLINE_WINDOW,
                 )
             )
-        if filters.min_score is not None and filters.min_score > 0:
-            # No node has a score yet (scoring fills them in later): none reaches a minimum.
-            statement = statement.where(false())
-        if after is not None:
-            statement = statement.where(tuple_(Node.created_at, Node.id) > tuple_(*after))
-        rows = await self.session.execute(statement.order_by(Node.created_at, Node.id).limit(limit))
+        if filters.min_score_ppm is not None:
+            statement = statement.where(Node.score_ppm >= filters.min_score_ppm)
+        score = func.coalesce(Node.score_ppm, UNSCORED)
+        if sort == "score":
+            if after is not None:
+                assert len(after) == 3
+                after_score, after_created, after_id = after
+                statement = statement.where(
+                    or_(
+                        score < after_score,
+                        and_(
+                            score == after_score,
+                            tuple_(Node.created_at, Node.id) > tuple_(after_created, after_id),
+                        ),
+                    )
+                )
+            ordered = statement.order_by(score.desc(), Node.created_at, Node.id)
+        else:
+            if after is not None:
+                assert len(after) == 2
+                statement = statement.where(tuple_(Node.created_at, Node.id) > tuple_(*after))
+            ordered = statement.order_by(Node.created_at, Node.id)
+        rows = await self.session.execute(ordered.limit(limit))
         return [NodeView(row[0], bool(row[1])) for row in rows]
+
+    async def record_latest_scores(self, epoch: int, scores: Sequence[tuple[str, int]]) -> None:
+        """Sets each `(node_id, score_ppm)` as its node's latest score, unless the node already
+        holds the score of a later epoch (a rebuild of an older epoch changes nothing)."""
+        if not scores:
+            return
+        table = Node.metadata.tables[Node.__tablename__]
+        await self.session.execute(
+            update(table)
+            .where(
+                table.c.id == bindparam("node"),
+                or_(table.c.score_epoch.is_(None), table.c.score_epoch <= epoch),
+            )
+            .values(score_ppm=bindparam("score"), score_epoch=epoch),
+            [{"node": node_id, "score": score} for node_id, score in scores],
+        )
 
     # The node's device configs (the table sits low: device_configs.py): revoked with the node.
     async def revoke_live_on_node(self, node_id: str, protocol: str | None = None) -> int:

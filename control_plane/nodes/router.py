@@ -3,6 +3,7 @@ delete (the operator only: another wallet gets 403, since nodes are public anywa
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -21,8 +22,9 @@ from control_plane.errors import (
     error_response,
 )
 from control_plane.nodes import service
-from control_plane.nodes.repository import NodeFilter
+from control_plane.nodes.repository import NodeFilter, NodeSort
 from control_plane.nodes.schemas import NodeIn, NodeOut, NodePage, NodePatch, Protocol
+from control_plane.nodes.service import PPM
 from control_plane.openapi import OPTIONAL_WALLET_SECURITY
 from control_plane.patterns import CURSOR
 
@@ -93,25 +95,38 @@ async def list_nodes(
         float | None,
         Query(
             ge=0,
-            description="only nodes scored at least this; no node has a score yet, so any "
-            "value above 0 returns none",
+            le=1,
+            description="only nodes whose latest score is at least this (0 to 1); unscored "
+            "nodes drop out once it is above 0",
         ),
     ] = None,
+    sort: Annotated[
+        NodeSort,
+        Query(
+            description="`created`: oldest first; `score`: best latest score first, "
+            "unscored nodes last"
+        ),
+    ] = "created",
     limit: Annotated[int, Query(ge=1, description="at most the max_page_size setting")] = 50,
     cursor: Annotated[
         str | None,
-        Query(max_length=200, pattern=CURSOR, description="`next_cursor` of the previous page"),
+        Query(
+            max_length=200,
+            pattern=CURSOR,
+            description="`next_cursor` of the previous page (of the same `sort`)",
+        ),
     ] = None,
 ) -> NodePage:
-    """Live nodes (deleted ones are hidden), oldest first, a page at a time (keyset cursor)."""
+    """Live nodes (deleted ones are hidden), a page at a time (keyset cursor), each with the
+    score of its newest scored epoch."""
     check_page_limit(limit, settings)
     filters = NodeFilter(
         country=country.upper() if country else None,
         protocol=protocol,
         online=online,
-        min_score=min_score,
+        min_score_ppm=math.ceil(round(min_score * PPM, 6)) if min_score else None,
     )
-    return await service.list_nodes(session, filters, cursor, limit)
+    return await service.list_nodes(session, filters, cursor, limit, sort)
 
 
 @router.get(

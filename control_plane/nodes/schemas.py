@@ -244,7 +244,8 @@ _NODE_OUT_EXAMPLE: dict[str, Any] = {
     "wireguard_public_key": "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=",
     "online": True,
     "last_heartbeat_at": "2026-05-01T12:00:00Z",
-    "score": None,
+    "score": 0.873412,
+    "score_epoch": 42,
     "created_at": "2026-04-01T09:30:00Z",
     "ipv4_pool": None,
     "ipv6_pool": None,
@@ -267,7 +268,15 @@ class NodeOut(BaseModel):
     wireguard_public_key: str | None = Field(pattern=WIREGUARD_KEY)
     online: bool = Field(description="a heartbeat arrived within the last 60 seconds")
     last_heartbeat_at: datetime | None
-    score: float | None = Field(description="the latest epoch score; null: not scored yet")
+    score: float | None = Field(
+        ge=0,
+        le=1,
+        description="the score in [0, 1] of the node's newest scored epoch (what that epoch's "
+        "allocation used; details at GET /v1/nodes/{id}/scores); null: not scored yet",
+    )
+    score_epoch: int | None = Field(
+        ge=1, description="the epoch `score` is from; null: not scored yet"
+    )
     created_at: datetime
     ipv4_pool: str | None = Field(default=None, pattern=IPV4_CIDR, description="operator only")
     ipv6_pool: str | None = Field(default=None, pattern=IPV6_CIDR, description="operator only")

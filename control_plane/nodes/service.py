@@ -29,7 +29,14 @@ from control_plane.errors import (
 )
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
-from control_plane.nodes.repository import NodeFilter, NodeRepository, NodeView
+from control_plane.nodes.repository import (
+    UNSCORED,
+    NodeFilter,
+    NodeRepository,
+    NodeSort,
+    NodeView,
+    PageAfter,
+)
 from control_plane.nodes.schemas import (
     NodeIn,
     NodeOut,
@@ -46,6 +53,7 @@ from control_plane.tunnel.openvpn import build_crl, create_node_pki
 
 log = logging.getLogger("nodus.nodes")
 
+PPM = 1_000_000  # scores are stored in parts per million
 # A revoked certificate stays in the CRL until this long after its own expiry (clock skew).
 CRL_EXPIRED_GRACE = timedelta(days=1)
 
@@ -86,7 +94,8 @@ def node_out(view: NodeView, *, owner: bool) -> NodeOut:
         wireguard_public_key=node.wireguard_public_key,
         online=view.online,
         last_heartbeat_at=node.last_heartbeat_at,
-        score=None,
+        score=None if node.score_ppm is None else node.score_ppm / PPM,
+        score_epoch=node.score_epoch,
         created_at=node.created_at,
         ipv4_pool=str(node.ipv4_pool) if owner else None,
         ipv6_pool=str(node.ipv6_pool) if owner else None,
@@ -169,15 +178,21 @@ def _in_service(node: Node) -> bool:
     return True
 
 
-def _encode_cursor(node: Node) -> str:
-    raw = json.dumps([node.created_at.isoformat(), node.id]).encode()
+def _encode_cursor(node: Node, sort: NodeSort) -> str:
+    position: list[Any] = [node.created_at.isoformat(), node.id]
+    if sort == "score":
+        position.insert(0, UNSCORED if node.score_ppm is None else node.score_ppm)
+    raw = json.dumps(position).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+def _decode_cursor(cursor: str, sort: NodeSort) -> PageAfter:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created_at, node_id = json.loads(raw)
+        position = json.loads(raw)
+        if not isinstance(position, list) or len(position) != (3 if sort == "score" else 2):
+            raise ValueError("not a cursor of this order")
+        created_at, node_id = position[-2:]
         after = datetime.fromisoformat(created_at)
         if after.tzinfo is None:
             raise ValueError("naive time")
@@ -185,21 +200,30 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
             raise ValueError("not a node id")
         if after.year < 2000:
             raise ValueError("not a cursor of ours")
+        if sort == "score":
+            score = position[0]
+            if type(score) is not int or not UNSCORED <= score <= PPM:
+                raise ValueError("not a score")
+            return score, after, node_id
         return after, node_id
     except (binascii.Error, ValueError, TypeError) as exc:
-        raise Invalid("cursor: not a cursor this API returned") from exc
+        raise Invalid("cursor: not a cursor this API returned (for this sort)") from exc
 
 
 async def list_nodes(
-    session: AsyncSession, filters: NodeFilter, cursor: str | None, limit: int
+    session: AsyncSession,
+    filters: NodeFilter,
+    cursor: str | None,
+    limit: int,
+    sort: NodeSort = "created",
 ) -> NodePage:
-    after = _decode_cursor(cursor) if cursor else None
-    views = await NodeRepository(session).page(filters, after, limit + 1)
+    after = _decode_cursor(cursor, sort) if cursor else None
+    views = await NodeRepository(session).page(filters, after, limit + 1, sort)
     more = len(views) > limit
     views = views[:limit]
     return NodePage(
         items=[node_out(v, owner=False) for v in views if _in_service(v.node)],
-        next_cursor=_encode_cursor(views[-1].node) if more else None,
+        next_cursor=_encode_cursor(views[-1].node, sort) if more else None,
     )
 
 

@@ -194,3 +194,18 @@ async def node_samples(
         statement.order_by(ProbeSample.round_at.desc(), ProbeSample.id.desc()).limit(limit)
     )
     return [_stored(row) for row in rows]
+
+
+async def latest_trusted_samples(
+    session: AsyncSession, node_id: str, limit: int
+) -> list[StoredSample]:
+    """The node's `limit` newest samples from probers that are not revoked (what scoring
+    trusts), newest round first."""
+    rows = await session.scalars(
+        select(ProbeSample)
+        .join(Prober, Prober.address == ProbeSample.prober)
+        .where(ProbeSample.node_id == node_id, Prober.revoked_at.is_(None))
+        .order_by(ProbeSample.round_at.desc(), ProbeSample.id.desc())
+        .limit(limit)
+    )
+    return [_stored(row) for row in rows]

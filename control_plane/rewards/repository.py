@@ -13,6 +13,7 @@ from control_plane.agent.models import PeerMetric
 from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode, RewardEpoch
 from control_plane.nodes.models import Node
+from control_plane.nodes.repository import NodeRepository
 from control_plane.rewards.formula.epoch import EpochResult, PeerReport
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Subscriber
@@ -191,9 +192,10 @@ async def previous_smoothed(session: AsyncSession, chain_id: int, epoch: int) ->
 
 
 async def save_epoch_scores(session: AsyncSession, result: EpochResult) -> None:
-    """Records a built epoch: its summary and published data, every node's score and every
-    operator's allocation. Replaces what an earlier build of the same epoch recorded (the caller
-    records the build it posts, in the same transaction)."""
+    """Records a built epoch: its summary and published data, every node's score (also as the
+    node's latest score on its row, for the node list) and every operator's allocation.
+    Replaces what an earlier build of the same epoch recorded (the caller records the build it
+    posts, in the same transaction)."""
     await session.execute(
         delete(ScoredEpoch).where(
             ScoredEpoch.chain_id == result.chain_id, ScoredEpoch.epoch == result.epoch
@@ -233,6 +235,10 @@ async def save_epoch_scores(session: AsyncSession, result: EpochResult) -> None:
                 }
                 for s in result.scores
             ],
+        )
+        # The public node list reads each node's latest score from its own row.
+        await NodeRepository(session).record_latest_scores(
+            result.epoch, [(s.node_id, s.score_ppm) for s in result.scores]
         )
     operators = sorted(set(result.allocations) | set(result.cumulative))
     if operators:

@@ -1,6 +1,8 @@
 """A subscriber's expiry, read from the SubscriptionManager contract (the truth), so a user who
-just paid never waits for the indexer. Reads are cached for `expiry_cache_seconds` in the app's
-`ChainReadCache`; an unreachable chain raises ChainUnavailable (503), never a guess.
+just paid never waits for the indexer. Active answers are cached for `expiry_cache_seconds` in the
+app's `ChainReadCache`; "never paid" and "lapsed" are always read afresh (never cached), so a
+payment counts the moment its receipt exists. An unreachable chain raises ChainUnavailable
+(503), never a guess.
 
 The expiry recorded in `subscribers` drives the nodes' desired peer sets (a live config belongs
 in its node's set while its subscriber's expiry is in the future), so every change that moves a
@@ -59,11 +61,16 @@ async def current_expiry(
     address: str,
     max_age: float,
     reads: ChainReadCache,
+    *,
+    now: datetime | None = None,
 ) -> datetime | None:
     """The subscriber's expiry from the chain, recorded in `subscribers` (the expiry job's
-    input); None if the address never paid. A renewal of a lapsed subscriber bumps its nodes'
-    revisions in this transaction."""
-    seconds = await reads.expiry(chain, address, max_age)
+    input); None if the address never paid. An active expiry may come from a read up to
+    `max_age` seconds old; "never paid" and "lapsed" (at `now`, the chain-aware clock; default
+    the wall clock) are always a fresh read, never cached. A renewal of a lapsed subscriber
+    bumps its nodes' revisions in this transaction."""
+    at = (now or datetime.now(UTC)).timestamp()
+    seconds = await reads.expiry(chain, address, max_age, now=at)
     if seconds == 0:
         return None
     expires_at = datetime.fromtimestamp(seconds, UTC)

@@ -106,10 +106,12 @@ async def subscription_status(
     `services.settings.confirmations` blocks have been mined on top of its block."""
     address = address.lower()
     chain, max_age = services.chain, services.settings.expiry_cache_seconds
-    expires_at = await current_expiry(session, chain, address, max_age, services.chain_reads)
-    price = await services.chain_reads.price(chain, max_age)
     head = await chain.block_header("latest")
     now = later_of_clock_and(head.timestamp)
+    expires_at = await current_expiry(
+        session, chain, address, max_age, services.chain_reads, now=now
+    )
+    price = await services.chain_reads.price(chain, max_age)
     payments = await PaymentRepository(session).history(
         chain.chain_id, address, limit=limit, offset=offset
     )

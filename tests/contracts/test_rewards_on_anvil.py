@@ -81,9 +81,8 @@ async def test_cumulative_claims_pay_exactly_within_gas_targets(
     )
     assert propose_gas <= 100_000
     assert first["gasUsed"] <= 95_000
-    # Issue 8's target is 62,000; bounding claims by the accepted total (one cold read and one
-    # write of the totals slot, 5,000 gas) leaves this 201-leaf claim about 500 above it.
-    assert later["gasUsed"] <= 62_600
+    # Issue 8's target: 61,833 here since the IR pipeline (foundry.toml's via_ir).
+    assert later["gasUsed"] <= 62_000
 
 
 async def test_claim_with_a_forged_amount_is_rejected(
