@@ -181,7 +181,9 @@ def probe_check(status: int, body: dict[str, object], retry_after: float | None)
         return _check("probe", "probe_refused", f"HTTP {status}: {message}", PROBED)
     verdict, reason = body.get("verdict"), str(body.get("reason", ""))
     if verdict == "up":
-        return _check("probe", "ok", f"up, {body.get('latency_ms')} ms", PROBED)
+        share = body.get("probe_score")
+        scored = f", probe score {share}" if share is not None else ""
+        return _check("probe", "ok", f"up, {body.get('latency_ms')} ms{scored}", PROBED)
     check = _check("probe", "probe_down", f"down ({reason})", PROBED)
     fix = body.get("fix")
     return Check(check.name, "fail", reason or "probe_down", check.detail, str(fix or ""), PROBED)
