@@ -38,6 +38,7 @@ from node_agent.pools import require_pools
 from node_agent.resilience import Backoff
 from node_agent.state import AppliedState, StateStore
 from node_agent.validate import InvalidPayload, parse_poll_answer
+from node_agent.verdicts import Facts, Verdict, judge
 
 log = logging.getLogger("nodus.agent")
 
@@ -83,6 +84,9 @@ class Agent:
         self.store = store
         self.clock = clock
         self.network = network
+        self.network_problems: dict[str, str] = {}  # reason code -> detail (network.py)
+        self.recently_shaken: int | None = None  # peers with a recent handshake
+        self._last_reason: str | None = None
         cp = config.control_plane
         self.backoff = Backoff(cp.backoff_base_seconds, cp.backoff_cap_seconds)
 
@@ -114,6 +118,7 @@ class Agent:
         """Restores the persisted set, then runs every loop until cancelled. Peers are never
         removed on shutdown: the node keeps serving while the agent is away."""
         await asyncio.to_thread(self.store.ensure_directory)
+        await self.check_network()
         await self.restore()
         server = None
         if self.config.health_listen is not None:
@@ -174,6 +179,7 @@ class Agent:
             self._warn_unserved(live)
             if failures:
                 self.apply_error = "; ".join(failures)
+                log.error("apply of revision %d failed: %s", desired.revision, self.apply_error)
                 self._error(f"apply of revision {desired.revision} failed: {self.apply_error}")
                 self.write_status()
                 raise ApplyFailed(self.apply_error)
@@ -374,8 +380,31 @@ class Agent:
                 self._error(f"{protocol} stats failed: {exc}")
         return stats
 
+    async def check_network(self) -> None:
+        """Re-checks what network.py set up (a hand-made change, a flushed ruleset)."""
+        if self.network is None:
+            return
+        checks = {"interface_missing": self.network.interface_problem()}
+        checks["forwarding_off"] = self.network.forwarding_problem()
+        if self.config.network.nat:
+            checks["nat_missing"] = self.network.nat_problem()
+        problems: dict[str, str] = {}
+        for reason, check in checks.items():
+            detail = await check
+            if detail is not None:
+                problems[reason] = detail
+        self.network_problems = problems
+        self.write_status()
+
     async def _heartbeat_loop(self) -> None:
         while True:
+            try:
+                await self.check_network()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("network check failed")
+                self._error(f"network check failed: {exc}")
             try:
                 await self.send_heartbeat()
             except asyncio.CancelledError:
@@ -390,15 +419,17 @@ class Agent:
     async def send_heartbeat(self) -> None:
         stats = await self.collect_stats()
         now = self.clock().timestamp()
+        active = sum(
+            1
+            for _, peer in stats
+            if peer.last_handshake_at is not None
+            and now - peer.last_handshake_at <= ACTIVE_HANDSHAKE_SECONDS
+        )
+        self.recently_shaken = active
         report = {
             "agent_version": __version__,
             "applied_revision": self.applied_revision or 0,
-            "active_peers": sum(
-                1
-                for _, peer in stats
-                if peer.last_handshake_at is not None
-                and now - peer.last_handshake_at <= ACTIVE_HANDSHAKE_SECONDS
-            ),
+            "active_peers": active,
             "rx_bytes_total": min(INT64_MAX, sum(peer.rx_bytes for _, peer in stats)),
             "tx_bytes_total": min(INT64_MAX, sum(peer.tx_bytes for _, peer in stats)),
         }
@@ -477,12 +508,30 @@ class Agent:
             status = "fail-static"
         else:
             status = "ok"
-        code = 200 if status in ("ok", "fail-static") else 503
+        judged = self.verdict()
+        code = 200 if status in ("ok", "fail-static") and judged.level != "fail" else 503
         return code, {
             "status": status,
             "revision": self.applied_revision,
             "peers": len(self.applied),
+            **judged.as_dict(),
         }
+
+    def verdict(self) -> Verdict:
+        """The node's verdict with its reason code and fix (verdicts.py)."""
+        lost = None if self.synced else self.unreachable_reason
+        return judge(
+            Facts(
+                applied_revision=self.applied_revision,
+                apply_error=self.apply_error,
+                refused=lost if lost is not None and lost.startswith("refused") else None,
+                unreachable=lost if lost is not None and not lost.startswith("refused") else None,
+                rejected=None if self.rejected is None else self.rejected[1],
+                network=self.network_problems,
+                peers=len(self.applied),
+                recently_shaken=self.recently_shaken,
+            )
+        )
 
     def _error(self, message: str) -> None:
         self.errors.append({"at": self.clock().isoformat(), "message": message})
@@ -501,6 +550,7 @@ class Agent:
             "started_at": iso(self.started_at),
             "updated_at": iso(self.clock()),
             "health": self.health()[1]["status"],
+            **self.verdict().as_dict(),
             "revision": self.applied_revision,
             "applied_at": iso(self.applied_at),
             "peers": len(self.applied),
@@ -524,6 +574,18 @@ class Agent:
         }
 
     def write_status(self, *, running: bool = True) -> None:
+        judged = self.verdict()
+        if judged.reason != self._last_reason:  # each change of verdict, once, with its fix
+            self._last_reason = judged.reason
+            level = {"ok": logging.INFO, "warn": logging.WARNING, "fail": logging.ERROR}
+            log.log(
+                level[judged.level],
+                "verdict %s (%s)%s; fix: %s",
+                judged.level,
+                judged.reason,
+                f": {judged.detail}" if judged.detail else "",
+                judged.fix,
+            )
         try:
             self.store.save_status(self.status(running=running))
         except OSError as exc:

@@ -3,7 +3,8 @@
 nodus-agent init    make the agent key and the WireGuard keys, write the config
 nodus-agent pools   after registering the node: fetch its device pools and pin them in the config
 nodus-agent run     keep the node's peers in step with the control plane (needs the pools)
-nodus-agent status  what the running agent last recorded (revision, peers, sync, errors)
+nodus-agent status  what the running agent last recorded (verdict, revision, peers, errors)
+nodus-agent selftest  checks network, health on the endpoint, registration, one probe now
 """
 
 from __future__ import annotations
@@ -137,6 +138,50 @@ def run(
 
 
 @app.command()
+def selftest(
+    config: ConfigPath = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Check what the node needs to be probed and scored: the interface, forwarding, NAT, the
+    signed health answer on the endpoint, the registration, and one probe by the control plane
+    now. Prints each verdict with its reason code, the score it allows and what to fix first;
+    exits 1 when a check fails. Run it as the agent runs (root or CAP_NET_ADMIN).
+
+    Example: nodus-agent selftest --config /etc/nodus-agent/agent.toml
+    """
+    from node_agent import selftest as checks
+
+    try:
+        loaded = load_config(config.expanduser())
+        account = load_agent_key(loaded.agent_key_file, os.environ.get(PASSPHRASE_ENV) or None)
+    except (ConfigError, KeyFileError) as exc:
+        raise _fail(str(exc)) from exc
+    results = asyncio.run(checks.run_selftest(loaded, account))
+    report = checks.as_json(results)
+    if as_json:
+        typer.echo(json.dumps(report))
+    else:
+        colours = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+        for check in results:
+            colour = colours.get(check.level, "white")
+            console.print(
+                f"{check.name:<13}[{colour}]{check.level:<5}[/{colour}] {check.reason:<26}"
+                f"{escape(check.detail)}  [dim](score: {', '.join(check.components)})[/dim]",
+                highlight=False,
+            )
+        total, parts = checks.score(results)
+        shown = ", ".join(f"{name} {part}/{checks.WEIGHTS[name]}" for name, part in parts.items())
+        console.print(f"\nscore at most {total}% ({shown})", highlight=False)
+        first = checks.fix_first(results)
+        if first is not None:
+            console.print(
+                f"fix first: {first.name} ({first.reason}): {escape(first.fix)}", highlight=False
+            )
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def status(
     config: ConfigPath = DEFAULT_CONFIG_PATH,
     state_dir: Annotated[
@@ -189,6 +234,23 @@ def _ago(value: object, now: datetime) -> str:
     return f"{span} ago ({moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
 
 
+def _verdict_lines(document: dict[str, Any]) -> list[str]:
+    """`verdict  fail (interface_missing): nodus0 does not exist` and its fix."""
+    if "reason" not in document:
+        return []
+    colour = {"ok": "green", "warn": "yellow", "fail": "red"}.get(str(document.get("verdict")))
+    level = escape(str(document.get("verdict")))
+    shown = f"[{colour}]{level}[/{colour}]" if colour else level
+    detail = document.get("detail")
+    lines = [
+        f"  verdict      {shown} ({escape(str(document['reason']))})"
+        + (f": {escape(str(detail))}" if detail else "")
+    ]
+    if document.get("verdict") != "ok":
+        lines.append(f"  fix          {escape(str(document.get('fix')))}")
+    return lines
+
+
 def render_status(document: dict[str, Any], now: datetime) -> list[str]:
     """status.json as lines for a human (rich markup; every recorded value is escaped)."""
 
@@ -208,6 +270,7 @@ def render_status(document: dict[str, Any], now: datetime) -> list[str]:
         f"nodus-agent {e(document.get('version', '?'))}, node {e(document.get('node_id', '?'))}",
         f"  agent        {agent}",
         f"  health       {e(document.get('health', '?'))}",
+        *_verdict_lines(document),
         f"  revision     {e(document.get('revision'))} (applied {ago('applied_at')})",
     ]
     by_protocol = document.get("peers_by_protocol") or {}

@@ -132,6 +132,19 @@ class ControlPlaneClient:
         """GET /v1/agent/pools: the node's device pools (the caller validates them)."""
         return self._json_object(await self._request("GET", "/v1/agent/pools"))
 
+    async def request_probe(self) -> tuple[int, dict[str, Any], float | None]:
+        """POST /v1/nodes/{id}/probe once (no retry: it is rate limited, and `selftest` shows
+        a 429's Retry-After rather than waiting): status, JSON body ({} if none), Retry-After."""
+        token = await self._bearer()
+        response = await self._http.post(
+            f"/v1/nodes/{self.node_id}/probe", headers={"authorization": f"Bearer {token}"}
+        )
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        return response.status_code, body if isinstance(body, dict) else {}, _retry_after(response)
+
     async def heartbeat(self, report: Mapping[str, Any]) -> dict[str, Any]:
         response = await self._request("POST", "/v1/agent/heartbeat", json=dict(report))
         return self._json_object(response)

@@ -455,7 +455,9 @@ def _health_listen(value: str, endpoint: tuple[str, int] | None) -> tuple[str, i
     """`endpoint` -> every address on the endpoint's port (where the prober looks), or None
     while no endpoint is configured (`run` and `selftest` say so); else as parse_listen."""
     if value == "endpoint":
-        return ("::", endpoint[1]) if endpoint is not None else None
+        # "": every address of both families (asyncio binds 0.0.0.0 and :: apart; a "::"
+        # socket is IPv6-only there, and IPv4 probers would find nothing).
+        return ("", endpoint[1]) if endpoint is not None else None
     return parse_listen(value)
 
 

@@ -167,5 +167,5 @@ async def start_health_server(
                 await writer.wait_closed()
 
     server = await asyncio.start_server(handle, host, port)
-    log.info("health endpoint on http://%s:%d/health", host, port)
+    log.info("health endpoint on http://%s:%d/health", host or "*", port)
     return server

@@ -65,6 +65,7 @@ pytestmark = [
 ]
 
 UPLINK_NODE, BEYOND = "203.0.113.1", "203.0.113.2"
+UPLINK_NODE6, BEYOND6 = "2001:db8:113::1", "2001:db8:113::2"
 LISTENER = """
 import socket, sys
 server = socket.socket()
@@ -118,6 +119,13 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
     await sh("ip", "-n", node_ns, "addr", "add", f"{NODE_ENDPOINT}/32", "dev", "lo")
     await lab.veth(node_ns, f"{UPLINK_NODE}/24", beyond_ns, f"{BEYOND}/24")
     await sh("ip", "-n", node_ns, "route", "add", "default", "via", BEYOND)
+    uplinks = (await sh("ip", "-n", node_ns, "-o", "link", "show", "type", "veth")).stdout
+    uplink = uplinks.split(":")[1].strip().split("@")[0]
+    beyond_if = (await sh("ip", "-n", beyond_ns, "-o", "link", "show", "type", "veth")).stdout
+    beyond_link = beyond_if.split(":")[1].strip().split("@")[0]
+    await sh("ip", "-n", node_ns, "addr", "add", f"{UPLINK_NODE6}/64", "dev", uplink, "nodad")
+    await sh("ip", "-n", beyond_ns, "addr", "add", f"{BEYOND6}/64", "dev", beyond_link, "nodad")
+    await sh("ip", "-n", node_ns, "-6", "route", "add", "default", "via", BEYOND6)
     for index, device_ns in ((1, wg_ns), (2, ovpn_ns)):
         await lab.veth(node_ns, f"198.18.{index}.1/24", device_ns, f"198.18.{index}.2/24")
         await sh("ip", "-n", device_ns, "route", "add", "default", "via", f"198.18.{index}.1")
@@ -133,6 +141,7 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
     created = await agent_cli(
         "init", "--config", str(config), "--node-id", node_id,
         "--control-plane-url", control_plane.url, "--interface", interface,
+        "--endpoint", f"{NODE_ENDPOINT}:{WG_PORT}", "--protocols", "wireguard,openvpn",
         "--listen-port", str(WG_PORT), "--health-listen", f"127.0.0.1:{health_port}",
         "--loopback-health",  # the agent process runs outside the node's namespace
     )  # fmt: skip
@@ -233,6 +242,8 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
     await sh("ip", "-n", wg_ns, "addr", "add", wg_config["address"][0], "dev", device_if)
     await sh("ip", "-n", wg_ns, "link", "set", device_if, "up")
     await sh("ip", "-n", wg_ns, "route", "add", f"{BEYOND}/32", "dev", device_if)
+    await sh("ip", "-n", wg_ns, "addr", "add", wg_config["address"][1], "dev", device_if)
+    await sh("ip", "-n", wg_ns, "-6", "route", "add", f"{BEYOND6}/128", "dev", device_if)
 
     profile = short_dir / "client.ovpn"
     profile.write_text(ovpn_config["config"].replace(PLACEHOLDER, key_pem(key).strip()))
@@ -265,9 +276,11 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
         ping(ovpn_ns, BEYOND, count=5, wait=1),
         connect_from(wg_ns, port),
         connect_from(ovpn_ns, port),
+        ping(wg_ns, BEYOND6, count=3, wait=1),  # NAT66 too: beyond has no route to the ULA
+        ping(ovpn_ns, BEYOND6, count=3, wait=1),
     )
     took = time.monotonic() - started
-    assert list(both) == [True, True, True, True], log_path.read_text()[-3000:]
+    assert list(both) == [True] * 6, log_path.read_text()[-3000:]
     with capsys.disabled():
         print(f"\n[e2e] both protocols reach beyond {took:.2f}s after the OpenVPN client start")
     sources = await until(lambda: seen.exists() and seen.read_text().split(), 5, "the listener")
@@ -278,6 +291,27 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
     routes = (await sh("ip", "-n", node_ns, "-4", "route", "show")).stdout
     assert f"{wg_half} dev {interface}" in routes
     assert f"{ovpn_half} dev nodus-ovpn0" in routes
+
+    # selftest against the real control plane: the agent's network passes, the registration
+    # signs in; health is on loopback here (the agent process is outside the namespace).
+    checked = await sh(
+        "env", f"NODUS_AGENT_WIREGUARD_COMMAND_PREFIX={prefix}", "NODUS_AGENT_OPENVPN_ENABLED=true",
+        f"NODUS_AGENT_OPENVPN_STATE_DIR={short_dir / 'ovpn'}",
+        sys.executable, "-m", "node_agent", "selftest", "--config", str(config), "--json",
+        check=False, seconds=60,
+    )  # fmt: skip
+    found = {c["name"]: c["reason"] for c in json.loads(checked.stdout)["checks"]}
+    assert {k: found[k] for k in ("interface", "forwarding", "nat", "registration")} == {
+        "interface": "ok",
+        "forwarding": "ok",
+        "nat": "ok",
+        "registration": "ok",
+    }, checked.stdout
+    assert found["health"] == "health_loopback"
+    # Until the control plane has the probe route: "too old"; then the prober's reason code.
+    assert found["probe"] not in ("", "probe_refused"), checked.stdout
+    with capsys.disabled():
+        print(f"[e2e] selftest probe check: {found['probe']}")
 
     # SIGTERM: the agent removes what it set up.
     agent.send_signal(signal.SIGTERM)

@@ -5,11 +5,14 @@ apply failures, heartbeats, metrics and the health endpoint."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import pytest
 from eth_account.signers.local import LocalAccount
 
 from control_plane.prober.probe import Target, probe_all
@@ -28,6 +31,12 @@ Config = Callable[..., AgentConfig]
 
 def keys(*peers: dict[str, object]) -> set[str]:
     return {str(peer["public_key"]) for peer in peers}
+
+
+def core(answer: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """A health answer without its verdict fields."""
+    code, body = answer
+    return code, {key: body[key] for key in ("status", "revision", "peers")}
 
 
 async def test_applies_each_new_set_and_persists_it(
@@ -130,7 +139,7 @@ async def test_a_restart_serves_the_persisted_set_before_reaching_the_control_pl
         await until(lambda: agent.synced)
         assert fake.polls[0]["since"] == 7
         assert len(backend.applies) == 1  # the control plane confirmed: nothing to redo
-        assert agent.health() == (200, {"status": "ok", "revision": 7, "peers": 1})
+        assert core(agent.health()) == (200, {"status": "ok", "revision": 7, "peers": 1})
 
 
 async def test_with_the_control_plane_down_a_restart_is_fail_static(
@@ -146,7 +155,9 @@ async def test_with_the_control_plane_down_a_restart_is_fail_static(
     async with running_agent(config, account, backend) as agent:
         await until(lambda: backend.keys() == keys(peer))
         await until(lambda: agent.unreachable_since is not None)
-        assert agent.health() == (200, {"status": "fail-static", "revision": 4, "peers": 1})
+        assert core(agent.health()) == (200, {"status": "fail-static", "revision": 4, "peers": 1})
+        assert agent.health()[1]["reason"] == "control_plane_unreachable"
+        assert agent.health()[1]["verdict"] == "warn"
         status = StateStore(config.state_dir).load_status()
         assert status is not None
         assert status["fail_static"] is True
@@ -179,20 +190,34 @@ async def test_expired_peers_go_on_time_while_the_control_plane_is_down_then_it_
         assert agent.health()[1]["status"] == "ok"
 
 
-async def test_an_apply_failure_is_reported_and_retried(
-    fake: FakeControlPlane, make_config: Config, account: LocalAccount, backend: FakeBackend
+async def test_an_apply_failure_is_logged_with_its_cause_reported_and_retried(
+    fake: FakeControlPlane,
+    make_config: Config,
+    account: LocalAccount,
+    backend: FakeBackend,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     peer = wg_peer(2)
     fake.set_peers([peer])
     backend.fail = "wg: Unable to modify interface"
     config = make_config(fake.url)
 
+    caplog.set_level(logging.INFO, logger="nodus.agent")
     async with running_agent(config, account, backend) as agent:
         await until(lambda: agent.apply_error is not None)
-        assert agent.health() == (503, {"status": "error", "revision": None, "peers": 0})
+        assert core(agent.health()) == (503, {"status": "error", "revision": None, "peers": 0})
+        body = agent.health()[1]
+        assert (body["verdict"], body["reason"]) == ("fail", "apply_failed")
+        assert "Unable to modify" in body["detail"]
+        assert "expiry.check_seconds" in body["fix"]
         status = StateStore(config.state_dir).load_status()
         assert status is not None
         assert "Unable to modify" in status["apply_error"]
+        assert status["reason"] == "apply_failed"
+        # The log says it, with its cause (not only `status`).
+        errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        assert any("apply of revision 1 failed" in e and "Unable to modify" in e for e in errors)
+        assert any("verdict fail (apply_failed)" in e for e in errors)
         assert StateStore(config.state_dir).load(config.pools) is None  # not persisted
 
         backend.fail = None
@@ -263,7 +288,9 @@ async def test_the_health_endpoint_answers_status_revision_and_peers(
         await until(lambda: agent.synced and agent.applied_revision == 1)
         response = await http.get(f"http://127.0.0.1:{port}/health")
         assert response.status_code == 200
-        assert response.json() == {"status": "ok", "revision": 1, "peers": 2}
+        assert core((200, response.json())) == (200, {"status": "ok", "revision": 1, "peers": 2})
+        assert response.json()["reason"] in ("ok", "no_handshakes")  # the fake has no stats
+        assert response.json()["fix"]
         assert (await http.get(f"http://127.0.0.1:{port}/other")).status_code == 404
         assert (await http.post(f"http://127.0.0.1:{port}/health")).status_code == 405
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.config import ConfigError, OpenVpnOptions, load_config
+from node_agent.config import ConfigError, OpenVpnOptions, load_config, with_network_overrides
 from node_agent.options import OPTIONS
 
 NODE = "0x" + "ab" * 32
@@ -70,7 +70,7 @@ def test_health_listens_on_the_endpoints_port_by_default(tmp_path: Path) -> None
     config = load_config(path, environ={"NODUS_AGENT_WIREGUARD_COMMAND_PREFIX": "ip netns exec n"})
 
     assert config.endpoint == ("203.0.113.7", 51820)
-    assert config.health_listen == ("::", 51820)  # every address: a NATed public IP included
+    assert config.health_listen == ("", 51820)  # every address: a NATed public IP included
     assert config.network.command_prefix == ("ip", "netns", "exec", "n")
     with pytest.raises(ConfigError, match="endpoint"):
         load_config(path, environ={"NODUS_AGENT_ENDPOINT": "no-port"})
@@ -135,3 +135,19 @@ def test_the_readme_documents_every_option_and_its_variable() -> None:
     for option in OPTIONS:
         assert f"`{option.key}`" in readme, option.key
         assert f"`{option.env}`" in readme, option.env
+
+
+def test_runs_network_flags_override_the_config(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + '[network]\negress_interface = "eth0"\n')
+    config = load_config(path, environ={})
+
+    overridden = with_network_overrides(
+        config, egress_interface="ens3", nat=False, keep_network=True
+    )
+
+    assert overridden.network.egress_interface == "ens3"
+    assert (overridden.network.nat, overridden.network.keep_network) == (False, True)
+    assert overridden.network.manage is True  # not given: as configured
+    assert with_network_overrides(config).network == config.network
+    with pytest.raises(ConfigError, match="--egress-interface"):
+        with_network_overrides(config, egress_interface="eth0 oifname x")

@@ -137,7 +137,7 @@ def test_init_with_a_passphrase_writes_a_keystore_and_prints_the_register_comman
     ) in output
     assert f"node id {loaded.node_id}" in output
     assert loaded.endpoint == ("vpn.example.net", 51820)
-    assert loaded.health_listen == ("::", 51820)  # where the prober looks
+    assert loaded.health_listen == ("", 51820)  # where the prober looks
     assert loaded.openvpn is not None
 
 

@@ -100,3 +100,21 @@ def test_the_command_reads_the_state_directory(tmp_path: Path) -> None:
     missing = runner.invoke(app, ["status", "--state-dir", str(tmp_path / "nothing")])
     assert missing.exit_code == 2
     assert "no status" in missing.output
+
+
+def test_the_verdict_shows_its_reason_and_the_fix() -> None:
+    healthy = "\n".join(
+        render_status(status(verdict="ok", reason="ok", detail="17 peer(s)", fix="-"), NOW)
+    )
+    assert "verdict      [green]ok[/green] (ok): 17 peer(s)" in healthy
+    assert "fix " not in healthy
+
+    broken = status(
+        verdict="fail",
+        reason="interface_missing",
+        detail="nodus0 does not exist",
+        fix="let `nodus-agent run` create it",
+    )
+    text = "\n".join(render_status(broken, NOW))
+    assert "verdict      [red]fail[/red] (interface_missing): nodus0 does not exist" in text
+    assert "fix          let `nodus-agent run` create it" in text

@@ -20,8 +20,8 @@ while the node runs no OpenVPN, so their devices anywhere in the pool keep worki
 
 The move cannot be undone; downgrade leaves the addresses where they are.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 import ipaddress

@@ -1,4 +1,4 @@
-"""Migration 0003 (disjoint ranges per protocol) on data an earlier release stored: on a node
+"""Migration 0004 (disjoint ranges per protocol) on data an earlier release stored: on a node
 serving both protocols, each live config in the other protocol's half moves to the lowest free
 index of its own half and the node's revision is bumped; a node serving WireGuard only, a
 config already in its half and a revoked one are left alone."""
@@ -27,7 +27,7 @@ STORED = {
 
 
 async def _seed_and_migrate(url: str) -> tuple[dict[str, tuple[str, str]], dict[str, int]]:
-    await upgrade(url, "0002")
+    await upgrade(url, "0003")
     dsn = url.replace("postgresql+asyncpg://", "postgresql://")
     conn = await asyncpg.connect(dsn)
     nodes = {"both": "0x" + secrets.token_hex(32), "wg": "0x" + secrets.token_hex(32)}
