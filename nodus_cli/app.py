@@ -9,15 +9,18 @@ from __future__ import annotations
 import typer
 
 from control_plane import __version__
+from nodus_cli.account import account_app
 from nodus_cli.connect import down, up
 from nodus_cli.connect.up import EPILOG as UP_EPILOG
 from nodus_cli.contracts import contracts
 from nodus_cli.dao import dao_app
 from nodus_cli.prober import prober_app
 from nodus_cli.rewards import rewards_app
+from nodus_cli.subscriber.login import login
 from nodus_cli.support.output import console
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
+app.add_typer(account_app, name="account")
 app.add_typer(dao_app, name="dao")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(prober_app, name="prober")
@@ -30,5 +33,6 @@ def version() -> None:
 
 
 app.command()(contracts)
+app.command()(login)
 app.command(epilog=UP_EPILOG)(up)
 app.command()(down)

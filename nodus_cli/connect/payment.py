@@ -13,9 +13,10 @@ from typing import Final
 
 from eth_account.signers.local import LocalAccount
 
-from nodus_cli.connect.api import PaymentNeeded, SubscriberApi, Unreachable
+from nodus_cli.connect.api import SubscriberApi
 from nodus_cli.support.chain import connect, rpc, send
-from nodus_cli.support.output import CliError, err_console, format_nds
+from nodus_cli.support.exits import CliError, PaymentNeeded, Unreachable
+from nodus_cli.support.output import err_console, format_nds
 
 API_SEES_PAYMENT_S: Final = 60.0
 
@@ -39,13 +40,14 @@ async def ensure_paid(
         return str(current.get("expires_at"))
     if months is None:
         raise PaymentNeeded(
-            f"wallet {account.address} has no active subscription. Pay and connect with: "
-            f"{command_with_subscribe(sys.argv)}"
+            f"wallet {account.address} has no active subscription; pay and connect with: "
+            f"{command_with_subscribe(sys.argv)}",
+            command_with_subscribe(sys.argv),
         )
     try:
         chain = await connect(rpc_url, deployments_dir)
     except CliError as exc:
-        raise Unreachable(exc.message) from None
+        raise Unreachable(exc.message, exc.next_step) from None
     manager = chain.contract("SubscriptionManager")
     token = chain.contract("NDSToken")
     price = int(await rpc(chain, manager.functions.pricePerPeriod().call()))

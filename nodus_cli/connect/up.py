@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
-from eth_account.signers.local import LocalAccount
 
 from nodus_cli.connect.api import SubscriberApi
 from nodus_cli.connect.choose import best_node, host_of
@@ -19,7 +18,7 @@ from nodus_cli.connect.tunnel_up import bring_up_and_prove
 from nodus_cli.support.chain import run
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import UsageError, console, err_console
-from nodus_cli.support.wallet import load_account
+from nodus_cli.support.session import ApiSession
 from nodus_cli.tunnel import openvpn, qr, wgconf
 from nodus_cli.tunnel.files import write_private
 from nodus_cli.tunnel.state import StateStore
@@ -83,17 +82,14 @@ def up(
 
     async def main() -> None:
         started = time.monotonic()
-        account = load_account(options.key_file)
         store = StateStore()
         if config_only is None and is_root() and store.load() is not None:
             raise UsageError("a tunnel is up already: run `nodus down` first")
-        api = SubscriberApi.open(options.api_url)
-        try:
-            expires = await _prepare(api, account, subscribe, options)
+        async with ApiSession.open(options.api_url, options.key_file) as session:
+            api = SubscriberApi(session)
+            expires = await _prepare(api, subscribe, options)
             chosen = await api.node(node) if node else await _pick(api, country, protocol)
             issued, text = await _issue(api, chosen["id"], protocol)
-        finally:
-            await api.close()
         target = config_only or store.directory / f"{interface}.{_suffix(protocol)}"
         write_private(target, text)
         if show_qr:
@@ -125,14 +121,10 @@ def raise_usage(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-async def _prepare(
-    api: SubscriberApi, account: LocalAccount, months: int | None, options: Options
-) -> str | None:
-    await api.sign_in(account)
-    expires = await ensure_paid(api, account, months, options.rpc_url, options.deployments_dir)
-    if api.token is not None:  # a token issued before the payment carries no subscriber role
-        await api.sign_in(account)
-    return expires
+async def _prepare(api: SubscriberApi, months: int | None, options: Options) -> str | None:
+    session = api.session
+    await session.login()
+    return await ensure_paid(api, session.account, months, options.rpc_url, options.deployments_dir)
 
 
 async def _pick(api: SubscriberApi, country: str | None, protocol: str) -> dict[str, Any]:

@@ -9,17 +9,13 @@ import shutil
 from dataclasses import dataclass
 from typing import Final
 
-from nodus_cli.support.output import CliError
+from nodus_cli.support.exits import TunnelFailed
 
-TUNNEL_FAILED: Final = 5
 COMMAND_TIMEOUT_S: Final = 30.0
 
 
-class TunnelError(CliError):
+class TunnelError(TunnelFailed):
     """The tunnel could not be brought up, proven or taken down (exit code 5)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=TUNNEL_FAILED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +18,9 @@ from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.settings import Settings
 from nodus_cli.app import app
+from tests.e2e.stack import ControlPlane, free_tcp_port
 from tests.support.devchain import Anvil, dev_account, transact
 
 NDS = 10**18
@@ -41,7 +43,10 @@ class Cli:
     env: dict[str, str | None]
 
     async def __call__(
-        self, *args: str, key: LocalAccount | None = None, env: dict[str, str | None] | None = None
+        self,
+        *args: str,
+        key: LocalAccount | None = None,
+        env: Mapping[str, str | None] | None = None,
     ) -> Result:
         merged = {**self.env, **(env or {})}
         if key is not None:
@@ -57,7 +62,7 @@ class Cli:
 
 
 @pytest.fixture
-def cli(anvil: Anvil, deployments_dir: Path) -> Cli:
+def cli(anvil: Anvil, deployments_dir: Path, tmp_path: Path) -> Cli:
     return Cli(
         {
             "NODUS_RPC_URL": anvil.rpc_url,
@@ -66,7 +71,10 @@ def cli(anvil: Anvil, deployments_dir: Path) -> Cli:
             "NODUS_PRIVATE_KEY": None,
             "NODUS_KEY_FILE": None,
             "NODUS_PASSPHRASE": None,
+            "NODUS_KEYSTORE_PASSWORD": None,
             "NODUS_API_URL": "http://127.0.0.1:9",
+            # The keystore and token cache of this test only.
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         }
     )
 
@@ -134,3 +142,26 @@ def fake_api() -> Iterator[FakeApi]:
 def flat(result: Result) -> str:
     """The output as one line of words: rich's error boxes wrap and frame long messages."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+
+@dataclass
+class ServedControlPlane(ControlPlane):
+    """The real control plane (uvicorn in a subprocess, jobs on) with extra NODUS_* settings."""
+
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **self.extra}
+
+
+@pytest.fixture
+async def served_api(
+    settings: Settings, deployment: Deployment, tmp_path: Path
+) -> AsyncIterator[ServedControlPlane]:
+    """The control plane on a free port."""
+    served = ServedControlPlane(settings, tmp_path, free_tcp_port())
+    await served.start()
+    try:
+        yield served
+    finally:
+        await served.stop()
