@@ -82,6 +82,7 @@ class SubscriberLab:
             **os.environ,
             "NODUS_PRIVATE_KEY": key,
             "XDG_STATE_HOME": str(state),
+            "XDG_CONFIG_HOME": str(state / "config"),  # the token cache: never the host's
             "NODUS_API_URL": self.api_url,
             "NODUS_RPC_URL": self.rpc_url,
             "NODUS_DEPLOYMENTS_DIR": str(self.deployments_dir),
