@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,12 @@ LEAK_COUNTER = """table inet leakcount {{
   }}
 }}
 """
+
+
+SHOW_TUNNEL = (
+    "import asyncio, json; from nodus_cli.tunnel.status import active_tunnel; "
+    "print(json.dumps(asyncio.run(active_tunnel())))"
+)
 
 
 def key_of(account: LocalAccount) -> str:
@@ -112,6 +119,18 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
     assert "<insert" not in text
     decoded = zxingcpp.read_barcodes(Image.open(png))
     assert [d.text for d in decoded] == [text]
+
+    # `nodus status`'s tunnel part (tunnel/status.py): node, handshake age, bytes each way.
+    shown = await sh(
+        "ip", "netns", "exec", world.client, "env", f"XDG_STATE_HOME={state}",
+        sys.executable, "-c", SHOW_TUNNEL,
+    )  # fmt: skip
+    tunnel = json.loads(shown.stdout)
+    assert tunnel["node"] == world.node_id
+    assert tunnel["interface"] == interface
+    assert 0 <= tunnel["handshake_age_seconds"] < 60
+    assert tunnel["bytes_received"] > 0
+    assert tunnel["bytes_sent"] > 0
 
     # DNS without resolvconf: the client's resolv.conf names the config's servers.
     resolv = Path("/etc/netns") / world.client / "resolv.conf"
