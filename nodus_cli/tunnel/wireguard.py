@@ -38,12 +38,7 @@ async def bring_up(
     try:
         await create_interface(interface)
         undo.append(["ip", "link", "del", "dev", interface])
-        setconf = work_dir / f"{interface}.setconf"
-        write_private(setconf, config.setconf)
-        try:
-            await run("wg", "setconf", interface, str(setconf))
-        finally:
-            setconf.unlink(missing_ok=True)
+        await set_peers(interface, config, work_dir)
         versions: set[int] = set()
         for address in config.addresses:
             version = ipaddress.ip_interface(address).version
@@ -60,6 +55,21 @@ async def bring_up(
         await undo_all(undo)
         raise
     return undo
+
+
+async def set_peers(interface: str, config: WireGuardConfig, work_dir: Path) -> None:
+    """`wg setconf`: the key and the peers, replacing any (a re-added peer starts a new
+    handshake at once: its PersistentKeepalive sends the first packet)."""
+    setconf = work_dir / f"{interface}.setconf"
+    write_private(setconf, config.setconf)
+    try:
+        await run("wg", "setconf", interface, str(setconf))
+    finally:
+        _remove(setconf)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 async def undo_all(undo: list[list[str]]) -> None:
