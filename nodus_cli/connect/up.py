@@ -18,9 +18,9 @@ from nodus_cli.connect.tunnel_up import bring_up_and_prove
 from nodus_cli.support.chain import run
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import UsageError, console, err_console
+from nodus_cli.support.paths import write_private
 from nodus_cli.support.session import ApiSession
 from nodus_cli.tunnel import openvpn, qr, wgconf
-from nodus_cli.tunnel.files import write_private
 from nodus_cli.tunnel.state import StateStore
 from nodus_cli.tunnel.system import is_root
 

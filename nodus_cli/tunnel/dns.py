@@ -8,7 +8,7 @@ import ipaddress
 from pathlib import Path
 from typing import Final
 
-from nodus_cli.tunnel.files import write_private
+from nodus_cli.support.paths import write_private
 
 RESOLV_CONF: Final = Path("/etc/resolv.conf")
 

@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nodus_cli.support.paths import write_private
+
 
 def state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
@@ -57,12 +59,7 @@ class StateStore:
             return None
 
     def save(self, state: TunnelState) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        partial = self.path.with_suffix(".tmp")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(state.to_json(), out, indent=2)
-        partial.replace(self.path)
+        write_private(self.path, json.dumps(state.to_json(), indent=2))
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)

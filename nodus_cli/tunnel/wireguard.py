@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Final
 
+from nodus_cli.support.paths import write_private
 from nodus_cli.tunnel import routes
-from nodus_cli.tunnel.files import write_private
 from nodus_cli.tunnel.system import TunnelError, run
 from nodus_cli.tunnel.wgconf import WireGuardConfig
 
