@@ -14,7 +14,12 @@ from nodus_cli.contracts import contracts
 from nodus_cli.dao import dao_app
 from nodus_cli.prober import prober_app
 from nodus_cli.rewards import rewards_app
+from nodus_cli.subscriber.devices import devices, revoke
 from nodus_cli.subscriber.login import login
+from nodus_cli.subscriber.nodes import nodes
+from nodus_cli.subscriber.plan import plan
+from nodus_cli.subscriber.status import status
+from nodus_cli.subscriber.subscribe import renew, subscribe
 from nodus_cli.support.output import console
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
@@ -32,3 +37,10 @@ def version() -> None:
 
 app.command()(contracts)
 app.command()(login)
+app.command()(plan)
+app.command()(subscribe)
+app.command()(renew)
+app.command()(nodes)
+app.command()(status)
+app.command()(devices)
+app.command()(revoke)

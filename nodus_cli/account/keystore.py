@@ -44,8 +44,10 @@ def _write_keystore(account: LocalAccount, force: bool) -> Path:
 
 
 def new(force: ForceOption = False) -> None:
-    """Create a new wallet: a fresh key, encrypted with a password (prompted twice, or
-    NODUS_KEYSTORE_PASSWORD) into $XDG_CONFIG_HOME/nodus/keystore.json (mode 0600).
+    """Create a new wallet: a fresh key in an encrypted keystore.
+
+    The keystore is encrypted with a password (prompted twice, or NODUS_KEYSTORE_PASSWORD)
+    into $XDG_CONFIG_HOME/nodus/keystore.json (mode 0600).
 
     Every other command signs with it unless --key-file or NODUS_PRIVATE_KEY says otherwise.
 
@@ -70,8 +72,10 @@ def new(force: ForceOption = False) -> None:
 
 @shared_options("key_file")
 def import_key(force: ForceOption = False, *, options: Options) -> None:
-    """Import an existing key into the encrypted keystore: from --key-file (a 0600 hex key
-    file or another keystore), NODUS_PRIVATE_KEY, or else a hidden prompt.
+    """Import an existing key into the encrypted keystore.
+
+    From --key-file (a 0600 hex key file or another keystore), NODUS_PRIVATE_KEY, or else a
+    hidden prompt.
 
     Examples:
 
@@ -97,7 +101,7 @@ def import_key(force: ForceOption = False, *, options: Options) -> None:
 
 @shared_options("rpc_url", "deployments_dir", "key_file", "as_json")
 def show(*, options: Options) -> None:
-    """Show your address and its ETH and NDS balances (the keystore's password is not needed).
+    """Show your address and its ETH and NDS balances (no password needed).
 
     Examples:
 
