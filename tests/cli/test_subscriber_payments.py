@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from nodus_cli.subscriber.onchain import Subscription
 from tests.cli.conftest import Cli, flat, proposal_id_of
 from tests.support.builders import NDS, fresh_wallet
 
@@ -140,3 +142,17 @@ async def test_a_max_price_below_the_price_is_refused_before_sending(
     assert "nodus subscribe --months 1 --with-eth" in flat(short)
     bad = await cli("subscribe", "--months", "0", key=poor)
     assert bad.exit_code == 2
+
+
+def test_status_warns_under_three_days_and_says_lapsed_after_the_expiry() -> None:
+    wallet_address = Account.create().address
+
+    def at(now: int) -> Subscription:
+        return Subscription(wallet_address, PRICE, PERIOD, 36, expires_at=1_000_000, now=now)
+
+    assert not at(1_000_000 - 3 * 86_400).expiring_soon
+    assert at(1_000_000 - 3 * 86_400 + 1).expiring_soon
+    assert at(999_999).active
+    assert at(999_999).time_left == 1
+    assert not at(1_000_000).active
+    assert not at(1_000_000).expiring_soon
