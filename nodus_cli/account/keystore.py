@@ -14,7 +14,13 @@ from eth_account.signers.local import LocalAccount
 
 from nodus_cli.support.chain import Chain, connect, rpc, run
 from nodus_cli.support.options import Options, shared_options
-from nodus_cli.support.output import UsageError, console, err_console, format_nds
+from nodus_cli.support.output import (
+    UsageError,
+    console,
+    err_console,
+    format_eth,
+    format_nds,
+)
 from nodus_cli.support.paths import default_keystore, write_private
 from nodus_cli.support.wallet import (
     account_from_hex,
@@ -120,7 +126,7 @@ def show(*, options: Options) -> None:
             console.print_json(json.dumps(body))
             return
         console.print(f"address: {address}")
-        console.print(f"ETH:     {format_nds(int(eth)).removesuffix(' NDS')} ETH")
+        console.print(f"ETH:     {format_eth(int(eth))}")
         console.print(f"NDS:     {format_nds(int(nds))}")
 
     run(main)

@@ -22,7 +22,13 @@ from nodus_cli.subscriber.onchain import Subscription, read_subscription
 from nodus_cli.support.chain import Chain, connect, events_in, rpc, run, send
 from nodus_cli.support.exits import CliError
 from nodus_cli.support.options import Options, shared_options
-from nodus_cli.support.output import console, err_console, format_nds, format_time
+from nodus_cli.support.output import (
+    console,
+    err_console,
+    format_eth,
+    format_nds,
+    format_time,
+)
 from nodus_cli.support.parsing import parse_nds
 from nodus_cli.support.wallet import load_account
 
@@ -180,13 +186,13 @@ async def pay_with_eth(
     balance = int(await rpc(chain, chain.w3.eth.get_balance(account.address)))
     if balance < bound:
         raise CliError(
-            f"{account.address} holds {format_nds(balance).removesuffix(' NDS')} ETH; the swap "
-            f"may take up to {format_nds(bound).removesuffix(' NDS')} ETH plus gas",
+            f"{account.address} holds {format_eth(balance)}; the swap "
+            f"may take up to {format_eth(bound)} plus gas",
             next_step="fund the wallet with ETH, or pay with NDS (without --with-eth)",
         )
     err_console.print(
-        f"quote: {format_nds(quote).removesuffix(' NDS')} ETH for {format_nds(cost)}; "
-        f"sending at most {format_nds(bound).removesuffix(' NDS')} ETH ({slippage}% slippage)"
+        f"quote: {format_eth(quote)} for {format_nds(cost)}; "
+        f"sending at most {format_eth(bound)} ({slippage}% slippage)"
     )
     deadline = await chain.now() + DEADLINE_S
     call = swap.functions.buySubscriptionWithETH(months, deadline)
@@ -242,7 +248,7 @@ def _report(payment: Payment, as_json: bool) -> None:
         return
     paid = format_nds(payment.paid_nds)
     if payment.paid_eth is not None:
-        paid += f" (swapped from {format_nds(payment.paid_eth).removesuffix(' NDS')} ETH)"
+        paid += f" (swapped from {format_eth(payment.paid_eth)})"
     console.print(f"paid {paid} for {payment.months} period(s)")
     console.print(f"expires {format_time(payment.new_expiry)}")
 
