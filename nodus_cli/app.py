@@ -1,7 +1,9 @@
 """`nodus`: the command line of subscribers, operators and DAO members.
 
-One group per folder (`dao/`, `rewards/`, `prober/`), one file per command or small family;
-what the commands share (options, the chain, the wallet, parsing and output) is in `support/`.
+One group per folder (`account/`, `dao/`, `rewards/`, `prober/`), one file per command or small
+family; the subscriber's commands (`login`, `plan`, `subscribe`, `renew`, `nodes`, `status`,
+`devices`, `revoke`) are top-level, in `subscriber/`. What the commands share (options, exit
+codes, the chain, the wallet, the API session, parsing and output) is in `support/`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ from nodus_cli.contracts import contracts
 from nodus_cli.dao import dao_app
 from nodus_cli.prober import prober_app
 from nodus_cli.rewards import rewards_app
+from nodus_cli.subscriber.devices import devices, revoke
 from nodus_cli.subscriber.login import login
+from nodus_cli.subscriber.nodes import nodes
+from nodus_cli.subscriber.plan import plan
+from nodus_cli.subscriber.status import status
+from nodus_cli.subscriber.subscribe import renew, subscribe
 from nodus_cli.support.output import console
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
@@ -34,5 +41,12 @@ def version() -> None:
 
 app.command()(contracts)
 app.command()(login)
+app.command()(plan)
+app.command()(subscribe)
+app.command()(renew)
+app.command()(nodes)
 app.command(epilog=UP_EPILOG)(up)
 app.command()(down)
+app.command()(status)
+app.command()(devices)
+app.command()(revoke)

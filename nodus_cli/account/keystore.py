@@ -14,7 +14,13 @@ from eth_account.signers.local import LocalAccount
 
 from nodus_cli.support.chain import Chain, connect, rpc, run
 from nodus_cli.support.options import Options, shared_options
-from nodus_cli.support.output import UsageError, console, err_console, format_nds
+from nodus_cli.support.output import (
+    UsageError,
+    console,
+    err_console,
+    format_eth,
+    format_nds,
+)
 from nodus_cli.support.paths import default_keystore, write_private
 from nodus_cli.support.wallet import (
     account_from_hex,
@@ -44,8 +50,10 @@ def _write_keystore(account: LocalAccount, force: bool) -> Path:
 
 
 def new(force: ForceOption = False) -> None:
-    """Create a new wallet: a fresh key, encrypted with a password (prompted twice, or
-    NODUS_KEYSTORE_PASSWORD) into $XDG_CONFIG_HOME/nodus/keystore.json (mode 0600).
+    """Create a new wallet: a fresh key in an encrypted keystore.
+
+    The keystore is encrypted with a password (prompted twice, or NODUS_KEYSTORE_PASSWORD)
+    into $XDG_CONFIG_HOME/nodus/keystore.json (mode 0600).
 
     Every other command signs with it unless --key-file or NODUS_PRIVATE_KEY says otherwise.
 
@@ -70,8 +78,10 @@ def new(force: ForceOption = False) -> None:
 
 @shared_options("key_file")
 def import_key(force: ForceOption = False, *, options: Options) -> None:
-    """Import an existing key into the encrypted keystore: from --key-file (a 0600 hex key
-    file or another keystore), NODUS_PRIVATE_KEY, or else a hidden prompt.
+    """Import an existing key into the encrypted keystore.
+
+    From --key-file (a 0600 hex key file or another keystore), NODUS_PRIVATE_KEY, or else a
+    hidden prompt.
 
     Examples:
 
@@ -97,7 +107,7 @@ def import_key(force: ForceOption = False, *, options: Options) -> None:
 
 @shared_options("rpc_url", "deployments_dir", "key_file", "as_json")
 def show(*, options: Options) -> None:
-    """Show your address and its ETH and NDS balances (the keystore's password is not needed).
+    """Show your address and its ETH and NDS balances (no password needed).
 
     Examples:
 
@@ -116,7 +126,7 @@ def show(*, options: Options) -> None:
             console.print_json(json.dumps(body))
             return
         console.print(f"address: {address}")
-        console.print(f"ETH:     {format_nds(int(eth)).removesuffix(' NDS')} ETH")
+        console.print(f"ETH:     {format_eth(int(eth))}")
         console.print(f"NDS:     {format_nds(int(nds))}")
 
     run(main)

@@ -15,14 +15,6 @@ class SubscriberApi:
     async def subscription(self) -> dict[str, Any]:
         return await self.session.get("/v1/me/subscription")
 
-    async def nodes(self, country: str | None, protocol: str) -> list[dict[str, Any]]:
-        params = {"protocol": protocol, "sort": "score", "limit": "100"}
-        if country:
-            params["country"] = country
-        page = await self.session.get("/v1/nodes", params=params, auth=False)
-        items: list[dict[str, Any]] = page["items"]
-        return items
-
     async def node(self, node_id: str) -> dict[str, Any]:
         return await self.session.get(f"/v1/nodes/{node_id}", auth=False)
 

@@ -129,7 +129,7 @@ async def _prepare(api: SubscriberApi, months: int | None, options: Options) -> 
 
 async def _pick(api: SubscriberApi, country: str | None, protocol: str) -> dict[str, Any]:
     with err_console.status("choosing a node (score, then latency from here)…"):
-        chosen, latency = await best_node(await api.nodes(country and country.upper(), protocol))
+        chosen, latency = await best_node(api.session, country and country.upper(), protocol)
     shown = f"{latency:.1f} ms" if latency is not None else "latency unknown"
     err_console.print(
         f"node {chosen['id'][:10]}… {chosen['endpoint']} score {chosen.get('score')} ({shown})"

@@ -19,9 +19,11 @@ ForceOption = Annotated[
 
 @shared_options("api_url", "key_file", "as_json")
 def login(force: ForceOption = False, *, options: Options) -> None:
-    """Sign in to the control plane with your wallet (Sign-In with Ethereum) and cache the
-    token (mode 0600 under $XDG_CONFIG_HOME/nodus/). Every command that needs the API does
-    this by itself when the token is missing or expired; run it to check your setup.
+    """Sign in to the control plane with your wallet (Sign-In with Ethereum).
+
+    The token is cached (mode 0600 under $XDG_CONFIG_HOME/nodus/). Every command that needs
+    the API does this by itself when the token is missing or expired; run it to check your
+    setup.
 
     Examples:
 

@@ -7,8 +7,9 @@ Usage (every command that needs the API, `nodus up` included):
         page = await api.get("/v1/configs", params={"limit": 50})
         created = await api.post("/v1/configs", {"node_id": ..., "protocol": "wireguard", ...})
         await api.delete(f"/v1/configs/{config_id}")
-        nodes = await api.get("/v1/nodes", auth=False)     # public routes skip the sign-in
+        nodes = await api.get("/v1/nodes", auth=False)     # public: no sign-in, no key needed
         api.address                                         # the wallet (checksummed)
+        await api.login(force=True)                         # `nodus login`
 
 - Sign-in is SIWE (EIP-4361, the `siwe` library): GET /v1/auth/nonce, sign the message with the
   wallet's key (EIP-191), POST /v1/auth/login. It happens only when the cached token is missing,
@@ -151,11 +152,21 @@ class ApiSession:
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.key_file = key_file
-        self.address: ChecksumAddress = address_of_key(key_file)
         self._http = http
         self._cache = cache
-        self._cache_key = f"{self.api_url} {self.address.lower()}"
+        self._address: ChecksumAddress | None = None
         self._account: LocalAccount | None = None
+
+    @property
+    def address(self) -> ChecksumAddress:
+        """The wallet (read on first use: public routes need no key)."""
+        if self._address is None:
+            self._address = address_of_key(self.key_file)
+        return self._address
+
+    @property
+    def _cache_key(self) -> str:
+        return f"{self.api_url} {self.address.lower()}"
 
     @classmethod
     @asynccontextmanager

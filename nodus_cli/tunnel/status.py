@@ -24,6 +24,6 @@ async def active_tunnel(store: StateStore | None = None) -> dict[str, Any] | Non
         received, sent = await wireguard.transfer(state.interface)
     else:
         shown["handshake_age_seconds"] = None
-        received, sent = await openvpn.interface_bytes(state.interface)
+        received, sent = openvpn.interface_bytes(state.interface)
     shown["bytes_received"], shown["bytes_sent"] = received, sent
     return shown

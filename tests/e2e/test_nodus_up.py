@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -46,12 +45,6 @@ LEAK_COUNTER = """table inet leakcount {{
   }}
 }}
 """
-
-
-SHOW_TUNNEL = (
-    "import asyncio, json; from nodus_cli.tunnel.status import active_tunnel; "
-    "print(json.dumps(asyncio.run(active_tunnel())))"
-)
 
 
 def key_of(account: LocalAccount) -> str:
@@ -120,17 +113,17 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
     decoded = zxingcpp.read_barcodes(Image.open(png))
     assert [d.text for d in decoded] == [text]
 
-    # `nodus status`'s tunnel part (tunnel/status.py): node, handshake age, bytes each way.
-    shown = await sh(
-        "ip", "netns", "exec", world.client, "env", f"XDG_STATE_HOME={state}",
-        sys.executable, "-c", SHOW_TUNNEL,
-    )  # fmt: skip
-    tunnel = json.loads(shown.stdout)
-    assert tunnel["node"] == world.node_id
+    # `nodus status`: the subscription, this device and the live tunnel (through it).
+    code, out, err = await world.nodus("status", "--json", key=key_of(account), state=state)
+    assert code == 0, out + err
+    shown = json.loads(out)
+    assert [device["id"] for device in shown["devices"]] == [summary["config_id"]]
+    tunnel = shown["tunnel"]
+    assert tunnel["node_id"] == world.node_id
     assert tunnel["interface"] == interface
-    assert 0 <= tunnel["handshake_age_seconds"] < 60
-    assert tunnel["bytes_received"] > 0
-    assert tunnel["bytes_sent"] > 0
+    assert 0 <= tunnel["latest_handshake_age_s"] < 60
+    assert tunnel["rx_bytes"] > 0
+    assert tunnel["tx_bytes"] > 0
 
     # DNS without resolvconf: the client's resolv.conf names the config's servers.
     resolv = Path("/etc/netns") / world.client / "resolv.conf"
