@@ -211,6 +211,7 @@ class NodeNetwork:
             elif name is not None:
                 for address in state.added_addresses:
                     await self.runner.run(["ip", "addr", "del", address, "dev", name])
+                log.info("left %s running: it existed before the agent started", name)
         except CommandError as exc:
             log.error("network teardown incomplete: %s", exc)
         self.state = NetworkState()
