@@ -77,7 +77,9 @@ async def _attempt(
 ) -> str:
     _remove(log, pid_file)
     await run(
-        "openvpn", "--config", str(profile), "--dev", interface, "--dev-type", "tun",
+        # After the profile, so they win: no scripts whatever the profile says, our interface.
+        "openvpn", "--config", str(profile), "--script-security", "1",
+        "--dev", interface, "--dev-type", "tun",
         "--daemon", "nodus-openvpn", "--writepid", str(pid_file), "--log", str(log),
     )  # fmt: skip
     while time.monotonic() < deadline:

@@ -6,7 +6,9 @@ the issued wg-quick text with the key filled in, and its parts: what `wg setconf
 from __future__ import annotations
 
 import base64
+import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -16,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from nodus_cli.tunnel.system import TunnelError
 
 PLACEHOLDER: Final = "<insert your private key>"
+MIN_MTU, MAX_MTU = 1280, 9000
 # wg-quick's keys that `wg setconf` does not understand.
 _WG_QUICK_ONLY: Final = frozenset(
     {"address", "dns", "mtu", "table", "preup", "postup", "predown", "postdown", "saveconfig"}
@@ -55,7 +58,17 @@ class WireGuardConfig:
     endpoints: list[str] = field(default_factory=list)
 
 
+def _checked(value: str, parse_as: Callable[[str], object], field: str) -> str:
+    """`value` as its own canonical text, or a TunnelError: what reaches `ip` is an address."""
+    try:
+        return str(parse_as(value))
+    except ValueError:
+        raise TunnelError(f"the config's {field} {value[:60]!r} is not an address") from None
+
+
 def parse(text: str) -> WireGuardConfig:
+    """Reads the issued config; values applied by `ip` or written to resolv.conf are checked
+    against their grammar first, so a hostile config cannot smuggle arguments or lines."""
     addresses: list[str] = []
     dns: list[str] = []
     endpoints: list[str] = []
@@ -76,10 +89,12 @@ def parse(text: str) -> WireGuardConfig:
         key, value = match.group(1).lower(), match.group(2).strip()
         values = [v.strip() for v in value.split(",") if v.strip()]
         if section == "[interface]" and key == "address":
-            addresses += values
+            addresses += [_checked(v, ipaddress.ip_interface, "Address") for v in values]
         elif section == "[interface]" and key == "dns":
-            dns += values
+            dns += [_checked(v, ipaddress.ip_address, "DNS") for v in values]
         elif section == "[interface]" and key == "mtu":
+            if not value.isdigit() or not MIN_MTU <= int(value) <= MAX_MTU:
+                raise TunnelError(f"the config's MTU {value[:20]!r} is not {MIN_MTU}-{MAX_MTU}")
             mtu = int(value)
         elif key in _WG_QUICK_ONLY:
             continue

@@ -55,6 +55,16 @@ def test_wg_quick_keys_are_applied_by_nodus_and_the_rest_goes_to_wg_setconf() ->
     assert "PersistentKeepalive = 25" in parsed.setconf
     with pytest.raises(TunnelError):
         wgconf.parse("[Interface]\nPostUp = rm -rf /\nnot a line\n")
+    assert "PostUp" not in wgconf.parse("[Interface]\nPostUp = rm -rf /\n").setconf
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["Address = 10.8.0.2/32 dev lo", "DNS = 9.9.9.10 search", "MTU = 1e9", "MTU = 100"],
+)
+def test_a_hostile_config_cannot_pass_arguments_to_ip_or_lines_to_resolv_conf(line: str) -> None:
+    with pytest.raises(TunnelError):
+        wgconf.parse(f"[Interface]\n{line}\n")
 
 
 def test_the_kill_switch_allows_only_loopback_the_tunnel_and_the_endpoint() -> None:

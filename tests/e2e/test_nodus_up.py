@@ -7,7 +7,7 @@ real control plane, anvil, PostgreSQL and `nodus-agent run` (tests/e2e/subscribe
    the config; DNS is applied without resolvconf; with the tunnel's interface down nothing
    reaches beyond and no packet leaves the underlay but to the node's endpoint; `nodus down`
    restores DNS and removes the kill switch.
-2. OpenVPN: the same path to beyond, then `nodus down`.
+2. OpenVPN with the kill switch: the same path to beyond, then `nodus down` removes both.
 """
 
 from __future__ import annotations
@@ -160,17 +160,22 @@ async def test_openvpn_up_reaches_beyond_through_the_node_and_down_removes_it(
     state = tmp_path / "state"
     interface = world.lab.name("o")
     code, out, err = await world.nodus(
-        "up", "--protocol", "openvpn", "--interface", interface, "--no-dns", "--json",
-        key=key_of(account), state=state,
+        "up", "--protocol", "openvpn", "--interface", interface, "--no-dns", "--kill-switch",
+        "--json", key=key_of(account), state=state,
     )  # fmt: skip
     assert code == 0, out + err
     summary = json.loads(out)
     assert summary["seen_as"] == NODE
     assert await world.reach_beyond() == "hello from beyond"
     assert set(world.seen.read_text().split()) == {NODE}
+    tables = await sh("ip", "netns", "exec", world.client, "nft", "list", "tables")
+    assert "nodus_killswitch" in tables.stdout
     code, out, err = await world.nodus("down", key=key_of(account), state=state)
     assert code == 0, out + err
     await until(lambda: _gone(world.client, interface), 10, "the OpenVPN interface to go")
+    tables = await sh("ip", "netns", "exec", world.client, "nft", "list", "tables")
+    assert "nodus_killswitch" not in tables.stdout
+    assert await in_client(world, "ping", "-c", "1", "-W", "2", NODE)  # the underlay is back
     assert await world.reach_beyond() is None
 
 
