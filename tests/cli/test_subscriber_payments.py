@@ -46,6 +46,10 @@ async def test_plan_reads_the_contract_and_a_pending_price_proposal(
     assert before["expires_at"] is None
     assert before["active"] is False
     assert before["pending_price_changes"] == []
+    # Without any key yet, the plan alone.
+    keyless = body(await cli("plan", "--json"))
+    assert keyless["address"] is None
+    assert keyless["price_per_period_wei"] == str(PRICE)
 
     proposed = await cli(
         "dao", "propose", "set-price", "12", "-d", "Price: 12 NDS", key=representative
