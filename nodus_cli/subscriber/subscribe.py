@@ -20,7 +20,7 @@ from web3.types import TxReceipt
 
 from nodus_cli.subscriber.onchain import Subscription, read_subscription
 from nodus_cli.support.chain import Chain, connect, events_in, rpc, run, send
-from nodus_cli.support.exits import CliError
+from nodus_cli.support.exits import CliError, UsageError
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import (
     console,
@@ -52,7 +52,12 @@ def parse_slippage(text: str | Decimal) -> Decimal:
 
 MonthsOption = Annotated[
     int,
-    typer.Option("--months", "-m", min=1, max=36, help="Periods of 30 days to buy (1 to 36)."),
+    typer.Option(
+        "--months",
+        "-m",
+        min=1,
+        help="Periods to buy (at most the contract's MAX_MONTHS per payment; see nodus plan).",
+    ),
 ]
 WithEthOption = Annotated[
     bool,
@@ -216,7 +221,11 @@ async def subscribe_now(
     account = load_account(options.key_file)
     subscription = await read_subscription(chain, account.address)
     if months > subscription.max_months:
-        raise CliError(f"at most {subscription.max_months} periods per payment")
+        raise UsageError(
+            f"--months {months}: the contract takes at most {subscription.max_months} periods "
+            "per payment",
+            next_step=f"pay in parts: --months {subscription.max_months}, then renew",
+        )
     chosen_max = _check_price(subscription, max_price, months)
     paid_eth: int | None = None
     if with_eth:

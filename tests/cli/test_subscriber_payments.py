@@ -46,6 +46,10 @@ async def test_plan_reads_the_contract_and_a_pending_price_proposal(
     assert before["expires_at"] is None
     assert before["active"] is False
     assert before["pending_price_changes"] == []
+    # Without any key yet, the plan alone.
+    keyless = body(await cli("plan", "--json"))
+    assert keyless["address"] is None
+    assert keyless["price_per_period_wei"] == str(PRICE)
 
     proposed = await cli(
         "dao", "propose", "set-price", "12", "-d", "Price: 12 NDS", key=representative
@@ -142,6 +146,9 @@ async def test_a_max_price_below_the_price_is_refused_before_sending(
     assert "nodus subscribe --months 1 --with-eth" in flat(short)
     bad = await cli("subscribe", "--months", "0", key=poor)
     assert bad.exit_code == 2
+    too_many = await cli("subscribe", "--months", "37", key=poor)
+    assert too_many.exit_code == 2
+    assert "at most 36 periods per payment" in flat(too_many)
 
 
 def test_status_warns_under_three_days_and_says_lapsed_after_the_expiry() -> None:
