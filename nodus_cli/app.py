@@ -1,6 +1,6 @@
 """`nodus`: the command line of subscribers, operators and DAO members.
 
-One group per folder (`dao/`, `rewards/`, `prober/`), one file per command or small family;
+One group per folder (`dao/`, `node/`, `rewards/`, `prober/`), one file per command or small family;
 what the commands share (options, the chain, the wallet, parsing and output) is in `support/`.
 """
 
@@ -11,12 +11,14 @@ import typer
 from control_plane import __version__
 from nodus_cli.contracts import contracts
 from nodus_cli.dao import dao_app
+from nodus_cli.node import node_app
 from nodus_cli.prober import prober_app
 from nodus_cli.rewards import rewards_app
 from nodus_cli.support.output import console
 
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
 app.add_typer(dao_app, name="dao")
+app.add_typer(node_app, name="node")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(prober_app, name="prober")
 

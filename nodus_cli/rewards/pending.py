@@ -1,0 +1,73 @@
+"""Rewards on their way: the root waiting out its challenge window (RewardDistributor's
+`pendingRoot`), and what it gives an address, read from the epoch's published data (checked
+against the on-chain data hash) so nobody's word is needed for the amount or the time."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from eth_utils.crypto import keccak
+
+from nodus_cli.node.api import NodusApi
+from nodus_cli.rewards.recompute import parse_leaves
+from nodus_cli.support.chain import Chain, rpc
+from nodus_cli.support.output import CliError
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReward:
+    epoch: int
+    cumulative: int  # the address's leaf in the pending root
+    amount: int  # what it adds to what the address can claim today (cumulative - accepted)
+    claimable_at: int  # unix seconds: the window ends (acceptRoot may be sent from then on)
+
+
+async def pending_reward(chain: Chain, api_url: str, address: str) -> PendingReward | None:
+    """The pending root's reward for `address`; None without a pending root or without a leaf
+    for the address in it. CliError when the published data does not match the chain."""
+    distributor = chain.contract("RewardDistributor")
+    _root, data_hash, _total, epoch, valid_at = await rpc(
+        chain, distributor.functions.pendingRoot().call()
+    )
+    if int(epoch) == 0:
+        return None
+    async with NodusApi(api_url) as api:
+        raw = await api.get_bytes(f"/v1/epochs/{int(epoch)}/data")
+    if raw is None:
+        raise CliError(
+            f"epoch {int(epoch)} is pending on-chain but the control plane has not published its "
+            "data"
+        )
+    if keccak(raw) != bytes(data_hash):
+        raise CliError(
+            f"the published data of pending epoch {int(epoch)} does not hash to its on-chain "
+            f"dataHash: do not count on it (nodus rewards verify {int(epoch)})"
+        )
+    try:
+        leaves = parse_leaves(json.loads(raw))
+    except ValueError as exc:
+        raise CliError(f"the published data of epoch {int(epoch)} is malformed: {exc}") from None
+    mine = leaves.get(address.lower())
+    if mine is None:
+        return None
+    accepted = await _accepted_cumulative(chain, api_url, address)
+    return PendingReward(
+        epoch=int(epoch),
+        cumulative=mine,
+        amount=max(0, mine - accepted),
+        claimable_at=int(valid_at),
+    )
+
+
+async def _accepted_cumulative(chain: Chain, api_url: str, address: str) -> int:
+    """The address's leaf in the accepted root (0 before any)."""
+    distributor = chain.contract("RewardDistributor")
+    root_epoch = int(await rpc(chain, distributor.functions.rootEpoch().call()))
+    if root_epoch == 0:
+        return 0
+    async with NodusApi(api_url) as api:
+        view = await api.get_or_none(f"/v1/rewards/{address}")
+    if not isinstance(view, dict):
+        return 0
+    return int(str(view.get("cumulative", "0")))
