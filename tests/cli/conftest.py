@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +18,9 @@ from eth_account.signers.local import LocalAccount
 from typer.testing import CliRunner, Result
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.settings import Settings
 from nodus_cli.app import app
+from tests.e2e.stack import ControlPlane, free_tcp_port
 from tests.support.devchain import Anvil, dev_account, transact
 
 NDS = 10**18
@@ -134,3 +136,17 @@ def fake_api() -> Iterator[FakeApi]:
 def flat(result: Result) -> str:
     """The output as one line of words: rich's error boxes wrap and frame long messages."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+
+@pytest.fixture
+async def control_plane(
+    settings: Settings, deployment: Deployment, tmp_path: Path
+) -> AsyncIterator[ControlPlane]:
+    """The real control plane (uvicorn in a subprocess, its chain sync every second) on this
+    test's database and the session's anvil, for the commands that talk to the API."""
+    service = ControlPlane(settings, tmp_path, free_tcp_port())
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
