@@ -4,7 +4,6 @@ proof from the control plane, checked against the chain's current root first."""
 from __future__ import annotations
 
 import json
-import time
 
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
@@ -110,9 +109,8 @@ def pending_json(pending: PendingReward | None) -> dict[str, object] | None:
 
 def pending_row(pending: PendingReward) -> tuple[str, str]:
     """`pending (epoch N)` -> `+X NDS, claimable from <time> (in ...)`."""
-    now = int(time.time())
-    when = format_time(pending.claimable_at, now)
-    if pending.claimable_at <= now:
+    when = format_time(pending.claimable_at, pending.now)
+    if pending.claimable_at <= pending.now:
         when += ", once the oracle accepts the root"
     return (
         f"pending (epoch {pending.epoch})",

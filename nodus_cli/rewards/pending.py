@@ -5,6 +5,7 @@ against the on-chain data hash) so nobody's word is needed for the amount or the
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 
 from eth_utils.crypto import keccak
@@ -21,6 +22,7 @@ class PendingReward:
     cumulative: int  # the address's leaf in the pending root
     amount: int  # what it adds to what the address can claim today (cumulative - accepted)
     claimable_at: int  # unix seconds: the window ends (acceptRoot may be sent from then on)
+    now: int  # the later of the wall clock and the chain's (a dev chain's clock may run ahead)
 
 
 async def pending_reward(chain: Chain, api_url: str, address: str) -> PendingReward | None:
@@ -57,6 +59,7 @@ async def pending_reward(chain: Chain, api_url: str, address: str) -> PendingRew
         cumulative=mine,
         amount=max(0, mine - accepted),
         claimable_at=int(valid_at),
+        now=max(int(time.time()), await chain.now()),
     )
 
 
