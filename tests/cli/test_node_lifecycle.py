@@ -5,16 +5,24 @@ unbonding (saying when) and done after it."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract, node_id_of
+from control_plane.jobs import Services
+from control_plane.rewards import repository
+from control_plane.rewards.posting.gather import build_epoch
 from tests.cli.conftest import Cli, flat
 from tests.cli.test_node_register import api_node, register_args
+from tests.control_plane.chain.support import services
+from tests.control_plane.rewards.support import Prober, transaction
 from tests.e2e.stack import ControlPlane
 from tests.support.builders import MIN_STAKE, NDS, fresh_wallet, wg_keys
 from tests.support.devchain import advance_time
+
+__all__ = ["services"]
 
 
 async def registered(
@@ -34,7 +42,7 @@ async def registered(
 async def test_status_update_set_agent_exit_withdraw(
     cli: Cli, w3: Web3Client, deployment: Deployment, control_plane: ControlPlane
 ) -> None:
-    env = {"NODUS_API_URL": control_plane.url}
+    env: dict[str, str | None] = {"NODUS_API_URL": control_plane.url}
     operator, node_id = await registered(cli, w3, deployment, control_plane)
     token = contract(w3, deployment, "NDSToken")
     registry = contract(w3, deployment, "NodeRegistry")
@@ -101,3 +109,35 @@ async def test_status_update_set_agent_exit_withdraw(
     again = await cli("node", "withdraw", node_id, key=operator)
     assert again.exit_code == 0
     assert "already withdrawn" in flat(again)
+
+
+async def test_status_shows_the_latest_scores_and_health_verdicts_with_their_reasons(
+    cli: Cli,
+    w3: Web3Client,
+    deployment: Deployment,
+    control_plane: ControlPlane,
+    services: Services,
+) -> None:
+    env: dict[str, str | None] = {"NODUS_API_URL": control_plane.url}
+    _operator, node_id = await registered(cli, w3, deployment, control_plane)
+    # A prober's signed rounds over the last half hour: the first 20 answered, the last 10
+    # timed out; the epoch is built and recorded as the epoch job does.
+    prober = Prober()
+    end = datetime.now(UTC).replace(microsecond=0)
+    start = end - timedelta(minutes=30)
+    async with transaction(services.sessions) as session:
+        await prober.allow(session)
+        await prober.rounds(session, node_id, start, 30, answered=20)
+    async with transaction(services.sessions) as session:
+        result = await build_epoch(session, services.chain, 1, start, end, 10 * NDS, {})
+        await repository.save_epoch_scores(session, result)
+
+    shown = await cli("node", "status", node_id, env=env)
+
+    assert shown.exit_code == 0, shown.output
+    said = flat(shown)
+    assert "health down (timeout)" in said
+    assert "score (epoch 1)" in said
+    (item,) = json.loads((await cli("node", "status", node_id, "--json", env=env)).stdout)["scores"]
+    assert item["reasons"]
+    assert "; ".join(item["reasons"]) in said

@@ -49,7 +49,7 @@ async def test_register_from_zero_then_a_rerun_is_a_no_op(
     key = wg_keys().public
     node_id = node_id_of(operator.address, salt)
     args = register_args("198.51.100.7:51820", salt, agent, key)
-    env = {"NODUS_API_URL": control_plane.url}
+    env: dict[str, str | None] = {"NODUS_API_URL": control_plane.url}
 
     first = await cli(*args, key=operator, env=env)
 
@@ -86,7 +86,7 @@ async def test_register_from_zero_then_a_rerun_is_a_no_op(
 async def test_a_run_refused_by_the_api_after_staking_resumes_without_staking_again(
     cli: Cli, w3: Web3Client, deployment: Deployment, control_plane: ControlPlane
 ) -> None:
-    env = {"NODUS_API_URL": control_plane.url}
+    env: dict[str, str | None] = {"NODUS_API_URL": control_plane.url}
     taken = "198.51.100.8:51820"
     first_operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
     first = await cli(

@@ -33,7 +33,7 @@ async def test_a_pending_root_shows_its_amount_and_claimable_time(
     services: Services,
     sender: TransactionSender,
 ) -> None:
-    env = {"NODUS_API_URL": control_plane.url}
+    env: dict[str, str | None] = {"NODUS_API_URL": control_plane.url}
     operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
     salt = b"\x09" * 32
     registered = await cli(
@@ -48,7 +48,10 @@ async def test_a_pending_root_shows_its_amount_and_claimable_time(
     assert before.exit_code == 0, before.output
     assert "has no rewards yet" in flat(before)
 
-    cumulative = {operator.address: 12 * NDS + NDS // 2, Account.create().address: 3 * NDS}
+    cumulative: dict[str, int] = {
+        operator.address: 12 * NDS + NDS // 2,
+        Account.create().address: 3 * NDS,
+    }
     posting = await post_epoch(services, 1, cumulative, published(1, cumulative), sender=sender)
     assert posting.status == "proposed"
     distributor = contract(w3, deployment, "RewardDistributor")

@@ -22,7 +22,11 @@ from tests.support.devchain import Anvil, deploy, dev_account, running_anvil
 
 CHALLENGE_SECONDS = 5
 # The window must outlast a governance round (TimingGuard): shorten the round too.
-SHORT_GOVERNANCE = {"NODUS_VOTING_DELAY": "1", "NODUS_VOTING_PERIOD": "1", "NODUS_TIMELOCK_DELAY": "1"}
+SHORT_GOVERNANCE = {
+    "NODUS_VOTING_DELAY": "1",
+    "NODUS_VOTING_PERIOD": "1",
+    "NODUS_TIMELOCK_DELAY": "1",
+}
 POLL_DEADLINE_S = 60.0  # generous: the outcome is asserted, not the time it took
 
 
@@ -53,7 +57,7 @@ async def test_a_root_is_accepted_after_its_window_with_no_other_transaction(
 ) -> None:
     distributor = contract(w3, deployment, "RewardDistributor")
     assert await distributor.functions.challengePeriod().call() == CHALLENGE_SECONDS
-    cumulative = {dev_account(2).address: 10**18}
+    cumulative: dict[str, int] = {dev_account(2).address: 10**18}
     posting = await post_epoch(services, 1, cumulative, published(1, cumulative), sender=sender)
     assert posting.status == "proposed"
     proposed_at = await w3.eth.block_number
