@@ -169,16 +169,19 @@ def _usage(message: str) -> typer.Exit:
 
 
 def _next_steps(node_id: str, fresh_salt: bool) -> str:
+    """What the node host does next (the steps `nodus-agent init` also lists)."""
     if fresh_salt:
-        init = (
-            f"nodus-agent init --node-id {node_id} --endpoint HOST:PORT --country CC, then "
-            f"nodus node set-agent {node_id} AGENT_ADDRESS with the agent address it prints"
+        return (
+            "next, on the node host: nodus-agent init --node-id "
+            f"{node_id} --endpoint HOST:PORT --country CC; then here: nodus node set-agent "
+            f"{node_id} AGENT_ADDRESS (the address init prints); then on the node host: "
+            "nodus-agent pools, nodus-agent run, nodus-agent selftest"
         )
-        return f"next, on the node host: {init}; then nodus-agent run"
     return (
-        "next, on the node host (where `nodus-agent init` wrote the config): nodus-agent run "
-        "(or start the nodus-agent service), then nodus-agent selftest; "
-        f"follow it here with: nodus node status {node_id}"
+        "next, on the node host (where nodus-agent init wrote its config): "
+        "nodus-agent pools --config CONFIG, then nodus-agent run --config CONFIG (or the "
+        "nodus-agent systemd unit), then nodus-agent selftest --config CONFIG; "
+        f"and here: nodus node status {node_id}"
     )
 
 

@@ -6,6 +6,8 @@ transaction."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from eth_account import Account
@@ -201,3 +203,31 @@ async def test_without_the_agent_it_says_to_run_nodus_agent_init_first(cli: Cli)
     )  # fmt: skip
     assert result.exit_code == 2
     assert "nodus-agent init --operator" in flat(result)
+
+
+async def test_without_a_salt_a_fresh_one_is_printed_first_and_resumes_the_node(
+    cli: Cli, w3: Web3Client, deployment: Deployment, control_plane: ControlPlane
+) -> None:
+    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
+    agent, key = Account.create().address, wg_keys().public
+    args = [
+        "node", "register", "--endpoint", "198.51.100.13:51820", "--country", "DE",
+        "--protocols", "wireguard", "--agent", agent, "--wireguard-key", key,
+    ]  # fmt: skip
+    env: dict[str, str | None] = {"NODUS_API_URL": control_plane.url}
+
+    first = await cli(*args, key=operator, env=env)
+
+    assert first.exit_code == 0, first.output
+    match = re.search(r"new salt (0x[0-9a-f]{64}) \(node id (0x[0-9a-f]{64})\)", flat(first))
+    assert match, first.output
+    salt, node_id = match.groups()
+    assert node_id == node_id_of(operator.address, bytes.fromhex(salt[2:]))
+    assert f"nodus-agent init --node-id {node_id}" in flat(first)
+    assert f"nodus node set-agent {node_id}" in flat(first)
+
+    again = await cli(*args, "--salt", salt, key=operator, env=env)
+
+    assert again.exit_code == 0, again.output
+    assert "already registered on-chain" in flat(again)
+    assert "already registered with the control plane" in flat(again)
