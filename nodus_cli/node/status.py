@@ -16,7 +16,14 @@ from nodus_cli.rewards.claim import pending_json, pending_row
 from nodus_cli.rewards.pending import PendingReward, pending_reward
 from nodus_cli.support.chain import connect, run
 from nodus_cli.support.options import Options, shared_options
-from nodus_cli.support.output import CliError, console, format_nds, format_time, hex0x
+from nodus_cli.support.output import (
+    CliError,
+    console,
+    err_console,
+    format_nds,
+    format_time,
+    hex0x,
+)
 
 SCORES_SHOWN = 3
 
@@ -42,7 +49,11 @@ def status(node_id: NodeIdArgument, *, options: Options) -> None:
             scores = await api.get_or_none(f"/v1/nodes/{shown}/scores?limit={SCORES_SHOWN}")
             health = await api.get_or_none(f"/v1/nodes/{shown}/health?limit=5")
         rewards = await fetch_rewards(options.api_url, node.operator)
-        pending = await pending_reward(chain, options.api_url, node.operator)
+        pending: PendingReward | None = None
+        try:  # the rest of the status stands without it
+            pending = await pending_reward(chain, options.api_url, node.operator)
+        except CliError as exc:
+            err_console.print(f"[yellow]warning:[/yellow] pending rewards: {escape(exc.message)}")
         return {
             "node": node,
             "now": now,
