@@ -147,7 +147,7 @@ def register(
             )
         chain = await connect(options.rpc_url, options.deployments_dir)
         async with NodusApi(options.api_url) as api:
-            await api.get("/v1/auth/nonce")  # reachable before anything is staked
+            await api.get("/readyz")  # the control plane answers before anything is staked
             await _on_chain(chain, account, salt_bytes, to_checksum_address(agent), stake_wei)
             body["node_id"] = node_id
             known = await _with_api(api, account, node_id, body, wait)

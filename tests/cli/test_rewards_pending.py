@@ -63,7 +63,8 @@ async def test_a_pending_root_shows_its_amount_and_claimable_time(
     assert "no rewards yet" not in said
     assert "pending (epoch 1)" in said
     assert "+12.5 NDS, claimable from" in said
-    assert f"claimable from {format_time(valid_at)} (in " in said
+    # (how far away it is depends on the session anvil's clock, which other tests move)
+    assert f"claimable from {format_time(valid_at)} (" in said
     as_json = json.loads(
         (await cli("rewards", "show", "--address", operator.address, "--json", env=env)).stdout
     )
