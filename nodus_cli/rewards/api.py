@@ -13,11 +13,13 @@ from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
 
 from nodus_cli.rewards.recompute import parse_wei as _wei
+from nodus_cli.support.exits import Unreachable
 from nodus_cli.support.output import (
     CliError,
     UsageError,
 )
 from nodus_cli.support.parsing import parse_address
+from nodus_cli.support.session import api_message
 from nodus_cli.support.wallet import load_account
 
 API_TIMEOUT_S: Final = 30.0
@@ -47,29 +49,16 @@ async def api_get(api_url: str, path: str) -> httpx.Response:
         async with httpx.AsyncClient(timeout=API_TIMEOUT_S) as client:
             response = await client.get(url)
     except httpx.HTTPError as exc:
-        raise CliError(
-            f"cannot reach the Nodus API at {api_url}: {exc or type(exc).__name__}"
+        raise Unreachable(
+            f"cannot reach the Nodus API at {api_url}: {exc or type(exc).__name__}",
+            "start the control plane, or point --api-url (NODUS_API_URL) at a reachable one",
         ) from None
     if response.is_success:
         return response
-    message = _api_message(response)
+    message = api_message(response)
     if response.status_code == 404:
         raise ApiNotFound(f"{url}: not found ({message})")
     raise CliError(f"the Nodus API answered {response.status_code} for {url}: {message}")
-
-
-def _api_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200] or response.reason_phrase
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if body.get("detail"):
-            return str(body["detail"])
-    return str(body)[:200]
 
 
 def _bytes32(value: object, field: str) -> bytes:

@@ -32,6 +32,7 @@ from web3.types import EventData, TxParams, TxReceipt, Wei
 
 from control_plane.chain.contracts import Deployment, DeploymentError, Web3Client, contract
 from control_plane.chain.reverts import RevertDecoder, revert_bytes
+from nodus_cli.support.exits import ExitCode, Unreachable
 from nodus_cli.support.output import CliError, err_console, hex0x
 
 T = TypeVar("T")
@@ -55,16 +56,19 @@ async def _closing(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Runs a command's async body; expected failures become a red line and an exit code.
+    """Runs a command's async body; expected failures become a red line (and the next step) and
+    an exit code (support/exits.py).
     Chain connections opened by `connect` are closed when it ends."""
     try:
         return asyncio.run(_closing(main))
     except CliError as exc:
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
+        if exc.next_step:
+            err_console.print(f"[bold]next:[/bold] {escape(exc.next_step)}")
         raise typer.Exit(code=exc.exit_code) from None
     except DeploymentError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=ExitCode.USAGE) from None
 
 
 # --- the chain ----------------------------------------------------------------------------
@@ -112,7 +116,10 @@ async def connect(rpc_url: str, deployments_dir: Path, *, rpc_timeout: float = 3
     try:
         chain_id = await w3.eth.chain_id
     except (OSError, TimeoutError, aiohttp.ClientError, Web3Exception, ValueError) as exc:
-        raise CliError(f"cannot reach the chain at {rpc_url}: {_reason(exc)}") from None
+        raise Unreachable(
+            f"cannot reach the chain at {rpc_url}: {_reason(exc)}",
+            "start the chain's node, or point --rpc-url (NODUS_RPC_URL) at a reachable one",
+        ) from None
     deployment = Deployment.for_chain(chain_id, deployments_dir)
     return Chain(w3=w3, rpc_url=rpc_url, chain_id=chain_id, deployment=deployment)
 
@@ -123,8 +130,10 @@ async def rpc(chain: Chain, call: Awaitable[T]) -> T:
         return await call
     except (ContractCustomError, ContractLogicError) as exc:
         raise CliError(f"the chain refused a read: {describe_revert(exc, chain.reverts)}") from None
-    except (OSError, TimeoutError, aiohttp.ClientError, Web3RPCError) as exc:
+    except Web3RPCError as exc:
         raise CliError(f"the chain at {chain.rpc_url} failed: {_reason(exc)}") from None
+    except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+        raise Unreachable(f"the chain at {chain.rpc_url} failed: {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -218,7 +227,7 @@ async def send(
     except Web3RPCError as exc:
         raise CliError(f"{label}: {_rpc_message(exc)}") from None
     except (OSError, TimeoutError, aiohttp.ClientError) as exc:
-        raise CliError(f"{label}: the chain at {chain.rpc_url} failed: {_reason(exc)}") from None
+        raise Unreachable(f"{label}: the chain at {chain.rpc_url} failed: {_reason(exc)}") from None
     tx["gas"] = int(tx["gas"]) * 6 // 5 + FRESH_SLOT_GAS
     signed = account.sign_transaction(cast(dict[str, Any], tx))
     try:

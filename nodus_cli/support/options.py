@@ -42,14 +42,16 @@ KeyFileOption = Annotated[
         envvar="NODUS_KEY_FILE",
         help=(
             "Your key: a file holding the hex private key (mode 0600) or an encrypted JSON "
-            "keystore (passphrase from NODUS_PASSPHRASE or a prompt). "
-            "Without it, NODUS_PRIVATE_KEY is used."
+            "keystore (password from NODUS_KEYSTORE_PASSWORD or a prompt). "
+            "Without it: NODUS_PRIVATE_KEY, else the keystore of `nodus account new`."
         ),
     ),
 ]
 ApiUrlOption = Annotated[
     str,
-    typer.Option("--api-url", envvar="NODUS_API_URL", help="Base URL of the Nodus control plane."),
+    typer.Option(
+        "--api-url", "--api", envvar="NODUS_API_URL", help="Base URL of the Nodus control plane."
+    ),
 ]
 AdvanceTimeOption = Annotated[
     bool,

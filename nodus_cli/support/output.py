@@ -1,8 +1,9 @@
 """Where the `nodus` commands write, how they fail, and how they show chain values.
 
 Results go to stdout (`console`); progress, warnings and errors to stderr (`err_console`).
-Expected failures raise `CliError`, which `run` turns into one red line and an exit code
-(2: bad input or configuration, 1: the chain or the API said no). Unexpected ones propagate.
+Expected failures raise `CliError` (support/exits.py: the exit codes), which `run` turns into a
+red line with the cause, a line with the next step, and the exit code. Unexpected ones
+propagate.
 """
 
 from __future__ import annotations
@@ -13,26 +14,14 @@ from typing import Final
 
 from rich.console import Console
 
+from nodus_cli.support.exits import CliError, UsageError
+
+__all__ = ["CliError", "UsageError"]  # re-exported: the commands import them from here
+
 WEI_PER_NDS: Final = 10**18
 
 console = Console(soft_wrap=True, highlight=False)
 err_console = Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-class CliError(Exception):
-    """A failure the user can act on: one message, one exit code, no traceback."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-
-
-class UsageError(CliError):
-    """Bad input or configuration (exit code 2, like a usage error)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=2)
 
 
 def format_nds(wei: int) -> str:

@@ -8,7 +8,7 @@ import asyncio
 import json
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,7 +43,10 @@ class Cli:
     env: dict[str, str | None]
 
     async def __call__(
-        self, *args: str, key: LocalAccount | None = None, env: dict[str, str | None] | None = None
+        self,
+        *args: str,
+        key: LocalAccount | None = None,
+        env: Mapping[str, str | None] | None = None,
     ) -> Result:
         merged = {**self.env, **(env or {})}
         if key is not None:
@@ -59,7 +62,7 @@ class Cli:
 
 
 @pytest.fixture
-def cli(anvil: Anvil, deployments_dir: Path) -> Cli:
+def cli(anvil: Anvil, deployments_dir: Path, tmp_path: Path) -> Cli:
     return Cli(
         {
             "NODUS_RPC_URL": anvil.rpc_url,
@@ -68,7 +71,10 @@ def cli(anvil: Anvil, deployments_dir: Path) -> Cli:
             "NODUS_PRIVATE_KEY": None,
             "NODUS_KEY_FILE": None,
             "NODUS_PASSPHRASE": None,
+            "NODUS_KEYSTORE_PASSWORD": None,
             "NODUS_API_URL": "http://127.0.0.1:9",
+            # The keystore and token cache of this test only.
+            "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
         }
     )
 
@@ -138,15 +144,30 @@ def flat(result: Result) -> str:
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
 
 
+@dataclass
+class ServedControlPlane(ControlPlane):
+    """The real control plane (uvicorn in a subprocess, jobs on) with extra NODUS_* settings."""
+
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), **self.extra}
+
+
 @pytest.fixture
-async def control_plane(
+async def served_api(
     settings: Settings, deployment: Deployment, tmp_path: Path
-) -> AsyncIterator[ControlPlane]:
-    """The real control plane (uvicorn in a subprocess, its chain sync every second) on this
-    test's database and the session's anvil, for the commands that talk to the API."""
-    service = ControlPlane(settings, tmp_path, free_tcp_port())
-    await service.start()
+) -> AsyncIterator[ServedControlPlane]:
+    """The control plane on a free port."""
+    served = ServedControlPlane(settings, tmp_path, free_tcp_port())
+    await served.start()
     try:
-        yield service
+        yield served
     finally:
-        await service.stop()
+        await served.stop()
+
+
+@pytest.fixture
+def control_plane(served_api: ServedControlPlane) -> ControlPlane:
+    """The served control plane, by the name the node commands' tests use."""
+    return served_api

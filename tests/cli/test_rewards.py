@@ -194,7 +194,7 @@ async def test_show_without_rewards_and_with_an_unreachable_api(
     down = await cli(
         "rewards", "show", "--address", OP_A.address, "--api-url", "http://127.0.0.1:9"
     )
-    assert down.exit_code == 1
+    assert down.exit_code == 4  # unreachable (support/exits.py)
     assert "cannot reach the Nodus API" in flat(down)
     no_key = await cli("rewards", "show", "--api-url", fake_api.url)
     assert no_key.exit_code == 2
