@@ -21,7 +21,6 @@ from eth_utils.address import to_checksum_address
 from rich.markup import escape
 
 from control_plane.chain.contracts import node_id_of
-from nodus_cli.node.api import ApiError, NodusApi
 from nodus_cli.node.inputs import (
     CountryOption,
     EndpointOption,
@@ -33,7 +32,7 @@ from nodus_cli.support.chain import Chain, connect, rpc, run, send
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import CliError, console, err_console, format_nds
 from nodus_cli.support.parsing import parse_address, parse_bytes32, parse_nds
-from nodus_cli.support.wallet import load_account
+from nodus_cli.support.session import ApiNotFound, ApiSession
 
 POLL_S: Final = 1.0
 # What POST /v1/nodes answers while the API's chain reader has not seen the registration yet.
@@ -138,19 +137,19 @@ def register(
         body["wireguard_public_key"] = wireguard_key
 
     async def main() -> dict[str, Any]:
-        account = load_account(options.key_file)
-        node_id = node_id_of(account.address, salt_bytes)
-        if salt is None:
-            err_console.print(
-                f"new salt 0x{salt_bytes.hex()} (node id {node_id}); to resume an interrupted "
-                f"run, run again with --salt 0x{salt_bytes.hex()}"
-            )
-        chain = await connect(options.rpc_url, options.deployments_dir)
-        async with NodusApi(options.api_url) as api:
-            await api.get("/readyz")  # the control plane answers before anything is staked
+        async with ApiSession.open(options.api_url, options.key_file) as api:
+            account = api.account
+            node_id = node_id_of(account.address, salt_bytes)
+            if salt is None:
+                err_console.print(
+                    f"new salt 0x{salt_bytes.hex()} (node id {node_id}); to resume an "
+                    f"interrupted run, run again with --salt 0x{salt_bytes.hex()}"
+                )
+            chain = await connect(options.rpc_url, options.deployments_dir)
+            await api.get("/readyz", auth=False)  # the API answers before anything is staked
             await _on_chain(chain, account, salt_bytes, to_checksum_address(agent), stake_wei)
             body["node_id"] = node_id
-            known = await _with_api(api, account, node_id, body, wait)
+            known = await _with_api(api, node_id, body, wait)
             await _indexed(api, node_id, wait)
         return {"node_id": node_id, "operator": account.address, "api": known}
 
@@ -248,12 +247,13 @@ async def _on_chain(
     )
 
 
-async def _with_api(
-    api: NodusApi, account: LocalAccount, node_id: str, body: dict[str, Any], wait: float
-) -> str:
-    """POST /v1/nodes unless the API already has the node; retried while the API's chain reader
-    has not seen the registration yet (an RPC behind the one this command used)."""
-    existing = await api.get_or_none(f"/v1/nodes/{node_id}")
+async def _with_api(api: ApiSession, node_id: str, body: dict[str, Any], wait: float) -> str:
+    """POST /v1/nodes (signed in as the operator) unless the API already has the node; retried
+    while the API's chain reader has not seen the registration yet (an RPC behind ours)."""
+    try:
+        existing = await api.get(f"/v1/nodes/{node_id}", auth=False)
+    except ApiNotFound:
+        existing = None
     if existing is not None:
         _skipped("already registered with the control plane")
         differs = [k for k in ("endpoint", "country", "protocols") if existing.get(k) != body[k]]
@@ -263,18 +263,19 @@ async def _with_api(
                 f": change it with nodus node update {node_id}"
             )
         return "already"
-    await api.sign_in(account)
     deadline = time.monotonic() + wait
     while True:
         try:
-            await api.request("POST", "/v1/nodes", body)
-        except ApiError as exc:
-            late = exc.status == 403 and any(s in exc.api_message for s in NOT_YET_ON_CHAIN)
+            await api.post("/v1/nodes", body)
+        except CliError as exc:
+            late = "answered 403" in exc.message and any(s in exc.message for s in NOT_YET_ON_CHAIN)
             if not late or time.monotonic() > deadline:
                 raise CliError(
                     f"the node is staked on-chain but the control plane refused it: "
-                    f"{exc.api_message} ({exc.code}); fix that and run this command again "
-                    "(the on-chain steps will be skipped)"
+                    f"{exc.message}; fix that and run this command again (the on-chain steps "
+                    "will be skipped)",
+                    exc.exit_code,
+                    exc.next_step,
                 ) from None
             await asyncio.sleep(POLL_S)
             continue
@@ -282,13 +283,14 @@ async def _with_api(
         return "registered"
 
 
-async def _indexed(api: NodusApi, node_id: str, wait: float) -> None:
+async def _indexed(api: ApiSession, node_id: str, wait: float) -> None:
     """Until the control plane's indexer has the node (its agent signs in against the index):
     GET /v1/nodes/{id}/health stops saying `not_indexed`."""
     deadline = time.monotonic() + wait
     while True:
-        health = await api.get_or_none(f"/v1/nodes/{node_id}/health")
-        if health is None:
+        try:
+            health = await api.get(f"/v1/nodes/{node_id}/health", auth=False)
+        except ApiNotFound:
             _skipped("this control plane has no node health endpoint: not waiting for its index")
             return
         reason = str(health.get("summary", {}).get("reason", ""))

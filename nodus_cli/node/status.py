@@ -8,7 +8,6 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
-from nodus_cli.node.api import JsonObject, NodusApi
 from nodus_cli.node.inputs import NodeIdArgument
 from nodus_cli.node.registry import ChainNode, read_node
 from nodus_cli.rewards.api import Rewards, fetch_rewards
@@ -24,6 +23,7 @@ from nodus_cli.support.output import (
     format_time,
     hex0x,
 )
+from nodus_cli.support.session import ApiNotFound, ApiSession, JsonObject
 
 SCORES_SHOWN = 3
 
@@ -44,10 +44,10 @@ def status(node_id: NodeIdArgument, *, options: Options) -> None:
         if node.status == "none":
             raise CliError(f"node {shown} is not registered in NodeRegistry", exit_code=2)
         now = await chain.now()
-        async with NodusApi(options.api_url) as api:
-            record = await api.get_or_none(f"/v1/nodes/{shown}")
-            scores = await api.get_or_none(f"/v1/nodes/{shown}/scores?limit={SCORES_SHOWN}")
-            health = await api.get_or_none(f"/v1/nodes/{shown}/health?limit=5")
+        async with ApiSession.open(options.api_url, None) as api:
+            record = await _public(api, f"/v1/nodes/{shown}")
+            scores = await _public(api, f"/v1/nodes/{shown}/scores", limit=SCORES_SHOWN)
+            health = await _public(api, f"/v1/nodes/{shown}/health", limit=5)
         rewards = await fetch_rewards(options.api_url, node.operator)
         pending: PendingReward | None = None
         try:  # the rest of the status stands without it
@@ -69,6 +69,14 @@ def status(node_id: NodeIdArgument, *, options: Options) -> None:
         console.print_json(data=_as_json(found))
         return
     _print(found)
+
+
+async def _public(api: ApiSession, path: str, **params: int) -> JsonObject | None:
+    """A public GET, with a 404 as None."""
+    try:
+        return await api.get(path, params=params or None, auth=False)
+    except ApiNotFound:
+        return None
 
 
 def _as_json(found: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from nodus_cli.node.api import NodusApi
 from nodus_cli.node.inputs import (
     CountryOption,
     EndpointOption,
@@ -18,7 +17,7 @@ from nodus_cli.node.inputs import (
 from nodus_cli.support.chain import run
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import UsageError, console, hex0x
-from nodus_cli.support.wallet import load_account
+from nodus_cli.support.session import ApiSession
 
 
 @shared_options("key_file", "api_url", "as_json")
@@ -61,10 +60,8 @@ def update(
             raise UsageError(
                 "nothing to change: give --endpoint, --country, --protocols or --wireguard-key"
             )
-        account = load_account(options.key_file)
-        async with NodusApi(options.api_url) as api:
-            await api.sign_in(account)
-            return await api.request("PATCH", f"/v1/nodes/{shown}", patch)
+        async with ApiSession.open(options.api_url, options.key_file) as api:
+            return await api.request("PATCH", f"/v1/nodes/{shown}", body=patch) or {}
 
     node = run(main)
     if options.as_json:

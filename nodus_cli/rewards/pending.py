@@ -8,11 +8,13 @@ import json
 import time
 from dataclasses import dataclass
 
+import httpx
 from eth_utils.crypto import keccak
 
-from nodus_cli.node.api import NodusApi
+from nodus_cli.rewards.api import API_TIMEOUT_S, fetch_rewards
 from nodus_cli.rewards.recompute import parse_leaves
 from nodus_cli.support.chain import Chain, rpc
+from nodus_cli.support.exits import Unreachable
 from nodus_cli.support.output import CliError
 
 
@@ -34,8 +36,7 @@ async def pending_reward(chain: Chain, api_url: str, address: str) -> PendingRew
     )
     if int(epoch) == 0:
         return None
-    async with NodusApi(api_url) as api:
-        raw = await api.get_bytes(f"/v1/epochs/{int(epoch)}/data")
+    raw = await _published_bytes(api_url, int(epoch))
     if raw is None:
         raise CliError(
             f"epoch {int(epoch)} is pending on-chain but the control plane has not published its "
@@ -63,14 +64,25 @@ async def pending_reward(chain: Chain, api_url: str, address: str) -> PendingRew
     )
 
 
+async def _published_bytes(api_url: str, epoch: int) -> bytes | None:
+    """The exact published bytes (the hash is over them, not over a re-encoding); None: 404."""
+    url = api_url.rstrip("/") + f"/v1/epochs/{epoch}/data"
+    try:
+        async with httpx.AsyncClient(timeout=API_TIMEOUT_S) as http:
+            response = await http.get(url)
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"cannot reach the Nodus API at {api_url}: {exc}") from None
+    if response.status_code == 404:
+        return None
+    if not response.is_success:
+        raise CliError(f"the Nodus API answered {response.status_code} for {url}")
+    return response.content
+
+
 async def _accepted_cumulative(chain: Chain, api_url: str, address: str) -> int:
-    """The address's leaf in the accepted root (0 before any)."""
+    """The address's leaf in the accepted root (0 before any, or without a leaf in it)."""
     distributor = chain.contract("RewardDistributor")
-    root_epoch = int(await rpc(chain, distributor.functions.rootEpoch().call()))
-    if root_epoch == 0:
+    if int(await rpc(chain, distributor.functions.rootEpoch().call())) == 0:
         return 0
-    async with NodusApi(api_url) as api:
-        view = await api.get_or_none(f"/v1/rewards/{address}")
-    if not isinstance(view, dict):
-        return 0
-    return int(str(view.get("cumulative", "0")))
+    view = await fetch_rewards(api_url, address)
+    return 0 if view is None else view.cumulative

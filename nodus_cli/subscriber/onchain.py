@@ -101,7 +101,9 @@ async def pending_price_changes(chain: Chain) -> list[PriceProposal]:
     )
     if not created:
         return []
-    delay = int(await rpc(chain, chain.contract("TimelockController").functions.getMinDelay().call()))
+    delay = int(
+        await rpc(chain, chain.contract("TimelockController").functions.getMinDelay().call())
+    )
     now = await chain.now()
     found: list[PriceProposal] = []
     for event in created:
