@@ -1,7 +1,8 @@
 """`nodus`: the command line of subscribers, operators and DAO members.
 
-One group per folder (`dao/`, `node/`, `rewards/`, `prober/`), one file per command or small family;
-what the commands share (options, the chain, the wallet, parsing and output) is in `support/`.
+One group per folder (`dao/`, `node/`, `rewards/`, `prober/`), one file per command or small
+family; what the commands share (options, the chain, the wallet, parsing and output) is in
+`support/`.
 """
 
 from __future__ import annotations
