@@ -1,8 +1,9 @@
 """`nodus`: the command line of subscribers, operators and DAO members.
 
-One group per folder (`dao/`, `node/`, `rewards/`, `prober/`), one file per command or small
-family; what the commands share (options, the chain, the wallet, parsing and output) is in
-`support/`.
+One group per folder (`account/`, `dao/`, `node/`, `rewards/`, `prober/`), one file per command
+or small family; the subscriber's commands (`login`, `plan`, `subscribe`, `renew`, `nodes`,
+`status`, `devices`, `revoke`) are top-level, in `subscriber/`. What the commands share (options,
+exit codes, the chain, the wallet, the API session, parsing and output) is in `support/`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from rich.table import Table
 from web3 import AsyncWeb3
 
 from control_plane.chain.contracts import Deployment, DeploymentError
+from nodus_cli.support.exits import ExitCode
 from nodus_cli.support.options import Options, shared_options
 
 console = Console()
@@ -23,13 +24,13 @@ def contracts(*, options: Options) -> None:
         rows = asyncio.run(_contract_rows(options.rpc_url, options.deployments_dir))
     except DeploymentError as exc:
         console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(code=ExitCode.USAGE) from exc
     table = Table("contract", "address", "code")
     for name, address, has_code in rows:
         table.add_row(name, address, "yes" if has_code else "[red]none[/red]")
     console.print(table)
     if not all(has_code for _, _, has_code in rows):
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.REFUSED)
 
 
 async def _contract_rows(rpc_url: str, deployments_dir: Path) -> list[tuple[str, str, bool]]:

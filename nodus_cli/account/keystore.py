@@ -14,7 +14,13 @@ from eth_account.signers.local import LocalAccount
 
 from nodus_cli.support.chain import Chain, connect, rpc, run
 from nodus_cli.support.options import Options, shared_options
-from nodus_cli.support.output import UsageError, console, err_console, format_nds
+from nodus_cli.support.output import (
+    UsageError,
+    console,
+    err_console,
+    format_eth,
+    format_nds,
+)
 from nodus_cli.support.paths import default_keystore, write_private
 from nodus_cli.support.wallet import (
     account_from_hex,
@@ -43,7 +49,16 @@ def _write_keystore(account: LocalAccount, force: bool) -> Path:
     return path
 
 
-def new(force: ForceOption = False) -> None:
+def _written(account: LocalAccount, path: Path, as_json: bool, note: str) -> None:
+    if as_json:
+        console.print_json(json.dumps({"address": account.address, "keystore": str(path)}))
+    else:
+        console.print(f"address: {account.address}")
+    err_console.print(f"[green]✓[/green] {note}")
+
+
+@shared_options("as_json", json_help="Print the address and the keystore's path as JSON.")
+def new(force: ForceOption = False, *, options: Options) -> None:
     """Create a new wallet: a fresh key in an encrypted keystore.
 
     The keystore is encrypted with a password (prompted twice, or NODUS_KEYSTORE_PASSWORD)
@@ -61,16 +76,19 @@ def new(force: ForceOption = False) -> None:
     async def main() -> None:
         account: LocalAccount = Account.create()
         path = _write_keystore(account, force)
-        console.print(f"address: {account.address}")
-        err_console.print(
-            f"[green]✓[/green] new keystore {path}; fund this address with ETH (gas) and NDS, "
-            "then: nodus plan"
+        _written(
+            account,
+            path,
+            options.as_json,
+            f"new keystore {path}; fund this address with ETH (gas) and NDS, then: nodus plan",
         )
 
     run(main)
 
 
-@shared_options("key_file")
+@shared_options(
+    "key_file", "as_json", json_help="Print the address and the keystore's path as JSON."
+)
 def import_key(force: ForceOption = False, *, options: Options) -> None:
     """Import an existing key into the encrypted keystore.
 
@@ -93,8 +111,7 @@ def import_key(force: ForceOption = False, *, options: Options) -> None:
         else:
             raise UsageError("no key to import", "pass --key-file PATH, or set NODUS_PRIVATE_KEY")
         path = _write_keystore(account, force)
-        console.print(f"address: {account.address}")
-        err_console.print(f"[green]✓[/green] imported into {path}")
+        _written(account, path, options.as_json, f"imported into {path}")
 
     run(main)
 
@@ -120,7 +137,7 @@ def show(*, options: Options) -> None:
             console.print_json(json.dumps(body))
             return
         console.print(f"address: {address}")
-        console.print(f"ETH:     {format_nds(int(eth)).removesuffix(' NDS')} ETH")
+        console.print(f"ETH:     {format_eth(int(eth))}")
         console.print(f"NDS:     {format_nds(int(nds))}")
 
     run(main)

@@ -25,6 +25,7 @@ from rich.console import Console
 from control_plane.prober.probe import Target, probe_all
 from control_plane.prober.settings import ProberSettings
 from control_plane.prober.signing import Sample, sign_sample
+from nodus_cli.support.exits import ExitCode
 
 console = Console()
 
@@ -59,12 +60,12 @@ class RoundOutcome:
 def _account(key: str | None) -> LocalAccount:
     if not key:
         console.print("[red]error:[/red] set the prober's key: --key or NODUS_PROBER_KEY")
-        raise typer.Exit(code=2)
+        raise typer.Exit(code=ExitCode.USAGE)
     try:
         account: LocalAccount = Account.from_key(key)
     except (ValueError, TypeError) as exc:
         console.print("[red]error:[/red] the key is not a secp256k1 private key (0x-hex)")
-        raise typer.Exit(code=2) from exc
+        raise typer.Exit(code=ExitCode.USAGE) from exc
     return account
 
 
@@ -151,14 +152,14 @@ async def _loop(url: str, account: LocalAccount, settings: ProberSettings, once:
                 console.print(
                     f"an admin allow-lists this prober with PUT /v1/probers/{account.address}"
                 )
-                raise typer.Exit(code=1) from exc
+                raise typer.Exit(code=ExitCode.REFUSED) from exc
             except httpx.HTTPError as exc:
                 console.print(
                     f"[yellow]round failed:[/yellow] {type(exc).__name__}: {exc} "
                     f"({len(state.pending)} samples kept for the next round)"
                 )
                 if once:
-                    raise typer.Exit(code=1) from exc
+                    raise typer.Exit(code=ExitCode.REFUSED) from exc
             else:
                 console.print(
                     f"round {outcome.round}: probed {outcome.probed}, answered "

@@ -26,6 +26,7 @@ from nodus_cli.rewards.api import (
 from nodus_cli.rewards.history import EpochRecord, epoch_records
 from nodus_cli.rewards.recompute import Check, parse_leaves, recompute
 from nodus_cli.support.chain import Chain, connect, run
+from nodus_cli.support.exits import ExitCode
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import (
     CliError,
@@ -187,7 +188,7 @@ def verify(
             )
         )
         if failed:
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=ExitCode.REFUSED)
         return
     table = Table(title=f"epoch {epoch}")
     table.add_column("check")
@@ -209,7 +210,7 @@ def verify(
                 f"expected {escape(check.expected)}"
             )
         console.print(f"epoch {epoch}: NOT verified")
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.REFUSED)
     if not result.recomputed:
         console.print(
             f"epoch {epoch}: verified (root and data hash only: the data carries no scores to "

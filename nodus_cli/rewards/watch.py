@@ -24,6 +24,7 @@ from rich.markup import escape
 
 from nodus_cli.rewards.verify import verify_epoch
 from nodus_cli.support.chain import Chain, connect, rpc, run, send
+from nodus_cli.support.exits import ExitCode
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import CliError, console, err_console, format_time, hex0x
 from nodus_cli.support.wallet import load_account
@@ -148,7 +149,7 @@ def watch(
             await asyncio.sleep(interval)
 
     if run(main):
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=ExitCode.REFUSED)
 
 
 async def _guardian_key(chain: Chain, key_file: Path | None) -> LocalAccount | None:

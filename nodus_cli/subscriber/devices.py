@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any, Final
 
 import typer
+from rich.markup import escape
 
 from nodus_cli.support.chain import run
 from nodus_cli.support.exits import CliError
@@ -54,11 +55,14 @@ async def list_devices(api: ApiSession, *, include_revoked: bool = False) -> lis
 
 
 def device_line(item: JsonObject) -> str:
-    node = str(item.get("node_id", ""))
-    addresses = ", ".join(str(a) for a in item.get("address", []))
-    style = {"active": "green", "lapsed": "yellow", "revoked": "red"}.get(str(item["status"]))
-    status = f"[{style}]{item['status']}[/{style}]" if style else str(item["status"])
-    return f"{item.get('id')}  {status:<7}  {item.get('protocol')}  node {node[:10]}…  {addresses}"
+    """One device as a line of rich markup (the API's values escaped, never markup)."""
+    node = escape(str(item.get("node_id", "")))
+    addresses = escape(", ".join(str(a) for a in item.get("address", [])))
+    plain = str(item["status"])
+    style = {"active": "green", "lapsed": "yellow", "revoked": "red"}.get(plain, "default")
+    status = f"[{style}]{escape(plain)}[/{style}]" + " " * max(0, 7 - len(plain))
+    device, protocol = escape(str(item.get("id"))), escape(str(item.get("protocol")))
+    return f"{device}  {status}  {protocol:<9}  node {node[:10]}…  {addresses}"
 
 
 @shared_options("api_url", "key_file", "as_json")

@@ -178,20 +178,21 @@ def nodes(
         if not views:
             console.print("no node matches")
             return
+        # Plain text (markup off): the API's values are shown, never interpreted.
         console.print(
-            f"{'NODE':<14} {'CC':<3} {'PROTOCOLS':<18} {'ONLINE':<7} {'SCORE':>6} {'LATENCY':>9}"
+            f"{'CC':<3} {'PROTOCOLS':<18} {'ONLINE':<7} {'SCORE':>6} {'LATENCY':>10}  NODE",
+            markup=False,
         )
         for v in views:
             node = v.node
-            node_id = str(node.get("id", ""))
-            short = f"{node_id[:6]}…{node_id[-4:]}"
             score = "-" if v.score is None else f"{v.score:.3f}"
             latency = "-" if v.latency_ms is None else f"{v.latency_ms:.1f} ms"
             protocols = ",".join(str(p) for p in node.get("protocols", []))
             online = "yes" if node.get("online") else "no"
             console.print(
-                f"{short:<14} {node.get('country', '')!s:<3} {protocols:<18} {online:<7} "
-                f"{score:>6} {latency:>9}"
+                f"{node.get('country', '')!s:<3} {protocols:<18} {online:<7} {score:>6} "
+                f"{latency:>10}  {node.get('id', '')}",
+                markup=False,
             )
 
     run(main)

@@ -39,9 +39,10 @@ class PriceProposal:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
-    """What the chain says about `address`'s subscription at `now` (the chain's clock)."""
+    """What the chain says about `address`'s subscription at `now` (the chain's clock); with no
+    address (no key), only the plan."""
 
-    address: ChecksumAddress
+    address: ChecksumAddress | None
     price: int  # NDS wei per period
     period: int  # seconds
     max_months: int
@@ -74,14 +75,17 @@ class Subscription:
         }
 
 
-async def read_subscription(chain: Chain, address: ChecksumAddress) -> Subscription:
+async def read_subscription(chain: Chain, address: ChecksumAddress | None) -> Subscription:
     manager = chain.contract("SubscriptionManager")
+    expires_at = 0
+    if address is not None:
+        expires_at = int(await rpc(chain, manager.functions.expiresAt(address).call()))
     return Subscription(
         address=address,
         price=int(await rpc(chain, manager.functions.pricePerPeriod().call())),
         period=await chain.constant("SubscriptionManager", "PERIOD"),
         max_months=await chain.constant("SubscriptionManager", "MAX_MONTHS"),
-        expires_at=int(await rpc(chain, manager.functions.expiresAt(address).call())),
+        expires_at=expires_at,
         now=await chain.now(),
     )
 

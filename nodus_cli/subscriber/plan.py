@@ -8,7 +8,7 @@ from nodus_cli.subscriber.onchain import pending_price_changes, read_subscriptio
 from nodus_cli.support.chain import connect, run
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import console, duration, format_nds, format_time
-from nodus_cli.support.wallet import address_of_key
+from nodus_cli.support.wallet import address_of_key, has_key
 
 
 @shared_options("rpc_url", "deployments_dir", "key_file", "as_json")
@@ -28,7 +28,9 @@ def plan(*, options: Options) -> None:
 
     async def main() -> None:
         chain = await connect(options.rpc_url, options.deployments_dir)
-        subscription = await read_subscription(chain, address_of_key(options.key_file))
+        # No key yet: the plan alone.
+        address = address_of_key(options.key_file) if has_key(options.key_file) else None
+        subscription = await read_subscription(chain, address)
         changes = await pending_price_changes(chain)
         if options.as_json:
             body = {
@@ -42,10 +44,13 @@ def plan(*, options: Options) -> None:
             f"price:   {format_nds(s.price)} per {duration(s.period)} (1 to {s.max_months} "
             "periods per payment)"
         )
-        console.print(f"wallet:  {s.address}")
-        if s.expires_at == 0:
+        if s.address is None:
+            console.print("wallet:  none (nodus account new, or --key-file)")
+        elif s.expires_at == 0:
+            console.print(f"wallet:  {s.address}")
             console.print("expiry:  never paid (nodus subscribe --months 1)")
         else:
+            console.print(f"wallet:  {s.address}")
             state = "active" if s.active else "lapsed"
             console.print(f"expiry:  {format_time(s.expires_at, s.now)} ({state})")
         for change in changes:

@@ -20,9 +20,15 @@ from web3.types import TxReceipt
 
 from nodus_cli.subscriber.onchain import Subscription, read_subscription
 from nodus_cli.support.chain import Chain, connect, events_in, rpc, run, send
-from nodus_cli.support.exits import CliError
+from nodus_cli.support.exits import CliError, UsageError
 from nodus_cli.support.options import Options, shared_options
-from nodus_cli.support.output import console, err_console, format_nds, format_time
+from nodus_cli.support.output import (
+    console,
+    err_console,
+    format_eth,
+    format_nds,
+    format_time,
+)
 from nodus_cli.support.parsing import parse_nds
 from nodus_cli.support.wallet import load_account
 
@@ -46,7 +52,12 @@ def parse_slippage(text: str | Decimal) -> Decimal:
 
 MonthsOption = Annotated[
     int,
-    typer.Option("--months", "-m", min=1, max=36, help="Periods of 30 days to buy (1 to 36)."),
+    typer.Option(
+        "--months",
+        "-m",
+        min=1,
+        help="Periods to buy (at most the contract's MAX_MONTHS per payment; see nodus plan).",
+    ),
 ]
 WithEthOption = Annotated[
     bool,
@@ -180,13 +191,13 @@ async def pay_with_eth(
     balance = int(await rpc(chain, chain.w3.eth.get_balance(account.address)))
     if balance < bound:
         raise CliError(
-            f"{account.address} holds {format_nds(balance).removesuffix(' NDS')} ETH; the swap "
-            f"may take up to {format_nds(bound).removesuffix(' NDS')} ETH plus gas",
+            f"{account.address} holds {format_eth(balance)}; the swap "
+            f"may take up to {format_eth(bound)} plus gas",
             next_step="fund the wallet with ETH, or pay with NDS (without --with-eth)",
         )
     err_console.print(
-        f"quote: {format_nds(quote).removesuffix(' NDS')} ETH for {format_nds(cost)}; "
-        f"sending at most {format_nds(bound).removesuffix(' NDS')} ETH ({slippage}% slippage)"
+        f"quote: {format_eth(quote)} for {format_nds(cost)}; "
+        f"sending at most {format_eth(bound)} ({slippage}% slippage)"
     )
     deadline = await chain.now() + DEADLINE_S
     call = swap.functions.buySubscriptionWithETH(months, deadline)
@@ -210,7 +221,11 @@ async def subscribe_now(
     account = load_account(options.key_file)
     subscription = await read_subscription(chain, account.address)
     if months > subscription.max_months:
-        raise CliError(f"at most {subscription.max_months} periods per payment")
+        raise UsageError(
+            f"--months {months}: the contract takes at most {subscription.max_months} periods "
+            "per payment",
+            next_step=f"pay in parts: --months {subscription.max_months}, then renew",
+        )
     chosen_max = _check_price(subscription, max_price, months)
     paid_eth: int | None = None
     if with_eth:
@@ -242,7 +257,7 @@ def _report(payment: Payment, as_json: bool) -> None:
         return
     paid = format_nds(payment.paid_nds)
     if payment.paid_eth is not None:
-        paid += f" (swapped from {format_nds(payment.paid_eth).removesuffix(' NDS')} ETH)"
+        paid += f" (swapped from {format_eth(payment.paid_eth)})"
     console.print(f"paid {paid} for {payment.months} period(s)")
     console.print(f"expires {format_time(payment.new_expiry)}")
 

@@ -32,6 +32,11 @@ def format_nds(wei: int) -> str:
     return f"{nds:,f} NDS"
 
 
+def format_eth(wei: int) -> str:
+    """wei -> "0.001 ETH", exact (ETH has 18 decimals, as NDS)."""
+    return format_nds(wei).removesuffix(" NDS") + " ETH"
+
+
 def bytes32_to_text(value: bytes) -> str:
     """The inverse of `text_to_bytes32` where the value is printable text, else hex."""
     stripped = value.rstrip(b"\x00")

@@ -43,6 +43,15 @@ def load_account(key_file: Path | None) -> LocalAccount:
     raise UsageError(f"no key: there is no keystore at {keystore}", NO_KEY_NEXT_STEP)
 
 
+def has_key(key_file: Path | None) -> bool:
+    """Whether a key is configured at all (`load_account` would not say "no key")."""
+    return (
+        key_file is not None
+        or bool(os.environ.get("NODUS_PRIVATE_KEY"))
+        or default_keystore().exists()
+    )
+
+
 def address_of_key(key_file: Path | None) -> ChecksumAddress:
     """The address `load_account` would sign with; a keystore's is read from its `address`
     field, without asking for the password."""

@@ -61,9 +61,9 @@ async def test_account_new_writes_a_0600_standard_keystore_and_show_reads_balanc
 
     # An imported funded key replaces it (--force); show reads its balances.
     funded = await fresh_wallet(w3, deployment, 3 * NDS)
-    imported = await cli("account", "import", "--force", key=funded, env=with_password)
+    imported = await cli("account", "import", "--force", "--json", key=funded, env=with_password)
     assert imported.exit_code == 0, imported.output
-    assert funded.address in imported.stdout
+    assert json.loads(imported.stdout) == {"address": funded.address, "keystore": str(keystore)}
     shown = await cli("account", "show")
     assert shown.exit_code == 0, shown.output
     assert funded.address in shown.stdout

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
+from nodus_cli.subscriber.onchain import Subscription
 from tests.cli.conftest import Cli, flat, proposal_id_of
 from tests.support.builders import NDS, fresh_wallet
 
@@ -44,6 +46,10 @@ async def test_plan_reads_the_contract_and_a_pending_price_proposal(
     assert before["expires_at"] is None
     assert before["active"] is False
     assert before["pending_price_changes"] == []
+    # Without any key yet, the plan alone.
+    keyless = body(await cli("plan", "--json"))
+    assert keyless["address"] is None
+    assert keyless["price_per_period_wei"] == str(PRICE)
 
     proposed = await cli(
         "dao", "propose", "set-price", "12", "-d", "Price: 12 NDS", key=representative
@@ -140,3 +146,20 @@ async def test_a_max_price_below_the_price_is_refused_before_sending(
     assert "nodus subscribe --months 1 --with-eth" in flat(short)
     bad = await cli("subscribe", "--months", "0", key=poor)
     assert bad.exit_code == 2
+    too_many = await cli("subscribe", "--months", "37", key=poor)
+    assert too_many.exit_code == 2
+    assert "at most 36 periods per payment" in flat(too_many)
+
+
+def test_status_warns_under_three_days_and_says_lapsed_after_the_expiry() -> None:
+    wallet_address = Account.create().address
+
+    def at(now: int) -> Subscription:
+        return Subscription(wallet_address, PRICE, PERIOD, 36, expires_at=1_000_000, now=now)
+
+    assert not at(1_000_000 - 3 * 86_400).expiring_soon
+    assert at(1_000_000 - 3 * 86_400 + 1).expiring_soon
+    assert at(999_999).active
+    assert at(999_999).time_left == 1
+    assert not at(1_000_000).active
+    assert not at(1_000_000).expiring_soon
