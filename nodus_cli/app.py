@@ -1,9 +1,9 @@
 """`nodus`: the command line of subscribers, operators and DAO members.
 
-One group per folder (`account/`, `dao/`, `rewards/`, `prober/`), one file per command or small
-family; the subscriber's commands (`login`, `plan`, `subscribe`, `renew`, `nodes`, `status`,
-`devices`, `revoke`) are top-level, in `subscriber/`. What the commands share (options, exit
-codes, the chain, the wallet, the API session, parsing and output) is in `support/`.
+One group per folder (`account/`, `dao/`, `node/`, `rewards/`, `prober/`), one file per command
+or small family; the subscriber's commands (`login`, `plan`, `subscribe`, `renew`, `nodes`,
+`status`, `devices`, `revoke`) are top-level, in `subscriber/`. What the commands share (options,
+exit codes, the chain, the wallet, the API session, parsing and output) is in `support/`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from nodus_cli.connect import down, up
 from nodus_cli.connect.up import EPILOG as UP_EPILOG
 from nodus_cli.contracts import contracts
 from nodus_cli.dao import dao_app
+from nodus_cli.node import node_app
 from nodus_cli.prober import prober_app
 from nodus_cli.rewards import rewards_app
 from nodus_cli.subscriber.devices import devices, revoke
@@ -29,6 +30,7 @@ from nodus_cli.support.output import console
 app = typer.Typer(help="Nodus: a decentralized VPN paid on-chain.", no_args_is_help=True)
 app.add_typer(account_app, name="account")
 app.add_typer(dao_app, name="dao")
+app.add_typer(node_app, name="node")
 app.add_typer(rewards_app, name="rewards")
 app.add_typer(prober_app, name="prober")
 

@@ -94,7 +94,10 @@ class Web3TxRpc:
             "data": data,
             "value": Wei(value),
         }
-        return int(await self._call(lambda: self.w3.eth.estimate_gas(params)))
+        # Against the pending block, where the transaction will be mined: on an idle dev chain
+        # the latest block can be minutes old, and a time-gated call (acceptRoot after its
+        # window) reverts there but not in the next block.
+        return int(await self._call(lambda: self.w3.eth.estimate_gas(params, "pending")))
 
     async def base_fee(self) -> int:
         block = await self._call(lambda: self.w3.eth.get_block("latest"))

@@ -17,6 +17,7 @@ from nodus_cli.rewards.api import (
     address_of,
     fetch_rewards,
 )
+from nodus_cli.rewards.pending import PendingReward, pending_reward
 from nodus_cli.support.chain import connect, events_in, rpc, run, send
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import (
@@ -24,6 +25,7 @@ from nodus_cli.support.output import (
     console,
     err_console,
     format_nds,
+    format_time,
 )
 from nodus_cli.support.wallet import load_account
 
@@ -36,21 +38,27 @@ def show(
     *,
     options: Options,
 ) -> None:
-    """What the address has earned (cumulative), claimed, and can claim now."""
+    """What the address has earned (cumulative), claimed, and can claim now, and what a root
+    still in its challenge window adds and when it becomes claimable.
 
-    async def main() -> tuple[ChecksumAddress, Rewards | None, int | None]:
+    Example: nodus rewards show --address 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
+    """
+
+    async def main() -> tuple[ChecksumAddress, Rewards | None, int | None, PendingReward | None]:
         who = address_of(address, options.key_file)
         view = await fetch_rewards(options.api_url, who)
         on_chain: int | None = None
+        pending: PendingReward | None = None
         try:  # the chain is the authority on what was claimed; the API may lag a few blocks
             chain = await connect(options.rpc_url, options.deployments_dir)
             rewards = chain.contract("RewardDistributor")
             on_chain = int(await rpc(chain, rewards.functions.claimed(who).call()))
+            pending = await pending_reward(chain, options.api_url, who)
         except CliError as exc:
             err_console.print(f"[yellow]warning:[/yellow] {escape(exc.message)}")
-        return who, view, on_chain
+        return who, view, on_chain, pending
 
-    who, view, on_chain = run(main)
+    who, view, on_chain, pending = run(main)
     if options.as_json:
         console.print_json(
             json.dumps(
@@ -61,25 +69,53 @@ def show(
                     "claimable": str(view.claimable if view else 0),
                     "epoch": view.epoch if view else None,
                     "claimed_on_chain": None if on_chain is None else str(on_chain),
+                    "pending": pending_json(pending),
                 }
             )
         )
         return
-    if view is None:
+    if view is None and pending is None:
         console.print(f"{who} has no rewards yet")
         return
     table = Table(title=f"rewards of {who}", show_header=False)
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("epoch", str(view.epoch) if view.epoch is not None else "-")
-    table.add_row("earned (cumulative)", format_nds(view.cumulative))
-    table.add_row("claimed", format_nds(view.claimed))
-    if on_chain is not None and on_chain != view.claimed:
-        table.add_row("claimed (on-chain)", format_nds(on_chain))
-    table.add_row("claimable", f"[green]{format_nds(view.claimable)}[/green]")
+    if view is not None:
+        table.add_row("epoch", str(view.epoch) if view.epoch is not None else "-")
+        table.add_row("earned (cumulative)", format_nds(view.cumulative))
+        table.add_row("claimed", format_nds(view.claimed))
+        if on_chain is not None and on_chain != view.claimed:
+            table.add_row("claimed (on-chain)", format_nds(on_chain))
+        table.add_row("claimable", f"[green]{format_nds(view.claimable)}[/green]")
+    else:
+        table.add_row("claimable", "nothing yet (no accepted root names this address)")
+    if pending is not None:
+        table.add_row(*pending_row(pending))
     console.print(table)
-    if view.claimable:
+    if view is not None and view.claimable:
         console.print("claim it with: nodus rewards claim")
+
+
+def pending_json(pending: PendingReward | None) -> dict[str, object] | None:
+    if pending is None:
+        return None
+    return {
+        "epoch": pending.epoch,
+        "amount": str(pending.amount),
+        "cumulative": str(pending.cumulative),
+        "claimable_at": pending.claimable_at,
+    }
+
+
+def pending_row(pending: PendingReward) -> tuple[str, str]:
+    """`pending (epoch N)` -> `+X NDS, claimable from <time> (in ...)`."""
+    when = format_time(pending.claimable_at, pending.now)
+    if pending.claimable_at <= pending.now:
+        when += ", once the oracle accepts the root"
+    return (
+        f"pending (epoch {pending.epoch})",
+        f"[yellow]+{format_nds(pending.amount)}[/yellow], claimable from {when}",
+    )
 
 
 # --- claim --------------------------------------------------------------------------------

@@ -165,3 +165,9 @@ async def served_api(
         yield served
     finally:
         await served.stop()
+
+
+@pytest.fixture
+def control_plane(served_api: ServedControlPlane) -> ControlPlane:
+    """The served control plane, by the name the node commands' tests use."""
+    return served_api

@@ -30,6 +30,7 @@ from eth_utils.crypto import keccak
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.client import hex0x
+from control_plane.chain.clock import later_of_clock_and
 from control_plane.chain.distributor import (
     DistributorReads,
     DistributorState,
@@ -298,7 +299,12 @@ async def accept_due_roots(
     state = await distributor.state()
     report = await refresh_publications(services, session, state)
     pending = state.pending
-    if pending is None or state.block_timestamp < pending.valid_at:
+    # The window is judged by the later of the wall clock and the head's time, not the head's
+    # alone: on an idle chain (anvil automining) no block comes after the window ends, and the
+    # acceptRoot transaction is what mines one, with a fresh timestamp. On a chain whose clock
+    # still lags, the estimate reverts (ChallengeWindowOpen), the row fails before costing
+    # anything, and the next run queues it again (`rearm` below).
+    if pending is None or later_of_clock_and(state.block_timestamp).timestamp() < pending.valid_at:
         return report
     key = accept_key(pending.epoch)
     calldata = distributor.accept_calldata()
