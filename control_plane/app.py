@@ -3,6 +3,7 @@ database, the chain reader and the jobs. Nothing connects at import time."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,9 +30,9 @@ from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
-from control_plane.db import make_engine, make_sessionmaker
+from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
-from control_plane.errors import install_error_handlers
+from control_plane.errors import install_error_handlers, unexpected_error_response
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
@@ -72,7 +73,7 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, database_timeouts(settings))
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         owned_reader: Web3ChainReader | None = None
@@ -139,16 +140,32 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     async def readyz(request: Request, chain: ChainDep) -> JSONResponse:
-        """The database and the chain RPC both answer."""
-        checks = {
-            "database": await _database_ok(request),
-            "chain": await chain.ping(),
-        }
+        """The database and the chain RPC both answer (within NODUS_READYZ_TIMEOUT_SECONDS)."""
+        bound = settings.readyz_timeout_seconds
+        database, chain_ok = await asyncio.gather(
+            _within(bound, _database_ok(request)), _within(bound, chain.ping())
+        )
+        checks = {"database": database, "chain": chain_ok}
         ready = all(checks.values())
         body = {"status": "ok" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def database_timeouts(settings: Settings) -> DatabaseTimeouts:
+    return DatabaseTimeouts(
+        connect_seconds=settings.database_connect_timeout_seconds,
+        pool_seconds=settings.database_pool_timeout_seconds,
+        statement_seconds=settings.database_statement_timeout_seconds,
+    )
+
+
+async def _within(seconds: float, check: Awaitable[bool]) -> bool:
+    try:
+        return await asyncio.wait_for(check, seconds)
+    except TimeoutError:
+        return False
 
 
 async def _database_ok(request: Request) -> bool:
@@ -180,7 +197,12 @@ def _install_observability(app: FastAPI) -> None:
         token = request_id_var.set(request_id)
         try:
             started = time.perf_counter()
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                # Answered and logged here, once: an exception handler for Exception would
+                # answer and then re-raise, and the server would log the traceback again.
+                response = unexpected_error_response(request, exc)
             route: Any = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
             latency.labels(request.method, path).observe(time.perf_counter() - started)
