@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.devchain import free_port
+from tests.support.processes import signal_tree
 
 _BIN_ROOT = Path("/usr/lib/postgresql")
 
@@ -53,26 +54,15 @@ class PostgresCluster:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data_dir), "-m", "fast", "-w", "stop")
 
-    def _processes(self) -> list[int]:
-        """The postmaster and its children (backends, background workers), from /proc."""
-        postmaster = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with suppress(OSError):
-                # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                if int(fields[1]) == postmaster:
-                    children.append(int(stat.parent.name))
-        return [postmaster, *children]
+    def _postmaster(self) -> int:
+        return int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
 
     def freeze(self) -> None:
         """SIGSTOP the server and every backend: connections stay open, nothing answers."""
-        for pid in self._processes():
-            os.kill(pid, signal.SIGSTOP)
+        signal_tree(self._postmaster(), signal.SIGSTOP)
 
     def thaw(self) -> None:
-        for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+        signal_tree(self._postmaster(), signal.SIGCONT)
 
 
 @contextmanager
