@@ -4,10 +4,13 @@ database, the chain reader and the jobs. Nothing connects at import time."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -92,9 +95,11 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
             else None
         )
         app.state.feed = await PeerFeed.start(settings.database_url, app.state.sessions)
+        restore_signals = _release_polls_on_signal(app.state.feed)
         try:
             yield
         finally:
+            restore_signals()
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await app.state.feed.stop()
@@ -151,6 +156,39 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def _release_polls_on_signal(feed: PeerFeed) -> Callable[[], None]:
+    """Chains onto the server's SIGTERM/SIGINT handler (uvicorn's, installed before the
+    lifespan starts) so parked long-polls are released the moment the signal arrives: the
+    server drains every open connection before it runs the lifespan's shutdown, and a poll
+    parked for a minute would hold the exit that long. Returns the function that restores the
+    server's handlers. Without a server handler (tests, a plain asyncio loop) nothing is hooked."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    hooked: dict[signal.Signals, Callable[[int, FrameType | None], Any]] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous) or previous is signal.default_int_handler:
+            continue
+
+        def handler(
+            signum: int,
+            frame: FrameType | None,
+            previous: Callable[[int, FrameType | None], Any] = previous,
+        ) -> None:
+            loop.call_soon_threadsafe(feed.begin_closing)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+        hooked[sig] = previous
+
+    def restore() -> None:
+        for sig, previous in hooked.items():
+            signal.signal(sig, previous)
+
+    return restore
 
 
 def database_timeouts(settings: Settings) -> DatabaseTimeouts:

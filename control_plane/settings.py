@@ -201,6 +201,9 @@ class Settings(BaseSettings):
     device_limit: int = Field(default=5, ge=1)
     max_page_size: int = 100
     long_poll_max_seconds: int = 60
+    # On SIGTERM parked long-polls are released at once (503 shutting_down); other in-flight
+    # requests get up to this long to finish before the server closes their connections.
+    shutdown_grace_seconds: int = Field(default=10, ge=1, le=300)
     # Configs one wallet may issue or revoke per minute (per replica): each change wakes a node.
     config_changes_per_minute: int = Field(default=10, ge=1)
 
