@@ -40,6 +40,16 @@ def server_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+def start_server(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(REPO / ".venv/bin/nodus-control-plane"), "serve", "--port", str(port)],
+        env=server_environment(settings),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 async def until_ready(http: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
     for _ in range(600):
         assert process.poll() is None, "the control plane exited during start-up"
@@ -61,13 +71,7 @@ async def test_sigterm_releases_parked_polls_and_the_process_exits(
     node_ids = [await world.node() for _ in range(POLLS)]
     await engine.dispose()
     port = free_port()
-    process = subprocess.Popen(
-        [str(REPO / ".venv/bin/nodus-control-plane"), "serve", "--port", str(port)],
-        env=server_environment(settings),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    process = start_server(settings, port)
     limits = httpx.Limits(max_connections=200)
     try:
         async with httpx.AsyncClient(
