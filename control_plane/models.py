@@ -6,6 +6,7 @@ from control_plane.chain.outbox import OutboxTx, TxAttempt, TxSenderKey
 from control_plane.db import Base
 from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainCursor, ChainNode, IndexedBlock, RewardEpoch
+from control_plane.jobs import JobRun
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
 from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
@@ -22,6 +23,7 @@ __all__ = [
     "DeviceConfig",
     "Heartbeat",
     "IndexedBlock",
+    "JobRun",
     "Node",
     "NodeScoreRecord",
     "OperatorAllocation",
