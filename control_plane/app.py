@@ -36,6 +36,7 @@ from control_plane.configs.router import router as configs_router
 from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
 from control_plane.errors import install_error_handlers, unexpected_error_response
+from control_plane.indexer.identity import ensure_chain_identity
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
@@ -81,11 +82,15 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         app.state.sessions = make_sessionmaker(engine)
         owned_reader: Web3ChainReader | None = None
         reader = chain
+        deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
         if reader is None:
-            deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
             reader = owned_reader = Web3ChainReader.connect(
                 settings.rpc_url, deployment, settings.rpc_timeout_seconds
             )
+        # Before anything reads the mirror: it must describe this chain and deployment.
+        await ensure_chain_identity(
+            app.state.sessions, reader, deployment, settings.on_chain_change
+        )
         # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
         # take everything from it; it owns the process's caches.
         app.state.services = Services(settings, app.state.sessions, reader)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -163,6 +163,10 @@ class Settings(BaseSettings):
     deployments_dir: Path = Field(default_factory=default_deployments_dir)
     artifacts_dir: Path = Field(default_factory=default_artifacts_dir)
     rpc_timeout_seconds: float = 10.0
+    # The database was built from another chain or deployment (a restarted dev chain, another
+    # NODUS_CHAIN_ID): refuse to start, or reset (empty the chain data and re-index from the
+    # deployment's start block; scripts/dev sets this).
+    on_chain_change: Literal["refuse", "reset"] = "refuse"
     # Bounds on every database wait (a stopped or frozen database answers 503
     # database_unavailable within about connect + statement timeout, never hangs a request):
     # opening a connection, taking one from the pool, and one statement (server-side
