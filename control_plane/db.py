@@ -42,9 +42,9 @@ class Base(DeclarativeBase):
 class DatabaseTimeouts:
     """Every wait on the database is bounded (settings: NODUS_DATABASE_*_TIMEOUT_SECONDS)."""
 
-    connect_seconds: float = 2.0
-    pool_seconds: float = 2.0
-    statement_seconds: float = 3.0
+    connect_seconds: float = 3.0
+    pool_seconds: float = 10.0
+    statement_seconds: float = 5.0
 
 
 def make_engine(database_url: str, timeouts: DatabaseTimeouts | None = None) -> AsyncEngine:

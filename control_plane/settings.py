@@ -171,9 +171,9 @@ class Settings(BaseSettings):
     # database_unavailable within about connect + statement timeout, never hangs a request):
     # opening a connection, taking one from the pool, and one statement (server-side
     # statement_timeout; the client gives up a second later if the server is frozen).
-    database_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
-    database_pool_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
-    database_statement_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    database_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
     # /readyz answers within this, whatever the database and the chain do.
     readyz_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     confirmations: int = Field(default=0, ge=0, description="blocks before a payment is final")

@@ -1,18 +1,24 @@
 """The chain RPC frozen (SIGSTOP) and stopped under the real chain reader: once the breaker is
 open, its half-open state lets exactly one trial reach the node while every other caller fails
-fast with ChainUnavailable (a 503 with Retry-After), and the trial's success closes it."""
+fast with ChainUnavailable (a 503 with Retry-After), and the trial's success closes it. With the
+chain frozen, `/healthz` stays up and `/readyz` answers 503 within its own timeout."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from pathlib import Path
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 
+from control_plane.app import create_app
 from control_plane.chain.client import CircuitBreaker, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.errors import ChainUnavailable
-from tests.support.devchain import running_anvil
+from control_plane.settings import Settings
+from tests.support.devchain import deploy, running_anvil
 from tests.support.processes import signal_tree
 
 
@@ -61,5 +67,37 @@ async def test_stopped_chain_is_chain_unavailable_then_recovers_through_one_tria
                     await reader.block_number()
             assert reader.breaker.is_open
             assert not await reader.ping()
+        finally:
+            await reader.aclose()
+
+
+async def test_chain_down_keeps_healthz_up_and_readyz_answers_503(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with running_anvil() as anvil:
+        deploy(anvil.rpc_url, tmp_path)
+        own = Deployment.for_chain(31337, tmp_path)
+        moved = settings.model_copy(
+            update={
+                "rpc_url": anvil.rpc_url,
+                "deployments_dir": tmp_path,
+                "readyz_timeout_seconds": 1.0,
+            }
+        )
+        reader = Web3ChainReader.connect(anvil.rpc_url, own, timeout=5)
+        app = create_app(moved, chain=reader)
+        try:
+            async with LifespanManager(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                    assert (await http.get("/readyz")).status_code == 200
+                    signal_tree(anvil.process.pid, signal.SIGSTOP)  # frozen: no answer at all
+                    try:
+                        assert (await http.get("/healthz")).status_code == 200
+                        ready = await asyncio.wait_for(http.get("/readyz"), 60)
+                        assert ready.status_code == 503
+                        assert ready.json()["checks"] == {"database": True, "chain": False}
+                    finally:
+                        signal_tree(anvil.process.pid, signal.SIGCONT)
         finally:
             await reader.aclose()
