@@ -3,10 +3,14 @@ database, the chain reader and the jobs. Nothing connects at import time."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -29,9 +33,10 @@ from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
-from control_plane.db import make_engine, make_sessionmaker
+from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
-from control_plane.errors import install_error_handlers
+from control_plane.errors import install_error_handlers, unexpected_error_response
+from control_plane.indexer.identity import ensure_chain_identity
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging, request_id_var
 from control_plane.nodes.router import router as nodes_router
@@ -72,16 +77,20 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, database_timeouts(settings))
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
         owned_reader: Web3ChainReader | None = None
         reader = chain
+        deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
         if reader is None:
-            deployment = Deployment.for_chain(settings.chain_id, settings.deployments_dir)
             reader = owned_reader = Web3ChainReader.connect(
                 settings.rpc_url, deployment, settings.rpc_timeout_seconds
             )
+        # Before anything reads the mirror: it must describe this chain and deployment.
+        await ensure_chain_identity(
+            app.state.sessions, reader, deployment, settings.on_chain_change
+        )
         # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
         # take everything from it; it owns the process's caches.
         app.state.services = Services(settings, app.state.sessions, reader)
@@ -91,9 +100,11 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
             else None
         )
         app.state.feed = await PeerFeed.start(settings.database_url, app.state.sessions)
+        restore_signals = _release_polls_on_signal(app.state.feed)
         try:
             yield
         finally:
+            restore_signals()
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await app.state.feed.stop()
@@ -139,16 +150,65 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
 
     @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
     async def readyz(request: Request, chain: ChainDep) -> JSONResponse:
-        """The database and the chain RPC both answer."""
-        checks = {
-            "database": await _database_ok(request),
-            "chain": await chain.ping(),
-        }
+        """The database and the chain RPC both answer (within NODUS_READYZ_TIMEOUT_SECONDS)."""
+        bound = settings.readyz_timeout_seconds
+        database, chain_ok = await asyncio.gather(
+            _within(bound, _database_ok(request)), _within(bound, chain.ping())
+        )
+        checks = {"database": database, "chain": chain_ok}
         ready = all(checks.values())
         body = {"status": "ok" if ready else "unavailable", "checks": checks}
         return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
+
+
+def _release_polls_on_signal(feed: PeerFeed) -> Callable[[], None]:
+    """Chains onto the server's SIGTERM/SIGINT handler (uvicorn's, installed before the
+    lifespan starts) so parked long-polls are released the moment the signal arrives: the
+    server drains every open connection before it runs the lifespan's shutdown, and a poll
+    parked for a minute would hold the exit that long. Returns the function that restores the
+    server's handlers. Without a server handler (tests, a plain asyncio loop) nothing is hooked."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    hooked: dict[signal.Signals, Callable[[int, FrameType | None], Any]] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous) or previous is signal.default_int_handler:
+            continue
+
+        def handler(
+            signum: int,
+            frame: FrameType | None,
+            previous: Callable[[int, FrameType | None], Any] = previous,
+        ) -> None:
+            loop.call_soon_threadsafe(feed.begin_closing)
+            previous(signum, frame)
+
+        signal.signal(sig, handler)
+        hooked[sig] = previous
+
+    def restore() -> None:
+        for sig, previous in hooked.items():
+            signal.signal(sig, previous)
+
+    return restore
+
+
+def database_timeouts(settings: Settings) -> DatabaseTimeouts:
+    return DatabaseTimeouts(
+        connect_seconds=settings.database_connect_timeout_seconds,
+        pool_seconds=settings.database_pool_timeout_seconds,
+        statement_seconds=settings.database_statement_timeout_seconds,
+    )
+
+
+async def _within(seconds: float, check: Awaitable[bool]) -> bool:
+    try:
+        return await asyncio.wait_for(check, seconds)
+    except TimeoutError:
+        return False
 
 
 async def _database_ok(request: Request) -> bool:
@@ -180,7 +240,12 @@ def _install_observability(app: FastAPI) -> None:
         token = request_id_var.set(request_id)
         try:
             started = time.perf_counter()
-            response = await call_next(request)
+            try:
+                response = await call_next(request)
+            except Exception as exc:
+                # Answered and logged here, once: an exception handler for Exception would
+                # answer and then re-raise, and the server would log the traceback again.
+                response = unexpected_error_response(request, exc)
             route: Any = request.scope.get("route")
             path = getattr(route, "path", "unmatched")
             latency.labels(request.method, path).observe(time.perf_counter() - started)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 
@@ -37,11 +38,33 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
-def make_engine(database_url: str) -> AsyncEngine:
+@dataclass(frozen=True, slots=True)
+class DatabaseTimeouts:
+    """Every wait on the database is bounded (settings: NODUS_DATABASE_*_TIMEOUT_SECONDS)."""
+
+    connect_seconds: float = 3.0
+    pool_seconds: float = 10.0
+    statement_seconds: float = 5.0
+
+
+def make_engine(database_url: str, timeouts: DatabaseTimeouts | None = None) -> AsyncEngine:
+    bounds = timeouts or DatabaseTimeouts()
     # hide_parameters: an unexpected error's log line must not carry bound values (key hashes,
     # encrypted keys, addresses).
     return create_async_engine(
-        database_url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True
+        database_url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        pool_timeout=bounds.pool_seconds,
+        hide_parameters=True,
+        connect_args={
+            "timeout": bounds.connect_seconds,
+            # A frozen server never answers, so its own statement_timeout cannot fire: the
+            # client gives up one second after it should have.
+            "command_timeout": bounds.statement_seconds + 1.0,
+            "server_settings": {"statement_timeout": str(int(bounds.statement_seconds * 1000))},
+        },
     )
 
 

@@ -1,6 +1,9 @@
 """Background jobs. Each job is a plain async function taking the app's `Services`, which tests
-call directly; the scheduler runs each on an interval, once across replicas: a job runs inside a
-transaction holding `pg_try_advisory_xact_lock`, and a replica that does not get it skips the run.
+call directly. The scheduler runs each once per interval across replicas: every replica ticks,
+and a tick first claims the run in the shared schedule (`job_runs`: `UPDATE ... WHERE
+next_run_at <= now() RETURNING`, its own short transaction), so only one replica per interval
+gets it; the run itself holds `pg_try_advisory_xact_lock`, so a run longer than its interval
+never overlaps the next one.
 """
 
 from __future__ import annotations
@@ -9,14 +12,17 @@ import logging
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from sqlalchemy import text
+from sqlalchemy import BigInteger, String, func, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.chain.caches import ChainReadCache, KeystoreCache
 from control_plane.chain.client import ChainReader
-from control_plane.db import unit_of_work
+from control_plane.db import Base, unit_of_work
 from control_plane.settings import Settings
 
 log = logging.getLogger("nodus.jobs")
@@ -35,6 +41,45 @@ class Services:
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]
+
+
+class JobRun(Base):
+    """A job's schedule across the cluster: the next run may start at `next_run_at`."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    next_run_at: Mapped[datetime]
+    last_started_at: Mapped[datetime | None]
+    runs: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+def claim_slack(interval: float) -> float:
+    """How early a claimed run's successor may start: replicas tick on their own clocks, so a
+    tick landing a hair before `next_run_at` must not skip a whole interval."""
+    return min(0.5, interval / 10)
+
+
+async def claim_run(services: Services, name: str, interval: float) -> bool:
+    """Claims this interval's run of `name` for this replica (its own committed transaction);
+    False if another replica already has it."""
+    async with unit_of_work(services.sessions) as session:
+        await session.execute(
+            insert(JobRun)
+            .values(name=name, next_run_at=func.now())
+            .on_conflict_do_nothing(index_elements=[JobRun.name])
+        )
+        claimed = await session.scalar(
+            update(JobRun)
+            .where(JobRun.name == name, JobRun.next_run_at <= func.now())
+            .values(
+                next_run_at=func.now() + timedelta(seconds=interval - claim_slack(interval)),
+                last_started_at=func.now(),
+                runs=JobRun.runs + 1,
+            )
+            .returning(JobRun.name)
+        )
+    return claimed is not None
 
 
 def lock_key(name: str) -> int:
@@ -57,10 +102,11 @@ async def run_exclusive(services: Services, name: str, job: Job) -> bool:
 def start_scheduler(services: Services, jobs: dict[str, tuple[float, Job]]) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler()
 
-    def make_runner(name: str, job: Job) -> Callable[[], Awaitable[None]]:
+    def make_runner(name: str, interval: float, job: Job) -> Callable[[], Awaitable[None]]:
         async def runner() -> None:
             try:
-                await run_exclusive(services, name, job)
+                if await claim_run(services, name, interval):
+                    await run_exclusive(services, name, job)
             except Exception:
                 log.exception("job failed", extra={"job": name})
 
@@ -68,7 +114,7 @@ def start_scheduler(services: Services, jobs: dict[str, tuple[float, Job]]) -> A
 
     for name, (interval, job) in jobs.items():
         scheduler.add_job(
-            make_runner(name, job),
+            make_runner(name, interval, job),
             "interval",
             seconds=interval,
             id=name,

@@ -5,7 +5,14 @@ from control_plane.auth.models import AgentChallenge, ApiKey, AuthNonce
 from control_plane.chain.outbox import OutboxTx, TxAttempt, TxSenderKey
 from control_plane.db import Base
 from control_plane.device_configs import DeviceConfig
-from control_plane.indexer.models import ChainCursor, ChainNode, IndexedBlock, RewardEpoch
+from control_plane.indexer.models import (
+    ChainCursor,
+    ChainIdentity,
+    ChainNode,
+    IndexedBlock,
+    RewardEpoch,
+)
+from control_plane.jobs import JobRun
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
 from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
@@ -18,10 +25,12 @@ __all__ = [
     "AuthNonce",
     "Base",
     "ChainCursor",
+    "ChainIdentity",
     "ChainNode",
     "DeviceConfig",
     "Heartbeat",
     "IndexedBlock",
+    "JobRun",
     "Node",
     "NodeScoreRecord",
     "OperatorAllocation",

@@ -39,6 +39,7 @@ def serve(
     workers: Annotated[int, typer.Option()] = 1,
 ) -> None:
     """Serve the API and run the jobs."""
+    settings = Settings()  # type: ignore[call-arg]
     uvicorn.run(
         "control_plane.app:build_from_env",
         factory=True,
@@ -48,4 +49,5 @@ def serve(
         # X-Forwarded-For is handled by the app, from NODUS_TRUSTED_PROXIES only.
         proxy_headers=False,
         log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 from dotenv import dotenv_values
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -163,6 +163,19 @@ class Settings(BaseSettings):
     deployments_dir: Path = Field(default_factory=default_deployments_dir)
     artifacts_dir: Path = Field(default_factory=default_artifacts_dir)
     rpc_timeout_seconds: float = 10.0
+    # The database was built from another chain or deployment (a restarted dev chain, another
+    # NODUS_CHAIN_ID): refuse to start, or reset (empty the chain data and re-index from the
+    # deployment's start block; scripts/dev sets this).
+    on_chain_change: Literal["refuse", "reset"] = "refuse"
+    # Bounds on every database wait (a stopped or frozen database answers 503
+    # database_unavailable within about connect + statement timeout, never hangs a request):
+    # opening a connection, taking one from the pool, and one statement (server-side
+    # statement_timeout; the client gives up a second later if the server is frozen).
+    database_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    database_statement_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    # /readyz answers within this, whatever the database and the chain do.
+    readyz_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     confirmations: int = Field(default=0, ge=0, description="blocks before a payment is final")
     indexer_chunk_blocks: int = Field(default=2_000, ge=1)
     expiry_cache_seconds: float = Field(default=5.0, ge=0)
@@ -192,6 +205,9 @@ class Settings(BaseSettings):
     device_limit: int = Field(default=5, ge=1)
     max_page_size: int = 100
     long_poll_max_seconds: int = 60
+    # On SIGTERM parked long-polls are released at once (503 shutting_down); other in-flight
+    # requests get up to this long to finish before the server closes their connections.
+    shutdown_grace_seconds: int = Field(default=10, ge=1, le=300)
     # Configs one wallet may issue or revoke per minute (per replica): each change wakes a node.
     config_changes_per_minute: int = Field(default=10, ge=1)
 

@@ -1,5 +1,6 @@
 """Each test's kind, as a marker, so a lane can pick by cost (`scripts/test --fast`):
 
+- `faults`: starts its own PostgreSQL cluster or anvil and breaks it (tests/faults);
 - `e2e`: real tunnels in network namespaces or a whole stack in processes (tests/e2e*);
 - `chain`: sends transactions to anvil (uses the `w3` fixture or a dev-chain helper directly);
 - `api`: the application on the real PostgreSQL (and a read-only anvil deployment);
@@ -18,6 +19,7 @@ KINDS = {
     "api": "the application on the real PostgreSQL (and a read-only anvil deployment)",
     "chain": "sends transactions to the real contracts on anvil",
     "e2e": "real tunnels in network namespaces, or the whole stack in processes",
+    "faults": "stops, freezes or signals real components it started itself (tests/faults)",
 }
 _E2E_DIRS = ("e2e", "e2e_rewards")
 _CHAIN_FIXTURES = frozenset({"w3", "anvil", "deployment", "deployments_dir"})
@@ -28,6 +30,8 @@ def kind_of(item: pytest.Item, tests_root: Path) -> str:
     parts = Path(str(item.path)).relative_to(tests_root).parts
     if parts and parts[0] in _E2E_DIRS:
         return "e2e"
+    if parts and parts[0] == "faults":
+        return "faults"
     fixtures = set(getattr(item, "fixturenames", ()))
     if "w3" in fixtures:
         return "chain"

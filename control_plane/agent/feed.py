@@ -112,16 +112,21 @@ class PeerFeed:
                 await feed._first_attempt.wait()
         return feed
 
-    async def stop(self) -> None:
+    def begin_closing(self) -> None:
+        """The replica is going away (SIGTERM): every parked poll answers now (503
+        shutting_down, so its agent reconnects to another replica) and no new poll parks."""
         self._closing = True
+        for event in self._changed.values():
+            event.set()
+        self._changed.clear()
+
+    async def stop(self) -> None:
+        self.begin_closing()
         self._live = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for event in self._changed.values():
-            event.set()  # parked polls answer now with what they have
-        self._changed.clear()
 
     @property
     def waiting(self) -> int:

@@ -90,25 +90,45 @@ class ChainReader(Protocol):
 
 class CircuitBreaker:
     """Opens after `threshold` consecutive failures; while open, calls fail at once for
-    `cooldown` seconds, then one trial call decides (half-open)."""
+    `cooldown` seconds. Then it is half-open: exactly one trial call goes through while every
+    other call still fails at once; the trial's success closes it, its failure opens it again."""
 
-    def __init__(self, threshold: int = 5, cooldown: float = 10.0) -> None:
-        self.threshold, self.cooldown = threshold, cooldown
+    def __init__(
+        self,
+        threshold: int = 5,
+        cooldown: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.threshold, self.cooldown, self.clock = threshold, cooldown, clock
         self.failures = 0
         self.opened_at: float | None = None
+        self.trial_in_flight = False
 
-    def allow(self) -> bool:
+    @property
+    def is_open(self) -> bool:
+        return self.opened_at is not None
+
+    def admit(self) -> Literal["closed", "trial"] | None:
+        """How a call may proceed: freely (closed), as the one half-open trial, or not at all."""
         if self.opened_at is None:
-            return True
-        return time.monotonic() - self.opened_at >= self.cooldown
+            return "closed"
+        if self.clock() - self.opened_at < self.cooldown or self.trial_in_flight:
+            return None
+        self.trial_in_flight = True
+        return "trial"
+
+    def release_trial(self) -> None:
+        """The trial ended with neither verdict (cancelled, or an error that is no outage)."""
+        self.trial_in_flight = False
 
     def success(self) -> None:
-        self.failures, self.opened_at = 0, None
+        self.failures, self.opened_at, self.trial_in_flight = 0, None, False
 
     def failure(self) -> None:
         self.failures += 1
+        self.trial_in_flight = False
         if self.failures >= self.threshold:
-            self.opened_at = time.monotonic()
+            self.opened_at = self.clock()
 
 
 class Web3ChainReader:
@@ -158,9 +178,19 @@ class Web3ChainReader:
         return cls(AsyncWeb3(provider), deployment)
 
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        if not self.breaker.allow():
+        admission = self.breaker.admit()
+        if admission is None:
             raise ChainUnavailable()
-        for attempt in range(self.attempts):
+        try:
+            return await self._attempts(operation, trial=admission == "trial")
+        finally:
+            if admission == "trial":
+                self.breaker.release_trial()
+
+    async def _attempts(self, operation: Callable[[], Awaitable[T]], *, trial: bool) -> T:
+        # The half-open trial is one attempt: its failure reopens the breaker at once.
+        attempts = 1 if trial else self.attempts
+        for attempt in range(attempts):
             try:
                 result = await operation()
             except ContractLogicError:
@@ -168,7 +198,7 @@ class Web3ChainReader:
                 raise
             except (OSError, TimeoutError, Web3Exception) as exc:
                 self.breaker.failure()
-                if attempt + 1 == self.attempts or not self.breaker.allow():
+                if attempt + 1 == attempts or self.breaker.is_open:
                     raise ChainUnavailable() from exc
                 # Full jitter: a random delay up to the exponential bound.
                 bound = min(self.max_delay, self.base_delay * 2**attempt)

@@ -79,3 +79,19 @@ class RewardEpoch(Base):
             name="status",
         ),
     )
+
+
+class ChainIdentity(Base):
+    """Which chain and deployment the mirror (and every row derived from it) describes: one row,
+    checked at start-up (indexer/identity.py). A restarted dev chain has the same chain id and,
+    deployed by the same account, the same addresses, but another genesis block."""
+
+    __tablename__ = "chain_identity"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    genesis_hash: Mapped[str] = mapped_column(String(66))
+    deployment: Mapped[str] = mapped_column(String(66))
+    start_block: Mapped[int] = mapped_column(BigInteger)
+    recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())

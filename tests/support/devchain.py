@@ -34,7 +34,7 @@ class Anvil:
     process: subprocess.Popen[bytes]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -44,7 +44,7 @@ def _free_port() -> int:
 @contextmanager
 def running_anvil() -> Iterator[Anvil]:
     """A fresh anvil on a free port (never 8545, so a running dev stack is left alone)."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
         stdout=subprocess.DEVNULL,

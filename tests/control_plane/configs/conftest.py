@@ -35,6 +35,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "config_changes_per_minute(n): run the test with settings.config_changes_per_minute = n",
     )
+    config.addinivalue_line(
+        "markers",
+        "database_statement_timeout_seconds(n): run the test with that statement timeout",
+    )
 
 
 @pytest.fixture
@@ -42,7 +46,11 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
     """The session's settings, with `device_limit` and `config_changes_per_minute` from the
     test's markers if it has them."""
     update: dict[str, int] = {}
-    for name in ("device_limit", "config_changes_per_minute"):
+    for name in (
+        "device_limit",
+        "config_changes_per_minute",
+        "database_statement_timeout_seconds",
+    ):
         marker = request.node.get_closest_marker(name)
         if marker is not None:
             update[name] = int(marker.args[0])
