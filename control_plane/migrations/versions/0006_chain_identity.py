@@ -5,8 +5,8 @@ a chain that was gone (issue 14). The control plane now records the chain id, th
 hash and the deployment's addresses, and at start-up refuses a database built from another chain,
 or (NODUS_ON_CHAIN_CHANGE=reset) wipes it and rebuilds the mirror from the deployment's start.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,8 +5,8 @@ its own schedule (issue 14: probe rounds doubled with two replicas). A replica n
 with `UPDATE job_runs ... WHERE next_run_at <= now() RETURNING`, so a job runs once per interval
 across the cluster.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from collections.abc import Sequence
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
