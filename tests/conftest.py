@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -73,6 +74,12 @@ async def isolated_chain(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     snapshot = (await w3.provider.make_request("evm_snapshot", []))["result"]
     yield
     await w3.provider.make_request("evm_revert", [snapshot])
+    # A revert also winds anvil's clock back by the test's duration; a real chain's clock keeps
+    # up with the wall clock, and the accept job judges windows by the later of the two, so the
+    # next test's chain must not lag behind it.
+    head = await w3.eth.get_block("latest")
+    if head["timestamp"] < time.time():
+        await w3.provider.make_request("evm_setTime", [int(time.time())])
     await w3.provider.disconnect()
 
 
