@@ -36,7 +36,9 @@ NOT_YET = {
 }
 
 
-def http_benchmarks(sections: dict[str, Section], quick: bool, before: str | None) -> None:
+def http_benchmarks(
+    sections: dict[str, Section], quick: bool, before: str | None, only: set[str]
+) -> None:
     """P1 and P2 on one stack (one anvil, one database, one control plane)."""
     nodes, subscribers = (10, 20) if quick else (100, 200)
     seconds, rounds = (2.0, 1) if quick else (10.0, 3)
@@ -71,7 +73,10 @@ def http_benchmarks(sections: dict[str, Section], quick: bool, before: str | Non
             "agent token.",
             "",
         )
-        http_load.measure_p1(sections["P1"], targets, seconds, rounds)
+        if "P1" in only:
+            http_load.measure_p1(sections["P1"], targets, seconds, rounds)
+        if "P2" not in only:
+            return
         spreads = {
             f"one node, {5 * subscribers:,} configs": fixture.node_ids[:1],
             f"{nodes} nodes, {5 * subscribers:,} configs": fixture.node_ids,
@@ -114,7 +119,7 @@ def main() -> None:
         sections[key].add(text)
     if only & {"P1", "P2"}:
         print("bench: P1, P2 (HTTP)", file=sys.stderr)
-        http_benchmarks(sections, args.quick, args.before)
+        http_benchmarks(sections, args.quick, args.before, only)
     for key, run in runners.items():
         if key in only:
             print(f"bench: {key}", file=sys.stderr)
