@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.chain.caches import ChainReadCache, KeystoreCache
 from control_plane.chain.client import ChainReader
+from control_plane.chain.clock import ChainClock
 from control_plane.db import unit_of_work
 from control_plane.settings import Settings
 
@@ -32,6 +33,7 @@ class Services:
     chain: ChainReader
     chain_reads: ChainReadCache = field(default_factory=ChainReadCache)
     keystores: KeystoreCache = field(default_factory=KeystoreCache)
+    clock: ChainClock = field(default_factory=ChainClock)
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]

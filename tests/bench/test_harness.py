@@ -21,7 +21,8 @@ def test_quick_run_writes_every_section(tmp_path: Path) -> None:
     report = out.read_text()
     for key in ("P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8"):
         assert f"\n## {key}: " in report
-    assert "cores" in report and "load average" in report
+    assert "cores" in report
+    assert "load average" in report
     assert "reproduce: `scripts/bench --quick --only P5" in report
     p5 = report.split("## P5: ")[1].split("\n## ")[0]
     assert "| compute_epoch (pure) | 10,000 |" in p5
