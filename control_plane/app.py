@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
-import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -15,31 +14,28 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from control_plane import __version__
 from control_plane.agent.feed import PeerFeed
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.agent.router import router as agent_router
+from control_plane.agent.unchanged_poll import UnchangedPollShortcut
 from control_plane.auth.router import router as auth_router
+from control_plane.auth.tokens import VerifiedTokens
 from control_plane.body_limit import BodyLimitMiddleware
 from control_plane.chain.client import ChainReader, Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
 from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
-from control_plane.errors import install_error_handlers, unexpected_error_response
+from control_plane.errors import install_error_handlers
 from control_plane.indexer.identity import ensure_chain_identity
 from control_plane.jobs import Job, Services, start_scheduler
-from control_plane.logging_setup import configure_logging, request_id_var
+from control_plane.logging_setup import configure_logging
 from control_plane.nodes.router import router as nodes_router
+from control_plane.observability import ObservabilityMiddleware
 from control_plane.openapi import install_openapi
 from control_plane.prober.router import router as prober_router
 from control_plane.proxies import TrustedProxiesMiddleware, parse_trusted_proxies
@@ -122,6 +118,11 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     install_openapi(app)
+    # Per-replica caches of the node agents' credentials (auth/dependencies.py), which the
+    # unchanged-poll shortcut reads too.
+    app.state.verified_tokens = VerifiedTokens()
+    app.state.node_credential_checks = OrderedDict()
+    app.add_middleware(UnchangedPollShortcut, state=app.state)
     _install_observability(app)
     app.add_middleware(BodyLimitMiddleware)
     # Outermost: every later layer (rate limits, logs) sees the client, not the proxy.
@@ -222,38 +223,7 @@ async def _database_ok(request: Request) -> bool:
 
 def _install_observability(app: FastAPI) -> None:
     registry = CollectorRegistry()
-    requests = Counter(
-        "nodus_http_requests", "HTTP requests", ["method", "route", "status"], registry=registry
-    )
-    latency = Histogram(
-        "nodus_http_request_seconds", "HTTP request latency", ["method", "route"], registry=registry
-    )
-
-    @app.middleware("http")
-    async def observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        if len(request_id) > 64 or not request_id.replace("-", "").isalnum():
-            request_id = uuid.uuid4().hex
-        request.state.request_id = request_id
-        token = request_id_var.set(request_id)
-        try:
-            started = time.perf_counter()
-            try:
-                response = await call_next(request)
-            except Exception as exc:
-                # Answered and logged here, once: an exception handler for Exception would
-                # answer and then re-raise, and the server would log the traceback again.
-                response = unexpected_error_response(request, exc)
-            route: Any = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            latency.labels(request.method, path).observe(time.perf_counter() - started)
-            requests.labels(request.method, path, str(response.status_code)).inc()
-            response.headers["x-request-id"] = request_id
-            return response
-        finally:
-            request_id_var.reset(token)
+    app.add_middleware(ObservabilityMiddleware, registry=registry)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def metrics() -> Response:

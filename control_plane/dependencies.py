@@ -27,17 +27,17 @@ __all__ = [
 ]
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_chain(services: Annotated[Services, Depends(get_services)]) -> ChainReader:
+async def get_chain(services: Annotated[Services, Depends(get_services)]) -> ChainReader:
     return services.chain
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from control_plane.chain.caches import ChainReadCache, KeystoreCache
 from control_plane.chain.client import ChainReader
+from control_plane.chain.clock import ChainClock
 from control_plane.db import Base, unit_of_work
 from control_plane.settings import Settings
 
@@ -38,6 +39,7 @@ class Services:
     chain: ChainReader
     chain_reads: ChainReadCache = field(default_factory=ChainReadCache)
     keystores: KeystoreCache = field(default_factory=KeystoreCache)
+    clock: ChainClock = field(default_factory=ChainClock)
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Annotated
 
 import typer
@@ -36,16 +37,26 @@ def revision(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    workers: Annotated[int, typer.Option()] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Worker processes; default: the machine's cores. Each has its own LISTEN "
+            "connection and peer-revision map; each job runs once per interval across them "
+            "(the schedule in PostgreSQL).",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API and run the jobs."""
+    """Serve the API and run the jobs.
+
+    Example: `nodus-control-plane serve --host 0.0.0.0 --port 8000 --workers 4`"""
     settings = Settings()  # type: ignore[call-arg]
     uvicorn.run(
         "control_plane.app:build_from_env",
         factory=True,
         host=host,
         port=port,
-        workers=workers,
+        workers=workers or os.cpu_count() or 1,
         # X-Forwarded-For is handled by the app, from NODUS_TRUSTED_PROXIES only.
         proxy_headers=False,
         log_config=None,

@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     confirmations: int = Field(default=0, ge=0, description="blocks before a payment is final")
     indexer_chunk_blocks: int = Field(default=2_000, ge=1)
     expiry_cache_seconds: float = Field(default=5.0, ge=0)
+    # How often a replica reads the chain head for its clock (expiries are decided on the
+    # chain's time, which a dev chain can move ahead); 0 reads it for every decision.
+    chain_clock_seconds: float = Field(default=5.0, ge=0)
 
     # Sign-in (EIP-4361) and tokens
     public_url: str = "http://127.0.0.1:8000"

@@ -51,8 +51,9 @@ ensure_venv() {
   cp "$NODUS_ROOT/pyproject.toml" "$stamp"
 }
 
-# Debian packages for the tunnels of later tests (WireGuard userspace, OpenVPN); root only.
-DEBIAN_PACKAGES=(wireguard-tools wireguard-go openvpn iproute2 iputils-ping nftables)
+# Debian packages for the tunnels of later tests (WireGuard userspace, OpenVPN, nftables for the
+# agent's NAT and the kill switch) and wrk (the HTTP load of scripts/bench); root only.
+DEBIAN_PACKAGES=(wireguard-tools wireguard-go openvpn iproute2 iputils-ping nftables wrk)
 ensure_debian() {
   local missing=() pkg
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -116,6 +116,8 @@ def settings(clean_database: str, anvil: Anvil, deployments_dir: Path) -> Settin
         run_jobs=False,
         # Nodes in tests serve on this machine (127.0.0.1) or use documentation addresses.
         allow_private_endpoints=True,
+        # Tests move anvil's clock and decide right after: read the head for every decision.
+        chain_clock_seconds=0,
     )
 
 

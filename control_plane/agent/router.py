@@ -20,14 +20,14 @@ from control_plane.agent.schemas import (
 from control_plane.auth.dependencies import NodePrincipal
 from control_plane.auth.principal import Principal
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep, SettingsDep
+from control_plane.dependencies import ServicesDep, SettingsDep
 from control_plane.errors import Forbidden, Invalid, error_response
 from control_plane.patterns import INT64_MAX, NODE_ID
 
 router = APIRouter(prefix="/agent", tags=["agent"])
 
 
-def _feed(request: Request) -> PeerFeed:
+async def _feed(request: Request) -> PeerFeed:
     feed: PeerFeed = request.app.state.feed
     return feed
 
@@ -61,9 +61,8 @@ def _own_node(principal: Principal, node_id: str | None = None) -> str:
 )
 async def get_peers(
     principal: NodePrincipal,
-    session: Session,
     feed: Feed,
-    chain: ChainDep,
+    services: ServicesDep,
     settings: SettingsDep,
     since: Annotated[
         int | None,
@@ -90,7 +89,7 @@ async def get_peers(
     Each peer carries its subscriber's expiry: remove it then even if this API is unreachable."""
     if wait > settings.long_poll_max_seconds:
         raise Invalid(f"wait: at most {settings.long_poll_max_seconds} seconds")
-    return await service.peer_set(session, feed, chain, _own_node(principal, node_id), since, wait)
+    return await service.peer_set(feed, services, _own_node(principal, node_id), since, wait)
 
 
 @router.get("/pools", responses=_ERRORS)

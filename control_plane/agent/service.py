@@ -22,17 +22,15 @@ from control_plane.agent.schemas import (
     PeerSet,
     WireGuardPeer,
 )
-from control_plane.chain.client import ChainReader
-from control_plane.chain.clock import chain_now
 from control_plane.db import unit_of_work
 from control_plane.errors import NotFound, RateLimited, ShuttingDown
+from control_plane.jobs import Services
 from control_plane.tunnel.addresses import Pools
 
 
 async def peer_set(
-    session: AsyncSession,
     feed: PeerFeed,
-    chain: ChainReader,
+    services: Services,
     node_id: str,
     since: int | None,
     wait: int,
@@ -43,7 +41,8 @@ async def peer_set(
     A poll whose revision is still `since` is answered from the feed's memory: no SQL at all
     (while the feed is live). A `since` ahead of the revision we know is checked against the
     database once (this replica may not have heard of the change yet); if the database is behind
-    it too (restored, or a confused agent) the agent gets the full set to start over from."""
+    it too (restored, or a confused agent) the agent gets the full set to start over from.
+    No session is taken from the request: only a full set opens one, of its own."""
     if since is not None:
         revision = await _known_revision(feed, node_id)
         if revision < since:
@@ -58,7 +57,7 @@ async def peer_set(
             revision = await _known_revision(feed, node_id)
         if revision == since:
             return PeerSet(revision=since, changed=False, peers=None)
-    return await _full_set(session, feed, chain, node_id)
+    return await _full_set(feed, services, node_id)
 
 
 async def _known_revision(feed: PeerFeed, node_id: str) -> int:
@@ -81,18 +80,16 @@ async def _database_revision(feed: PeerFeed, node_id: str) -> int:
     return node.revision
 
 
-async def _full_set(
-    session: AsyncSession, feed: PeerFeed, chain: ChainReader, node_id: str
-) -> PeerSet:
+async def _full_set(feed: PeerFeed, services: Services, node_id: str) -> PeerSet:
     # The revision is read before the peers. Under READ COMMITTED each statement sees the
     # latest commits, so the peers can only be newer than the revision (the agent then gets them
     # again on its next poll), never older (which would hide a change behind its revision).
-    async with feed.reads:
+    async with feed.reads, unit_of_work(feed.sessions) as session:
         node = await repository.node_revision(session, node_id)
         if node is None:
             raise NotFound("no such node")
         # Lapsed means lapsed on the chain's clock (a dev chain can run ahead of the wall).
-        now = await chain_now(chain)
+        now = await services.clock.now(services.chain, services.settings.chain_clock_seconds)
         rows = [] if node.deleted else await repository.desired_peers(session, node_id, now)
     feed.observe(node_id, node.revision)
     return PeerSet(revision=node.revision, changed=True, peers=[_peer(row) for row in rows])

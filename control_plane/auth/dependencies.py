@@ -17,8 +17,8 @@ from fastapi.security import HTTPAuthorizationCredentials
 from control_plane.auth import repository
 from control_plane.auth.api_keys import principal_for_api_key
 from control_plane.auth.principal import Principal, Role
-from control_plane.auth.tokens import decode_access_token
-from control_plane.db import Session
+from control_plane.auth.tokens import VerifiedTokens, decode_access_token
+from control_plane.db import Session, unit_of_work
 from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.openapi import api_key_scheme, node_token_scheme, wallet_token_scheme
@@ -134,11 +134,24 @@ def _node_checks(request: Request) -> OrderedDict[tuple[str, str | None], float]
     return checks
 
 
+async def _node_credential(request: Request, settings: SettingsDep) -> Principal:
+    """`current_principal` without the request's session, for the agent routes: a node
+    agent's token is a JWT (no table read); an API key (a wallet's, refused below) is looked up
+    in its own short transaction."""
+    credential = _bearer_credential(request)
+    if credential.startswith(API_KEY_PREFIX):
+        async with unit_of_work(request.app.state.sessions) as session:
+            return await principal_for_api_key(session, settings, credential)
+    tokens: VerifiedTokens | None = getattr(request.app.state, "verified_tokens", None)
+    if tokens is None:
+        tokens = request.app.state.verified_tokens = VerifiedTokens()
+    return tokens.principal(settings, credential)
+
+
 async def node_agent(
     request: Request,
-    principal: _Authenticated,
+    principal: Annotated[Principal, Depends(_node_credential)],
     _n: NodeTokenScheme,
-    session: Session,
     settings: SettingsDep,
 ) -> Principal:
     """A node agent's token, still backed by the chain: the node's NodeRegistry state as the
@@ -147,7 +160,7 @@ async def node_agent(
     `node_token_recheck_seconds`, how long a passed check is reused so an idle long-poll stays
     free of SQL), not at its expiry. A node the indexer has not seen yet passes: its token came
     from a live chain read moments ago, and an exit or key change is indexed after the
-    registration."""
+    registration. Takes no session from the request: a poll with nothing new opens none."""
     if not principal.has(Role.NODE) or principal.node_id is None:
         raise Forbidden(f"this needs the {Role.NODE} role")
     key = (principal.node_id, principal.agent)
@@ -156,7 +169,8 @@ async def node_agent(
     if checks.get(key, 0.0) > now:
         checks.move_to_end(key)
         return principal
-    on_chain = await repository.chain_node(session, principal.node_id)
+    async with unit_of_work(request.app.state.sessions) as session:
+        on_chain = await repository.chain_node(session, principal.node_id)
     if on_chain is not None:
         if principal.agent is None or on_chain.agent.lower() != principal.agent.lower():
             checks.pop(key, None)

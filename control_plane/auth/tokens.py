@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 
 import jwt
 
@@ -35,6 +36,11 @@ def issue_access_token(settings: Settings, principal: Principal) -> str:
 
 
 def decode_access_token(settings: Settings, token: str) -> Principal:
+    return _decode(settings, token)[0]
+
+
+def _decode(settings: Settings, token: str) -> tuple[Principal, int]:
+    """The token's principal and expiry (unix seconds), or a 401."""
     try:
         claims = jwt.decode(
             token,
@@ -45,13 +51,49 @@ def decode_access_token(settings: Settings, token: str) -> Principal:
             options={"require": ["exp", "iat", "iss", "aud", "sub"]},
         )
         roles = frozenset(Role(r) for r in claims.get("roles", []))
+        expires = int(claims["exp"])
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise Unauthorized("invalid or expired access token") from exc
     node_id = claims.get("node_id")
     agent = claims.get("agent")
-    return Principal(
+    principal = Principal(
         subject=str(claims["sub"]),
         roles=roles,
         node_id=node_id,
         agent=agent if isinstance(agent, str) else None,
     )
+    return principal, expires
+
+
+MAX_VERIFIED_TOKENS = 100_000
+
+
+class VerifiedTokens:
+    """Access tokens this replica has verified, until their expiry: a node agent polls with
+    the same token every few seconds, and pyjwt's decode costs more than the rest of an
+    unchanged poll. Keyed by the exact token string (a token differing in any byte is decoded
+    afresh); bounded, the least recently used going first."""
+
+    def __init__(self, limit: int = MAX_VERIFIED_TOKENS) -> None:
+        self.limit = limit
+        self._tokens: OrderedDict[str, tuple[int, Principal]] = OrderedDict()
+
+    def known(self, token: str) -> Principal | None:
+        """The token's principal if it was verified here and has not expired, else None."""
+        known = self._tokens.get(token)
+        if known is None or known[0] <= time.time():
+            return None
+        self._tokens.move_to_end(token)
+        return known[1]
+
+    def principal(self, settings: Settings, token: str) -> Principal:
+        """The token's principal (verified here before, or now), or a 401."""
+        known = self.known(token)
+        if known is not None:
+            return known
+        principal, expires = _decode(settings, token)
+        self._tokens[token] = (expires, principal)
+        self._tokens.move_to_end(token)
+        while len(self._tokens) > self.limit:
+            self._tokens.popitem(last=False)
+        return principal

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Final
 
+from control_plane.errors import ChainUnavailable
+
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
@@ -44,12 +46,18 @@ class ChainReadCache:
         return expiry
 
     async def price(self, chain: ChainReader, max_age: float) -> int:
-        """`pricePerPeriod()` in NDS wei, at most `max_age` seconds old."""
+        """`pricePerPeriod()` in NDS wei, at most `max_age` seconds old (older while the chain
+        is unreachable, if it was ever read)."""
         cached = self._prices.get(chain.chain_id)
         now = time.monotonic()
         if cached is not None and now - cached[0] < max_age:
             return cached[1]
-        price = await chain.price_per_period()
+        try:
+            price = await chain.price_per_period()
+        except ChainUnavailable:
+            if cached is None:
+                raise
+            return cached[1]  # prices change rarely (a governance vote): the last one stands
         self._prices[chain.chain_id] = (now, price)
         return price
 

@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
-from control_plane.chain.clock import chain_now
+from control_plane.chain.client import ChainReader
 from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
 from control_plane.configs.schemas import (
     ConfigOut,
@@ -75,7 +75,7 @@ async def create_config(
     node = await nodes.get(body.node_id)
     if node is None or node.deleted_at is not None:
         raise NotFound("no such node")
-    if not (await chain.node(node.id)).active:
+    if not await _node_active(nodes, chain, node.id):
         raise Conflict("the node is not Active in NodeRegistry; pick another node")
     if body.protocol not in node.protocols:
         raise Invalid(f"the node does not serve {body.protocol} (it serves: {node.protocols})")
@@ -87,7 +87,7 @@ async def create_config(
             "device (`wg genkey | tee private.key | wg pubkey`)"
         )
 
-    now = await chain_now(chain)
+    now = await services.clock.now(chain, settings.chain_clock_seconds)
     expires_at = await current_expiry(
         session, chain, subscriber, settings.expiry_cache_seconds, services.chain_reads, now=now
     )
@@ -117,6 +117,16 @@ async def create_config(
     view = await configs.get_live_owned(config_id, subscriber)
     assert view is not None
     return _config_out(settings, node, view, now)
+
+
+async def _node_active(nodes: NodeRepository, chain: ChainReader, node_id: str) -> bool:
+    """Active in NodeRegistry per the indexer's mirror (no chain read on the common path);
+    a node the mirror does not know yet, or shows inactive, is read from the chain once (the
+    mirror may be an indexer run behind a registration or a top-up)."""
+    mirrored = await nodes.chain_state(node_id)
+    if mirrored is not None and mirrored.active and mirrored.status == "active":
+        return True
+    return (await chain.node(node_id)).active
 
 
 async def _allocate(
@@ -224,7 +234,7 @@ async def _checked_views(
     now. The recorded expiry is the indexer's mirror: when it says never paid or lapsed for a
     live config, the chain is read once afresh (never a cached negative), so a wallet that
     has just paid never sees `lapsed`. An unreachable chain leaves the mirror's view."""
-    now = await chain_now(services.chain)
+    now = await services.clock.now(services.chain, services.settings.chain_clock_seconds)
     recorded = views[0].subscriber_expires_at if views else None
     doubtful = any(
         v.config.revoked_at is None and (recorded is None or recorded <= now) for v in views

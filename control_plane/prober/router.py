@@ -37,7 +37,7 @@ from control_plane.prober.settings import ProberSettings
 router = APIRouter(tags=["probes"])
 
 
-def get_prober_settings(settings: SettingsDep) -> ProberSettings:
+async def get_prober_settings(settings: SettingsDep) -> ProberSettings:
     """The prober section of the app's settings (tests override this)."""
     return settings.prober
 
@@ -45,7 +45,7 @@ def get_prober_settings(settings: SettingsDep) -> ProberSettings:
 ProberSettingsDep = Annotated[ProberSettings, Depends(get_prober_settings)]
 
 
-def post_token(request: Request, prober_settings: ProberSettingsDep) -> SampleBudget:
+async def post_token(request: Request, prober_settings: ProberSettingsDep) -> SampleBudget:
     """The client's token for one post (429 beyond NODUS_PROBER_POSTS_PER_MINUTE), spent before
     the body is validated."""
     return take_post_token(request, prober_settings)

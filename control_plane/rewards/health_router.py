@@ -107,7 +107,7 @@ async def probe_node(
     `NODUS_PROBER_ON_DEMAND_INTERVAL_SECONDS` (60; per replica; 429 with `Retry-After`). Not
     stored: it does not count for the score, only the probers' rounds do."""
     if principal.node_id is not None:
-        await node_agent(request, principal, None, session, settings)
+        await node_agent(request, principal, None, settings)
         caller = health.ProbeCaller(agent_of=principal.node_id.lower())
     else:
         caller = health.ProbeCaller(operator=wallet_of(principal))

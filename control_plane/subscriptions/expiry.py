@@ -62,14 +62,19 @@ async def current_expiry(
     max_age: float,
     reads: ChainReadCache,
     *,
-    now: datetime | None = None,
+    now: datetime,
 ) -> datetime | None:
-    """The subscriber's expiry from the chain, recorded in `subscribers` (the expiry job's
-    input); None if the address never paid. An active expiry may come from a read up to
-    `max_age` seconds old; "never paid" and "lapsed" (at `now`, the chain-aware clock; default
-    the wall clock) are always a fresh read, never cached. A renewal of a lapsed subscriber
-    bumps its nodes' revisions in this transaction."""
-    at = (now or datetime.now(UTC)).timestamp()
+    """The subscriber's expiry; None if the address never paid. Active per the indexer's
+    mirror (`subscribers`, the expiry job's input): that, with no chain read (so an RPC outage
+    does not stop a paid subscriber). Otherwise from the chain, recorded in `subscribers`: an
+    active expiry may come from a read up to `max_age` seconds old; "never paid" and "lapsed"
+    (at `now`, the chain-aware clock: a dev chain's clock can run ahead of the wall's) are
+    always a fresh read, never cached. A renewal of a lapsed subscriber bumps its nodes'
+    revisions in this transaction."""
+    mirrored = await SubscriberRepository(session).get(address.lower())
+    if mirrored is not None and mirrored.expires_at > now:
+        return mirrored.expires_at
+    at = now.timestamp()
     seconds = await reads.expiry(chain, address, max_age, now=at)
     if seconds == 0:
         return None

@@ -9,7 +9,6 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.chain.clock import later_of_clock_and
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
     NEVER,
@@ -101,13 +100,14 @@ async def subscription_status(
     limit: int,
     offset: int,
 ) -> SubscriptionOut:
-    """Expiry and price from the chain (cached a few seconds; ChainUnavailable if it cannot be
-    read), payments from the index, newest first; a payment is `confirmed` once
+    """Expiry from the indexer's mirror (the chain once when the mirror says unpaid or lapsed),
+    price from the chain (cached a few seconds, the last one kept while the chain is
+    unreachable), payments from the index, newest first; a payment is `confirmed` once
     `services.settings.confirmations` blocks have been mined on top of its block."""
     address = address.lower()
     chain, max_age = services.chain, services.settings.expiry_cache_seconds
-    head = await chain.block_header("latest")
-    now = later_of_clock_and(head.timestamp)
+    now = await services.clock.now(chain, services.settings.chain_clock_seconds)
+    head = services.clock.head_number  # None: the chain was never reached, all are pending
     expires_at = await current_expiry(
         session, chain, address, max_age, services.chain_reads, now=now
     )
@@ -129,7 +129,7 @@ async def subscription_status(
                 amount=str(int(p.amount)),
                 status=(
                     "confirmed"
-                    if head.number - p.block_number >= services.settings.confirmations
+                    if head is not None and head - p.block_number >= services.settings.confirmations
                     else "pending"
                 ),
             )

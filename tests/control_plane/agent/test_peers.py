@@ -269,3 +269,31 @@ async def test_shutdown_answers_parked_polls(
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "shutting_down"
     assert response.headers["retry-after"] == "1"
+
+
+async def test_unchanged_polls_answer_the_routes_bytes_until_the_revision_moves(
+    client: httpx.AsyncClient, settings: Settings, world: World, feed: PeerFeed
+) -> None:
+    # An unchanged poll with wait=0 is answered before routing (agent/unchanged_poll.py) once
+    # the token is verified here; with wait > 0 the route answers. Both must say the same.
+    node = await world.node()
+    config = await world.config(node, await world.subscriber())
+    headers = node_token(settings, node)
+    revision = (await client.get(PEERS, headers=headers)).json()["revision"]
+
+    shortcut = await client.get(f"{PEERS}?since={revision}&wait=0", headers=headers)
+    routed = await client.get(PEERS, params={"since": revision, "wait": 1}, headers=headers)
+    assert shortcut.status_code == routed.status_code == 200
+    assert shortcut.content == routed.content
+    assert shortcut.headers["content-type"] == routed.headers["content-type"]
+    assert shortcut.headers["x-request-id"]
+
+    moved = await world.revoke(config)
+    await until(lambda: feed.revision(node) == moved)
+    after = await client.get(f"{PEERS}?since={revision}&wait=0", headers=headers)
+    assert after.json() == {"revision": moved, "changed": True, "peers": []}
+    other = await client.get(f"{PEERS}?since={revision}&wait=0", headers=node_token(settings, node))
+    assert other.json()["changed"] is True  # a token not seen before: verified by the route
+    bad = await client.get(f"{PEERS}?since={moved}&wait=0&since=1", headers=headers)
+    assert bad.status_code == 200  # a repeated parameter is the route's to read (its last)
+    assert (await client.get(f"{PEERS}?since=-1", headers=headers)).status_code == 422

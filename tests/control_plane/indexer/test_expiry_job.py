@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
+from control_plane.chain.clock import chain_now
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.db import unit_of_work
 from control_plane.jobs import Services
@@ -87,7 +88,12 @@ async def test_a_renewal_seen_first_by_a_direct_read_bumps_once(
     # The configs service reads the expiry from the chain before the indexer sees the payment.
     async with unit_of_work(services.sessions) as session:
         await current_expiry(
-            session, services.chain, user.address, max_age=0, reads=services.chain_reads
+            session,
+            services.chain,
+            user.address,
+            max_age=0,
+            reads=services.chain_reads,
+            now=await chain_now(services.chain),
         )
     assert await revision(services, A) == 2
     await sync(services)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from web3.exceptions import TransactionNotFound
 
+from control_plane.chain.clock import chain_now
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.db import unit_of_work
 from control_plane.indexer.models import IndexedBlock
@@ -167,7 +168,12 @@ async def test_an_expiry_read_from_the_chain_that_a_reorg_took_back_is_corrected
     await node_with_config(services, node_id, user.address)
     async with unit_of_work(services.sessions) as session:
         recorded = await current_expiry(
-            session, services.chain, user.address, max_age=0, reads=services.chain_reads
+            session,
+            services.chain,
+            user.address,
+            max_age=0,
+            reads=services.chain_reads,
+            now=await chain_now(services.chain),
         )
     assert recorded is not None
     assert await stored_expiry(services, user.address) == recorded

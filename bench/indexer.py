@@ -1,0 +1,116 @@
+"""P7: the indexer catching up on a long stretch of chain (blocks with Subscribed events spread
+over it), next to naive per-block polling (one eth_getLogs per block) in the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+
+import asyncpg
+from eth_typing import ChecksumAddress
+
+from bench.report import Section
+from bench.stack import running_stack
+from control_plane.agent.feed import asyncpg_dsn
+from control_plane.chain.client import Web3ChainReader
+from control_plane.chain.contracts import Deployment, Web3Client, contract
+from control_plane.db import make_engine, make_sessionmaker
+from control_plane.indexer.sync import sync_chain
+from control_plane.jobs import Services, run_exclusive
+from tests.support.builders import NDS, fresh_wallet
+from tests.support.devchain import transact
+
+NAIVE_SAMPLE_BLOCKS = 2_000  # naive polling is timed on this many blocks, then scaled
+
+
+async def _seed(w3: Web3Client, stack_deployment: Deployment, blocks: int, events: int) -> None:
+    """`events` payments (one wallet paying for fresh addresses), `blocks` blocks in all."""
+    subscriptions = contract(w3, stack_deployment, "SubscriptionManager")
+    token = contract(w3, stack_deployment, "NDSToken")
+    price: int = await subscriptions.functions.pricePerPeriod().call()
+    payer = await fresh_wallet(w3, stack_deployment, events * price + NDS)
+    await transact(w3, payer, token.functions.approve(subscriptions.address, events * price))
+    gap = max(0, blocks // events - 1)
+    for _ in range(events):
+        beneficiary = "0x" + secrets.token_hex(20)
+        call = subscriptions.functions.subscribe(w3.to_checksum_address(beneficiary), 1, price)
+        await transact(w3, payer, call)
+        if gap:
+            await w3.provider.make_request("anvil_mine", [hex(gap)])
+
+
+async def _catch_up(services: Services, database_url: str, head: int) -> tuple[float, int]:
+    connection = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        started = time.perf_counter()
+        while True:
+            await run_exclusive(services, "chain_sync", sync_chain)
+            cursor = await connection.fetchval("SELECT max(next_block) FROM chain_cursors")
+            if cursor is not None and cursor > head:
+                elapsed = time.perf_counter() - started
+                break
+        payments = await connection.fetchval("SELECT count(*) FROM payments")
+    finally:
+        await connection.close()
+    return elapsed, int(payments)
+
+
+async def _naive(w3: Web3Client, addresses: list[ChecksumAddress], first: int, count: int) -> float:
+    started = time.perf_counter()
+    for number in range(first, first + count):
+        await w3.eth.get_logs({"fromBlock": number, "toBlock": number, "address": addresses})
+    return time.perf_counter() - started
+
+
+def measure_p7(section: Section, quick: bool) -> None:
+    blocks, events = (10_000, 100) if quick else (100_000, 1_000)
+    with running_stack() as stack:
+
+        async def run() -> tuple[float, int, float, int]:
+            await _seed(stack.w3, stack.deployment, blocks, events)
+            head = int(await stack.w3.eth.block_number)
+            engine = make_engine(stack.settings.database_url)
+            reader = Web3ChainReader.connect(stack.rpc_url, stack.deployment, timeout=30)
+            services = Services(stack.settings, make_sessionmaker(engine), reader)
+            try:
+                indexed, payments = await _catch_up(services, stack.settings.database_url, head)
+            finally:
+                await reader.aclose()
+                await engine.dispose()
+            addresses = list(stack.deployment.addresses.values())
+            sample = min(NAIVE_SAMPLE_BLOCKS, head)
+            naive = await _naive(stack.w3, addresses, 1, sample) * (head / sample)
+            return indexed, payments, naive, head
+
+        indexed, payments, naive, head = asyncio.run(run())
+    section.table(
+        ("method", "blocks", "events indexed", "time", "vs naive"),
+        [
+            (
+                "nodus indexer (eth_getLogs in chunks)",
+                f"{head:,}",
+                f"{payments:,}",
+                f"{indexed:.2f} s",
+                f"{naive / indexed:.0f}x faster",
+            ),
+            (
+                f"naive: one eth_getLogs per block (timed on {min(NAIVE_SAMPLE_BLOCKS, head):,} "
+                "blocks, scaled)",
+                f"{head:,}",
+                "",
+                f"{naive:.1f} s",
+                "1x",
+            ),
+        ],
+    )
+    section.add(
+        f"A fresh anvil: {events:,} Subscribed events spread over {head:,} blocks, indexed "
+        "from block 0 into an empty database by the indexer job (chunks of "
+        f"NODUS_INDEXER_CHUNK_BLOCKS = {stack.settings.indexer_chunk_blocks:,}), until its "
+        "cursor passed the head. Target: 100,000 blocks with 10,000 events in at most 10 s, "
+        "at least 10x naive. The issue's 10,000 events are not seeded yet: one transaction "
+        "each on anvil takes minutes; this run has "
+        f"{events:,}.",
+        "",
+    )
