@@ -15,6 +15,7 @@ import os
 import re
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -22,6 +23,7 @@ import httpx
 from control_plane.chain.contracts import Deployment, Web3Client
 from tests.e2e.conftest import needs_tunnels
 from tests.e2e.lab import stop_process
+from tests.e2e.stack import until
 from tests.e2e.subscriber_lab import BEYOND, SubscriberLab
 from tests.e2e.test_openvpn_tunnel import bearer
 from tests.support.builders import NDS, fresh_wallet, paying_subscriber, subscribe, wg_keys
@@ -83,8 +85,8 @@ async def test_bench_subscribe_receipt_to_config_and_first_packet(
             assert unpaid.status_code == 402, unpaid.text  # asked before paying
             await subscribe(w3, deployment, account)  # returns once the receipt is in
             receipt = time.time()
-            while (await http.post("/v1/configs", json=body, headers=headers)).status_code != 201:
-                await asyncio.sleep(0.05)
+            issued = partial(_issued, http, body, headers)
+            await until(issued, 60, "POST /v1/configs to answer 201", step=0.05)
             to_config.append(time.time() - receipt)
 
         # A second paying wallet, `nodus up` started at its receipt.
@@ -110,13 +112,22 @@ async def test_bench_subscribe_receipt_to_config_and_first_packet(
 async def _first_stamp(pinger: asyncio.subprocess.Process, log: Path) -> float:
     """The unix time of the first answered ping, waiting at most 2 s after the proof."""
     for _ in range(40):
-        if _STAMP.search(log.read_text()):
+        if _STAMP.search(_text(log)):
             break
         await asyncio.sleep(0.05)
     await stop_process(pinger)
-    first = _STAMP.search(log.read_text())
-    assert first is not None, log.read_text()
+    first = _STAMP.search(_text(log))
+    assert first is not None, _text(log)
     return float(first.group(1))
+
+
+async def _issued(http: httpx.AsyncClient, body: dict[str, str], headers: dict[str, str]) -> bool:
+    answer = await http.post("/v1/configs", json=body, headers=headers)
+    return answer.status_code == 201
+
+
+def _text(path: Path) -> str:
+    return path.read_text()
 
 
 def _print(*series: tuple[str, list[float]]) -> None:
