@@ -98,6 +98,8 @@ class ControlPlane:
             "NODUS_RUN_JOBS": "true",
             "NODUS_EXPIRY_INTERVAL_SECONDS": "1",
             "NODUS_CHAIN_SYNC_INTERVAL_SECONDS": "1",
+            # The replica reads the chain's clock every second, as often as the jobs run.
+            "NODUS_CHAIN_CLOCK_SECONDS": "1",
             "NODUS_LOG_LEVEL": "WARNING",
             # The lab's nodes live on private addresses inside network namespaces.
             "NODUS_ALLOW_PRIVATE_ENDPOINTS": str(s.allow_private_endpoints).lower(),
