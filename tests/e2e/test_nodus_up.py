@@ -17,9 +17,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import zxingcpp
 from eth_account.signers.local import LocalAccount
-from PIL import Image
 
 from control_plane.chain.contracts import Deployment, Web3Client
 from tests.e2e.conftest import needs_tunnels
@@ -27,6 +25,7 @@ from tests.e2e.lab import sh
 from tests.e2e.stack import until
 from tests.e2e.subscriber_lab import BEYOND, NODE, SubscriberLab
 from tests.support.builders import NDS, fresh_wallet, paying_subscriber
+from tests.support.qr import qr_texts
 
 pytestmark = [
     needs_tunnels,
@@ -110,8 +109,7 @@ async def test_wireguard_up_pays_proves_reaches_beyond_and_the_kill_switch_holds
     text = read(config)
     assert "PrivateKey = " in text
     assert "<insert" not in text
-    decoded = zxingcpp.read_barcodes(Image.open(png))
-    assert [d.text for d in decoded] == [text]
+    assert qr_texts(png) == [text]
 
     # `nodus status`: the subscription, this device and the live tunnel (through it).
     code, out, err = await world.nodus("status", "--json", key=key_of(account), state=state)
