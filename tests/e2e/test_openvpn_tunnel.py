@@ -39,7 +39,6 @@ from cryptography import x509
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.app import create_app
 from control_plane.chain.contracts import (
     Deployment,
@@ -99,8 +98,6 @@ def serving(settings: Settings) -> Iterator[str]:
     """The control plane under uvicorn on a free port, in a thread with its own event loop
     (so the test's blocking moments never stall it); its base URL."""
     app = create_app(settings)
-    if not any(getattr(route, "path", None) == "/v1/agent/openvpn" for route in app.routes):
-        app.include_router(openvpn_router, prefix="/v1")  # until app.py includes it
     port = _free_tcp_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

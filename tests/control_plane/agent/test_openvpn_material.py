@@ -11,9 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from eth_account.signers.local import LocalAccount
-from fastapi import FastAPI
 
-from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import Pools, default_pools
@@ -33,14 +31,6 @@ from tests.support.builders import (
 )
 
 MATERIAL = "/v1/agent/openvpn"
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    """The application with the OpenVPN material route (a no-op once app.py includes it)."""
-    if not any(getattr(route, "path", None) == MATERIAL for route in app.routes):
-        app.include_router(openvpn_router, prefix="/v1")
-    return app
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from control_plane.chain.client import Web3ChainReader
 from control_plane.chain.contracts import Deployment
 from control_plane.settings import Settings
-from tests.control_plane.rewards.support import include_scoring_routes
 from tests.support.devchain import Anvil
 
 
@@ -33,8 +32,7 @@ async def chain(anvil: Anvil, deployment: Deployment) -> AsyncIterator[Web3Chain
 
 @pytest.fixture
 async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of the real app with the scoring and prober routes."""
-    include_scoring_routes(app)
+    """A client of the real app (its scoring and prober routes included)."""
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         yield http

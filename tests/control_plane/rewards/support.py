@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from fastapi import FastAPI
 from sqlalchemy import insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -223,15 +222,3 @@ async def fund_pool(chain: Web3ChainReader, amount: int) -> None:
     funder = dev_account(0)
     await transact(chain.w3, funder, token.functions.approve(rewards.address, amount))
     await transact(chain.w3, funder, rewards.functions.fund(amount))
-
-
-def include_scoring_routes(app: FastAPI) -> None:
-    """Adds the rewards and prober routers if app.py does not include them (yet)."""
-    from control_plane.prober.router import router as prober_router
-    from control_plane.rewards.router import router as rewards_router
-
-    paths = {getattr(route, "path", "") for route in app.routes}
-    if "/v1/epochs/{epoch}" not in paths:
-        app.include_router(rewards_router, prefix="/v1")
-    if "/v1/probes" not in paths:
-        app.include_router(prober_router, prefix="/v1")
