@@ -11,7 +11,7 @@ import pytest
 from eth_utils.address import to_checksum_address
 
 from control_plane.paths import REPO_ROOT
-from control_plane.rewards.formula.merkle import RewardTree
+from control_plane.rewards.formula.merkle import RewardTree, checksum_address, leaf_hash
 
 NPM_TREE = REPO_ROOT / "scripts" / "merkle-tree.mjs"
 
@@ -59,3 +59,14 @@ def test_duplicate_account_and_empty_tree_are_rejected() -> None:
         RewardTree.build([])
     with pytest.raises(ValueError, match="uint256"):
         RewardTree.build([(account, 2**256)])
+
+
+def test_checksums_match_eip55_and_bad_addresses_are_refused() -> None:
+    for account, _ in random_leaves(500, seed=7):
+        assert checksum_address(account) == to_checksum_address(account)
+        assert checksum_address(account.upper().replace("0X", "0x")) == to_checksum_address(account)
+    for bad in ("0x1234", "ab" * 20, "0x" + "g" * 40, "0x" + "ab" * 21):
+        with pytest.raises(ValueError, match="not an address"):
+            checksum_address(bad)
+    with pytest.raises(ValueError, match="uint256"):
+        leaf_hash("0x" + "ab" * 20, 2**256)
