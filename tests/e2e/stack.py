@@ -103,6 +103,9 @@ class ControlPlane:
             "NODUS_LOG_LEVEL": "WARNING",
             # The lab's nodes live on private addresses inside network namespaces.
             "NODUS_ALLOW_PRIVATE_ENDPOINTS": str(s.allow_private_endpoints).lower(),
+            # ... and so the probers refuse them unless the test allows it, as production does.
+            "NODUS_PROBER_ALLOW_PRIVATE_TARGETS": str(s.prober.allow_private_targets).lower(),
+            "NODUS_PROBER_INTERVAL_SECONDS": str(s.prober.interval_seconds),
         }
 
     async def start(self) -> None:
