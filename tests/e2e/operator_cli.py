@@ -19,6 +19,7 @@ from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.paths import REPO_ROOT
+from control_plane.settings import Settings
 from tests.e2e.lab import sh
 from tests.support.builders import NDS, fresh_wallet
 
@@ -33,6 +34,11 @@ class WalletHost:
     deployments_dir: Path
     state_dir: Path  # XDG_CONFIG_HOME / XDG_STATE_HOME: the SIWE token cache, never the host's
     prefix: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, settings: Settings, api_url: str, state_dir: Path) -> WalletHost:
+        """This host, with the test's chain, reaching the API at `api_url`."""
+        return cls(api_url, settings.rpc_url, settings.deployments_dir, state_dir)
 
     async def nodus(self, *args: str, key: LocalAccount | None, seconds: float = 180) -> str:
         """`nodus ARGS`; its stdout (fails with stdout and stderr on a non-zero exit)."""

@@ -218,12 +218,7 @@ async def _start_node(
     and answers the probers on its endpoint (TCP, the WireGuard port)."""
     interface = lab.name("n")
     lab.interfaces.append(interface)
-    wallet_host = WalletHost(
-        api_url=control_plane.url,
-        rpc_url=settings.rpc_url,
-        deployments_dir=settings.deployments_dir,
-        state_dir=lab.directory / "operator",
-    )
+    wallet_host = WalletHost.of(settings, control_plane.url, lab.directory / "operator")
     registered = await register_as_operator(
         w3, deployment, wallet_host,
         config=lab.directory / "node" / "agent.toml",

@@ -58,11 +58,8 @@ def settings(settings: Settings) -> Settings:
 
 
 def wallet_host(world: SubscriberLab) -> WalletHost:
-    return WalletHost(
-        api_url=world.host_api_url,
-        rpc_url=world.control_plane.settings.rpc_url,
-        deployments_dir=world.deployments_dir,
-        state_dir=world.lab.directory / "viewer",
+    return WalletHost.of(
+        world.control_plane.settings, world.host_api_url, world.lab.directory / "viewer"
     )
 
 
