@@ -26,14 +26,12 @@ from tests.support.builders import NDS, fresh_wallet
 
 @dataclass(frozen=True, slots=True)
 class WalletHost:
-    """Where `nodus` runs: the API and chain as that host reaches them, and a command prefix
-    (`ip netns exec NS`) when it runs inside a lab namespace."""
+    """Where `nodus` runs: the API and chain as that host reaches them."""
 
     api_url: str
     rpc_url: str
     deployments_dir: Path
     state_dir: Path  # XDG_CONFIG_HOME / XDG_STATE_HOME: the SIWE token cache, never the host's
-    prefix: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, settings: Settings, api_url: str, state_dir: Path) -> WalletHost:
@@ -55,7 +53,7 @@ class WalletHost:
         env.pop("NODUS_PRIVATE_KEY", None)
         if key is not None:
             env["NODUS_PRIVATE_KEY"] = key.key.hex()
-        return await _run([*self.prefix, sys.executable, "-m", "nodus_cli", *args], env, seconds)
+        return await _run([sys.executable, "-m", "nodus_cli", *args], env, seconds)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """A subscriber's world in namespaces, for `nodus up`: a client host, the internet ("inet":
 a router that also runs the real control plane, so the API sees each client's real address),
-a node (its endpoint is its uplink address; `nodus-agent run` makes its interface, forwarding
-and NAT), and a "beyond" host on the internet that has a route to the node and none to the
-client: only traffic through the node gets answers from it.
+a node (registered by the operator's CLI path, tests/e2e/operator_cli.py; its endpoint is its
+uplink address; `nodus-agent run` inside it makes its interface, forwarding and NAT, and answers
+the probers on the endpoint), and a "beyond" host on the internet that has a route to the node
+and none to the client: only traffic through the node gets answers from it.
 
     client 198.51.100.2 --- 198.51.100.1 inet 198.18.0.2 --- 198.18.0.1 node
                                          inet 203.0.113.1 --- 203.0.113.2 beyond
