@@ -44,7 +44,8 @@ FIXES: Final[dict[str, str]] = {
     "with the key NodeRegistry names as `agent` (or `setAgent` to the key it uses)",
     "dns": "the endpoint's host name did not resolve: fix its DNS record or register an IP address",
     "private_address": "the endpoint resolves to a private, loopback or reserved address: "
-    "register a public address (PATCH /v1/nodes/{id})",
+    "register a public address (PATCH /v1/nodes/{id}); a dev or LAN deployment probes such "
+    "addresses only with NODUS_PROBER_ALLOW_PRIVATE_TARGETS=true",
     "invalid_target": "the stored endpoint does not parse: PATCH /v1/nodes/{id} with a valid "
     "host:port",
     NOT_ACTIVE_ON_CHAIN: "the node is not Active in NodeRegistry (exiting, withdrawn, or staked "

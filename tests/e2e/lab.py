@@ -38,7 +38,12 @@ class Result:
 
 
 async def sh(
-    *args: str, check: bool = True, seconds: float = 30, stdin: str | None = None
+    *args: str,
+    check: bool = True,
+    seconds: float = 30,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Result:
     """Runs a command without blocking the event loop (the agent may share it)."""
     process = await asyncio.create_subprocess_exec(
@@ -46,6 +51,8 @@ async def sh(
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
     )
     try:
         async with asyncio.timeout(seconds):

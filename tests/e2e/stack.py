@@ -1,12 +1,11 @@
 """The pieces of an end-to-end run: the real control plane served by uvicorn in a subprocess
-(so a test can stop it and start it again), a node (on-chain registration with its agent key,
-POST /v1/nodes, a wireguard-go interface in its own namespace, `nodus-agent run` managing it
-through `ip netns exec`), and subscribers' devices in client namespaces."""
+(so a test can stop it and start it again), a node (registered by the operator's CLI path,
+tests/e2e/operator_cli.py; a wireguard-go interface in its own namespace, `nodus-agent run`
+managing it through `ip netns exec`), and subscribers' devices in client namespaces."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
@@ -18,28 +17,15 @@ from typing import Any
 import httpx
 from eth_account.signers.local import LocalAccount
 
-from control_plane.chain.contracts import (
-    Deployment,
-    Web3Client,
-    contract,
-    new_node_salt,
-    node_id_of,
-)
+from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import Pools, default_pools
 from node_agent.state import StateStore
 from tests.control_plane.auth.conftest import bearer
 from tests.e2e.lab import Lab, ping, sh, stop_process, wg_peers
-from tests.support.builders import (
-    MIN_STAKE,
-    NDS,
-    fresh_wallet,
-    node_body,
-    wallet_headers,
-    wg_keys,
-)
-from tests.support.devchain import transact
+from tests.e2e.operator_cli import WalletHost, register_as_operator
+from tests.support.builders import wallet_headers, wg_keys
 
 NODE_ENDPOINT = "198.18.0.1"  # the node's "public" address (on its loopback)
 WG_PORT = 51820
@@ -103,6 +89,9 @@ class ControlPlane:
             "NODUS_LOG_LEVEL": "WARNING",
             # The lab's nodes live on private addresses inside network namespaces.
             "NODUS_ALLOW_PRIVATE_ENDPOINTS": str(s.allow_private_endpoints).lower(),
+            # ... and so the probers refuse them unless the test allows it, as production does.
+            "NODUS_PROBER_ALLOW_PRIVATE_TARGETS": str(s.prober.allow_private_targets).lower(),
+            "NODUS_PROBER_INTERVAL_SECONDS": str(s.prober.interval_seconds),
         }
 
     async def start(self) -> None:
@@ -159,17 +148,6 @@ class Node:
         return await wg_peers(self.namespace, self.interface)
 
 
-async def register_node_on_chain(
-    w3: Web3Client, deployment: Deployment, operator: LocalAccount, salt: bytes, agent: str
-) -> None:
-    """What the operator does with its wallet: stake and register the node with the salt, and
-    name the agent, that `nodus-agent init` printed."""
-    token = contract(w3, deployment, "NDSToken")
-    registry = contract(w3, deployment, "NodeRegistry")
-    await transact(w3, operator, token.functions.approve(registry.address, MIN_STAKE))
-    await transact(w3, operator, registry.functions.register(salt, MIN_STAKE, agent, ""))
-
-
 AGENT_ENV = {
     # Fast enough for tests; the long-poll keeps its production wait.
     "NODUS_AGENT_CONTROL_PLANE_BACKOFF_BASE_SECONDS": "0.2",
@@ -194,55 +172,36 @@ async def start_node(
     namespace = await lab.namespace("node")
     await sh("ip", "-n", namespace, "addr", "add", f"{NODE_ENDPOINT}/32", "dev", "lo")
     interface = await lab.wireguard_go(namespace, "n")
-    # The operator's wallet first: the node id is derived from it and init's salt.
-    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
-    salt = new_node_salt()
-    node_id = node_id_of(operator.address, salt)
-    ipv4_pool, ipv6_pool = default_pools(node_id)
-    tunnel_v4, tunnel_v6 = Pools.of(ipv4_pool, ipv6_pool).node_addresses()
     health_port = free_tcp_port()
     directory = lab.directory / "node"
 
-    # 1. nodus-agent init: the agent key, the WireGuard keys, the config (no pools yet).
-    config = directory / "agent.toml"
-    init = await sh(
-        sys.executable, "-m", "node_agent", "init", "--config", str(config),
-        "--node-id", node_id, "--control-plane-url", control_plane.url,
-        "--interface", interface, "--listen-port", str(WG_PORT),
+    # README's "Run a node": init, the register line it prints, pools (tests/e2e/operator_cli.py).
+    registered = await register_as_operator(
+        w3, deployment, WalletHost.of(settings, control_plane.url, lab.directory / "operator"),
+        config=directory / "agent.toml",
+        endpoint=f"{NODE_ENDPOINT}:{WG_PORT}",
+        protocols="wireguard",
+        agent_control_plane_url=control_plane.url,
+        interface=interface,
         # The agent process runs outside the node's namespace: its health answers on loopback.
-        "--health-listen", f"127.0.0.1:{health_port}", "--loopback-health", "--json",
+        init_options=(
+            "--listen-port", str(WG_PORT),
+            "--health-listen", f"127.0.0.1:{health_port}", "--loopback-health",
+        ),
     )  # fmt: skip
-    created = json.loads(init.stdout)
+    node_id, config = registered.node_id, registered.config
+    ipv4_pool, ipv6_pool = default_pools(node_id)
+    assert registered.pools["ipv4_pool"] == ipv4_pool
+    assert registered.pools["ipv6_pool"] == ipv6_pool
+    tunnel_v4, tunnel_v6 = Pools.of(ipv4_pool, ipv6_pool).node_addresses()
 
-    # 2. The operator stakes and registers the node on-chain with that agent, then here.
-    await register_node_on_chain(w3, deployment, operator, salt, created["agent_address"])
-    async with httpx.AsyncClient(base_url=control_plane.url) as http:
-        response = await http.post(
-            "/v1/nodes",
-            json=node_body(
-                node_id,
-                protocols=("wireguard",),
-                endpoint=f"{NODE_ENDPOINT}:{WG_PORT}",
-                wireguard_public_key=created["wireguard_public_key"],
-            ),
-            headers=wallet_headers(settings, operator.address),
-        )
-        assert response.status_code == 201, response.text
-
-    # 3. nodus-agent pools: the node's pools from the control plane, pinned in the config.
-    pinned = await sh(
-        sys.executable, "-m", "node_agent", "pools", "--config", str(config), "--json"
-    )
-    assert json.loads(pinned.stdout)["ipv4_pool"] == ipv4_pool
-    assert json.loads(pinned.stdout)["ipv6_pool"] == ipv6_pool
-
-    # 4. The node's tunnel addresses, then the agent (its `wg` runs inside the namespace).
+    # The node's tunnel addresses, then the agent (its `wg` runs inside the namespace).
     await sh("ip", "-n", namespace, "addr", "add", tunnel_v4, "dev", interface)
     await sh("ip", "-n", namespace, "-6", "addr", "add", tunnel_v6, "dev", interface)
     await sh("ip", "-n", namespace, "link", "set", interface, "up")
     node = Node(
         node_id=node_id,
-        operator=operator,
+        operator=registered.operator,
         namespace=namespace,
         interface=interface,
         tunnel_ipv4=tunnel_v4.split("/")[0],

@@ -1,8 +1,9 @@
 """A subscriber's world in namespaces, for `nodus up`: a client host, the internet ("inet":
 a router that also runs the real control plane, so the API sees each client's real address),
-a node (its endpoint is its uplink address; `nodus-agent run` makes its interface, forwarding
-and NAT), and a "beyond" host on the internet that has a route to the node and none to the
-client: only traffic through the node gets answers from it.
+a node (registered by the operator's CLI path, tests/e2e/operator_cli.py; its endpoint is its
+uplink address; `nodus-agent run` inside it makes its interface, forwarding and NAT, and answers
+the probers on the endpoint), and a "beyond" host on the internet that has a route to the node
+and none to the client: only traffic through the node gets answers from it.
 
     client 198.51.100.2 --- 198.51.100.1 inet 198.18.0.2 --- 198.18.0.1 node
                                          inet 203.0.113.1 --- 203.0.113.2 beyond
@@ -23,13 +24,13 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from control_plane.chain.contracts import Deployment, Web3Client, new_node_salt, node_id_of
+from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from tests.e2e.lab import Lab, sh
 from tests.e2e.netns_forward import Forwarders
-from tests.e2e.stack import AGENT_ENV, ControlPlane, free_tcp_port, register_node_on_chain, until
-from tests.support.builders import NDS, fresh_wallet, wallet_headers
+from tests.e2e.operator_cli import OperatorNode, WalletHost, register_as_operator
+from tests.e2e.stack import AGENT_ENV, ControlPlane, free_tcp_port, until
 
 CLIENT, INET_CLIENT_SIDE = "198.51.100.2", "198.51.100.1"
 NODE, INET_NODE_SIDE = "198.18.0.1", "198.18.0.2"
@@ -70,6 +71,8 @@ class SubscriberLab:
     host_api_url: str  # as this process sees it
     node_id: str
     node_interface: str
+    operator: OperatorNode  # how the node was registered, and by which wallet
+    control_plane: NamespacedControlPlane
     seen: Path
     beyond_port: int
     deployments_dir: Path
@@ -142,7 +145,7 @@ async def build(
     control_planes.append(control_plane)
     await control_plane.start()
 
-    node_id, interface = await _start_node(
+    registered, interface = await _start_node(
         lab, control_plane, settings, w3, deployment, node, short_dir
     )
     seen = lab.directory / "seen.txt"
@@ -155,7 +158,8 @@ async def build(
     return SubscriberLab(
         lab=lab, client=client, inet=inet, node=node, beyond=beyond,
         api_url=control_plane.public_url, rpc_url=f"http://{API_HOST}:{anvil}",
-        host_api_url=control_plane.host_url, node_id=node_id, node_interface=interface,
+        host_api_url=control_plane.host_url, node_id=registered.node_id,
+        node_interface=interface, operator=registered, control_plane=control_plane,
         seen=seen, beyond_port=beyond_port, deployments_dir=settings.deployments_dir,
     )  # fmt: skip
 
@@ -202,60 +206,45 @@ class NamespacedControlPlane(ControlPlane):
 
 async def _start_node(
     lab: Lab,
-    control_plane: ControlPlane,
+    control_plane: NamespacedControlPlane,
     settings: Settings,
     w3: Web3Client,
     deployment: Deployment,
     namespace: str,
     short_dir: Path,
-) -> tuple[str, str]:
-    """An operator's node serving both protocols, its network set up by `nodus-agent run`."""
-    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
-    salt = new_node_salt()
-    node_id = node_id_of(operator.address, salt)
+) -> tuple[OperatorNode, str]:
+    """An operator's node serving both protocols, registered by README's operator path
+    (tests/e2e/operator_cli.py), then `nodus-agent run` inside the node's namespace, as on a
+    node host: it reaches the API through "inet", makes its own interface, forwarding and NAT,
+    and answers the probers on its endpoint (TCP, the WireGuard port)."""
     interface = lab.name("n")
     lab.interfaces.append(interface)
-    config = lab.directory / "node" / "agent.toml"
-    init = await sh(
-        sys.executable, "-m", "node_agent", "init", "--config", str(config), "--node-id", node_id,
-        "--control-plane-url", control_plane.url, "--interface", interface,
-        "--listen-port", str(WG_PORT), "--health-listen", f"127.0.0.1:{free_tcp_port()}",
-        "--loopback-health", "--json", seconds=60,
+    wallet_host = WalletHost.of(settings, control_plane.url, lab.directory / "operator")
+    registered = await register_as_operator(
+        w3, deployment, wallet_host,
+        config=lab.directory / "node" / "agent.toml",
+        endpoint=f"{NODE}:{WG_PORT}",
+        protocols="wireguard,openvpn",
+        agent_control_plane_url=control_plane.public_url,
+        interface=interface,
+        node_host=("ip", "netns", "exec", namespace),
     )  # fmt: skip
-    created = json.loads(init.stdout)
-    await register_node_on_chain(w3, deployment, operator, salt, str(created["agent_address"]))
-    async with httpx.AsyncClient(base_url=control_plane.url, timeout=30) as http:
-        response = await http.post(
-            "/v1/nodes",
-            json={
-                "node_id": node_id,
-                "protocols": ["wireguard", "openvpn"],
-                "endpoint": f"{NODE}:{WG_PORT}",
-                "country": "DE",
-                "wireguard_public_key": created["wireguard_public_key"],
-            },
-            headers=wallet_headers(settings, operator.address),
-        )
-        assert response.status_code == 201, response.text
-    await sh(sys.executable, "-m", "node_agent", "pools", "--config", str(config), "--json")
     log_path = lab.directory / "agent.log"
-    prefix = f"ip netns exec {namespace}"
     with log_path.open("ab") as log:
         agent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "node_agent", "run", "--config", str(config),
+            "ip", "netns", "exec", namespace,
+            sys.executable, "-m", "node_agent", "run", "--config", str(registered.config),
             stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=REPO_ROOT,
             env={
                 **os.environ, **AGENT_ENV,
-                "NODUS_AGENT_WIREGUARD_COMMAND_PREFIX": prefix,
                 "NODUS_AGENT_OPENVPN_ENABLED": "true",
-                "NODUS_AGENT_OPENVPN_COMMAND_PREFIX": prefix,
                 "NODUS_AGENT_OPENVPN_STATE_DIR": str(short_dir / "ovpn"),
                 "NODUS_AGENT_OPENVPN_STATUS_INTERVAL_SECONDS": "1",
                 "NODUS_AGENT_OPENVPN_LISTEN": NODE,
             },
         )  # fmt: skip
     lab.processes.append(agent)
-    status_file = config.parent / "state" / "status.json"
+    status_file = registered.config.parent / "state" / "status.json"
 
     def synced() -> bool:
         assert agent.returncode is None, log_path.read_text()[-3000:]
@@ -265,4 +254,4 @@ async def _start_node(
         return status.get("revision") is not None and status.get("fail_static") is False
 
     await until(synced, 60, "the agent's first sync")
-    return node_id, interface
+    return registered, interface

@@ -29,12 +29,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from control_plane.chain.contracts import Deployment, Web3Client, new_node_salt, node_id_of
+from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from tests.control_plane.auth.conftest import bearer
 from tests.e2e.conftest import needs_tunnels
 from tests.e2e.lab import Lab, ping, sh, stop_process
+from tests.e2e.operator_cli import WalletHost, register_as_operator
 from tests.e2e.stack import (
     AGENT_ENV,
     NODE_ENDPOINT,
@@ -42,17 +43,13 @@ from tests.e2e.stack import (
     WG_PORT,
     ControlPlane,
     free_tcp_port,
-    register_node_on_chain,
     until,
 )
 from tests.support.builders import (
-    NDS,
     ec_key,
-    fresh_wallet,
     key_pem,
     make_csr,
     paying_subscriber,
-    wallet_headers,
     wg_keys,
 )
 
@@ -130,37 +127,26 @@ async def test_one_node_carries_wireguard_and_openvpn_to_the_internet_at_once(
         await lab.veth(node_ns, f"198.18.{index}.1/24", device_ns, f"198.18.{index}.2/24")
         await sh("ip", "-n", device_ns, "route", "add", "default", "via", f"198.18.{index}.1")
 
-    # The operator: init on the node host, register with the wallet, pin the pools.
-    operator = await fresh_wallet(w3, deployment, 1_000 * NDS)
-    salt = new_node_salt()
-    node_id = node_id_of(operator.address, salt)
+    # The operator: init on the node host, the register line it prints on the wallet host,
+    # then pools (README's "Run a node"). The agent process runs outside the node's namespace,
+    # so its health answers on loopback.
     interface = lab.name("n")
     lab.interfaces.append(interface)
-    config = lab.directory / "node" / "agent.toml"
-    health_port = free_tcp_port()
-    created = await agent_cli(
-        "init", "--config", str(config), "--node-id", node_id,
-        "--control-plane-url", control_plane.url, "--interface", interface,
-        "--endpoint", f"{NODE_ENDPOINT}:{WG_PORT}", "--protocols", "wireguard,openvpn",
-        "--listen-port", str(WG_PORT), "--health-listen", f"127.0.0.1:{health_port}",
-        "--loopback-health",  # the agent process runs outside the node's namespace
+    wallet_host = WalletHost.of(settings, control_plane.url, lab.directory / "operator")
+    registered = await register_as_operator(
+        w3, deployment, wallet_host,
+        config=lab.directory / "node" / "agent.toml",
+        endpoint=f"{NODE_ENDPOINT}:{WG_PORT}",
+        protocols="wireguard,openvpn",
+        agent_control_plane_url=control_plane.url,
+        interface=interface,
+        init_options=(
+            "--listen-port", str(WG_PORT),
+            "--health-listen", f"127.0.0.1:{free_tcp_port()}", "--loopback-health",
+        ),
     )  # fmt: skip
-    await register_node_on_chain(w3, deployment, operator, salt, str(created["agent_address"]))
-    async with httpx.AsyncClient(base_url=control_plane.url, timeout=30) as http:
-        response = await http.post(
-            "/v1/nodes",
-            json={
-                "node_id": node_id,
-                "protocols": ["wireguard", "openvpn"],
-                "endpoint": f"{NODE_ENDPOINT}:{WG_PORT}",
-                "country": "DE",
-                "wireguard_public_key": created["wireguard_public_key"],
-            },
-            headers=wallet_headers(settings, operator.address),
-        )
-        assert response.status_code == 201, response.text
-    pools = await agent_cli("pools", "--config", str(config))
-    pool4 = ipaddress.IPv4Network(str(pools["ipv4_pool"]))
+    node_id, config = registered.node_id, registered.config
+    pool4 = ipaddress.IPv4Network(str(registered.pools["ipv4_pool"]))
     wg_half, ovpn_half = pool4.subnets(prefixlen_diff=1)
 
     # `nodus-agent run`: nothing of the node's network exists yet.
