@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.profile import Profile
 from bench.report import Section
 from bench.stack import Fixture, Stack, random_wg_key
 
@@ -179,3 +180,14 @@ def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> No
         "do not. PostgreSQL, the client and the server share the same 2 cores.",
         "",
     )
+
+
+def report_profiles(section: Section, profiles: list[tuple[str, Profile]]) -> None:
+    """The server's busy CPU during each run, by layer (bench/profile.py)."""
+    for label, sampled in profiles:
+        section.add(f"Where the server's busy CPU went during `{label}` (py-spy, "
+                    f"{sampled.samples:,} samples; the innermost known layer of each stack):", "")  # fmt: skip
+        section.table(
+            ("layer", "share of busy CPU"),
+            [(name, f"{share:.0%}") for name, share in sampled.shares()],
+        )

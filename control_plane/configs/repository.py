@@ -16,6 +16,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.device_configs import DeviceConfig
+from control_plane.indexer.models import ChainNode
+from control_plane.nodes.models import Node
 from control_plane.subscriptions.models import Subscriber
 
 # The partial unique indexes an insert can run into (device_configs.py).
@@ -31,6 +33,57 @@ class ConfigView:
 
     config: DeviceConfig
     subscriber_expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class IssuanceContext:
+    """What an issuance checks, read in one statement: the node (None: no such node), whether
+    the indexer's mirror shows it Active (None: not mirrored yet) and the subscriber's expiry
+    as mirrored (None: not recorded)."""
+
+    node: Node | None
+    mirrored_active: bool | None
+    mirrored_expiry: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inserted:
+    created_at: datetime
+    ipv4: str
+    ipv6: str
+
+
+# One statement: the first candidate address no live config on the node holds, inserted if the
+# subscriber is under the device limit and the key is not live on the node. ON CONFLICT DO
+# NOTHING covers every unique index (a concurrent insert took the address, the key or the
+# serial): no row comes back and the caller finds out why (`why_not_inserted`).
+_INSERT_AT_FREE_ADDRESS = text(
+    """
+    INSERT INTO device_configs (id, node_id, subscriber, protocol, public_key, cert_serial,
+                                cert_not_after, certificate, ipv4, ipv6)
+    SELECT CAST(:id AS uuid), CAST(:node_id AS varchar), CAST(:subscriber AS varchar),
+           CAST(:protocol AS varchar), CAST(:public_key AS varchar),
+           CAST(:cert_serial AS varchar), CAST(:cert_not_after AS timestamptz),
+           CAST(:certificate AS text), c.ipv4, c.ipv6
+    FROM unnest(CAST(:ipv4s AS inet[]), CAST(:ipv6s AS inet[])) WITH ORDINALITY
+         AS c(ipv4, ipv6, n)
+    WHERE NOT EXISTS (
+            SELECT 1 FROM device_configs d
+            WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
+              AND d.ipv4 = c.ipv4)
+      AND (SELECT count(*) FROM device_configs d
+           WHERE d.subscriber = CAST(:subscriber AS varchar) AND d.revoked_at IS NULL)
+          < CAST(:device_limit AS bigint)
+      AND NOT EXISTS (
+            SELECT 1 FROM device_configs d
+            WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
+              AND d.public_key = CAST(:public_key AS varchar))
+    ORDER BY c.n
+    LIMIT 1
+    ON CONFLICT DO NOTHING
+    RETURNING created_at, host(ipv4), host(ipv6)
+    """
+)
 
 
 def _violated_constraint(exc: IntegrityError) -> str:
@@ -50,6 +103,57 @@ class ConfigRepository:
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
             {"key": f"nodus:devices:{subscriber}"},
         )
+
+    async def lock_and_read(self, subscriber: str, node_id: str) -> IssuanceContext:
+        """Takes the subscriber's device lock (`lock_subscriber_devices`) and reads the node,
+        its mirrored chain state and the subscriber's mirrored expiry, in one round trip. A
+        statement after this one sees every config committed by the lock's previous holder."""
+        locked = (
+            select(
+                func.pg_advisory_xact_lock(
+                    func.hashtextextended(f"nodus:devices:{subscriber}", 0)
+                ).label("locked")
+            )
+            .cte("locked")
+            .prefix_with("MATERIALIZED")
+        )
+        row = (
+            await self.session.execute(
+                select(Node, ChainNode.active, ChainNode.status, Subscriber.expires_at)
+                .select_from(locked)
+                .join(Node, Node.id == node_id)
+                .outerjoin(ChainNode, ChainNode.node_id == Node.id)
+                .outerjoin(Subscriber, Subscriber.address == subscriber)
+            )
+        ).one_or_none()
+        if row is None:
+            return IssuanceContext(None, None, None)
+        node, active, status, expires_at = row
+        mirrored = None if active is None else bool(active and status == "active")
+        return IssuanceContext(node, mirrored, expires_at)
+
+    async def insert_at_free_address(
+        self, values: dict[str, Any], candidates: Sequence[tuple[str, str]], device_limit: int
+    ) -> Inserted | None:
+        """Inserts the config (`values` without addresses) at the first of `candidates` no
+        live config on the node holds, within the device limit; None if nothing was inserted
+        (see `_INSERT_AT_FREE_ADDRESS`)."""
+        row = (
+            await self.session.execute(
+                _INSERT_AT_FREE_ADDRESS,
+                {
+                    "public_key": None,
+                    "cert_serial": None,
+                    "cert_not_after": None,
+                    "certificate": None,
+                    **values,
+                    "ipv4s": [ipv4 for ipv4, _ in candidates],
+                    "ipv6s": [ipv6 for _, ipv6 in candidates],
+                    "device_limit": device_limit,
+                },
+            )
+        ).one_or_none()
+        return None if row is None else Inserted(row[0], row[1], row[2])
 
     async def count_live(self, subscriber: str) -> int:
         count = await self.session.scalar(
