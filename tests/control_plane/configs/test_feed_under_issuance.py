@@ -1,0 +1,102 @@
+"""Issuance without a node-wide lock until the last statement: 200 concurrent issues on one node
+still give 200 distinct addresses, one revision each (announced once, no gap, no repeat), and an
+agent long-polling meanwhile sees the revision only grow, never a peer set behind its revision,
+and finally every peer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import secrets
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+import pytest
+
+from control_plane.agent.feed import asyncpg_dsn
+from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.revisions import PEERS_CHANNEL
+from control_plane.settings import Settings
+from tests.control_plane.configs.test_issue import issue, wireguard
+from tests.support.builders import node_headers, paying_subscriber, sql
+
+REQUESTS = 200
+SUBSCRIBERS = 8
+
+pytestmark = pytest.mark.database_statement_timeout_seconds(60)
+
+
+@dataclass
+class AgentView:
+    """What a long-polling agent saw: each answer's revision and its peers' keys."""
+
+    answers: list[tuple[int, set[str]]] = field(default_factory=list)
+
+
+async def _poll(
+    client: httpx.AsyncClient, headers: dict[str, str], since: int, until: int, seen: AgentView
+) -> None:
+    while since < until:
+        response = await client.get(
+            "/v1/agent/peers", params={"since": since, "wait": 5}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["changed"]:
+            seen.answers.append((body["revision"], {p["public_key"] for p in body["peers"]}))
+        since = body["revision"]
+
+
+@pytest.mark.device_limit(1000)
+@pytest.mark.config_changes_per_minute(1000)
+async def test_200_concurrent_issues_on_one_node_each_get_a_revision_the_agent_sees(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    w3: Web3Client,
+    deployment: Deployment,
+    node: str,
+) -> None:
+    subscribers = [await paying_subscriber(w3, deployment) for _ in range(SUBSCRIBERS)]
+    agent = node_headers(settings, node)
+    start = (await client.get("/v1/agent/peers", headers=agent)).json()["revision"]
+    announced: list[str] = []
+    listener = await asyncpg.connect(asyncpg_dsn(settings.database_url))
+    await listener.add_listener(PEERS_CHANNEL, lambda *args: announced.append(args[3]))
+    keys = [base64.b64encode(secrets.token_bytes(32)).decode() for _ in range(REQUESTS)]
+    seen = AgentView()
+    try:
+        poller = asyncio.create_task(_poll(client, agent, start, start + REQUESTS, seen))
+        responses = await asyncio.gather(
+            *(
+                issue(client, settings, subscribers[i % SUBSCRIBERS], wireguard(node, key))
+                for i, key in enumerate(keys)
+            )
+        )
+        await asyncio.wait_for(poller, 30)
+        await asyncio.sleep(0.5)  # the last NOTIFYs reach the listener
+    finally:
+        await listener.close()
+
+    assert [r.status_code for r in responses] == [201] * REQUESTS
+    assert len({ipaddress.ip_interface(r.json()["address"][0]) for r in responses}) == REQUESTS
+    assert len({ipaddress.ip_interface(r.json()["address"][1]) for r in responses}) == REQUESTS
+    ((live, distinct, revision),) = await sql(
+        settings,
+        "SELECT count(*), count(DISTINCT c.ipv4), n.revision FROM device_configs c "
+        "JOIN nodes n ON n.id = c.node_id WHERE c.node_id = :id AND c.revoked_at IS NULL "
+        "GROUP BY n.revision",
+        id=node,
+    )
+    assert live == distinct == REQUESTS
+    assert revision == start + REQUESTS
+    # Every issue's bump was announced once: each revision after the start, none twice.
+    ours = [int(p.rpartition(":")[2]) for p in announced if p.startswith(f"{node}:")]
+    assert sorted(ours) == list(range(start + 1, start + REQUESTS + 1))
+    # The agent's view: revisions only grow; a set holds at least the configs its revision
+    # counts (a revision is never seen before its data); the last set is every peer.
+    revisions = [r for r, _ in seen.answers]
+    assert revisions == sorted(set(revisions))
+    assert all(len(peers) >= r - start for r, peers in seen.answers)
+    assert seen.answers[-1] == (start + REQUESTS, set(keys))
