@@ -185,8 +185,11 @@ def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> No
 def report_profiles(section: Section, profiles: list[tuple[str, Profile]]) -> None:
     """The server's busy CPU during each run, by layer (bench/profile.py)."""
     for label, sampled in profiles:
-        section.add(f"Where the server's busy CPU went during `{label}` (py-spy, "
-                    f"{sampled.samples:,} samples; the innermost known layer of each stack):", "")  # fmt: skip
+        section.add(
+            f"Where the server's busy CPU went during `{label}` (py-spy, {sampled.samples:,} "
+            "samples; the innermost known layer of each stack):",
+            "",
+        )
         section.table(
             ("layer", "share of busy CPU"),
             [(name, f"{share:.0%}") for name, share in sampled.shares()],

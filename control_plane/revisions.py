@@ -1,11 +1,11 @@
 """Each node's desired peer set has a monotonic revision. Whatever changes the set (a config
-issued or revoked, a subscription lapsing) calls `bump_revision` in the same transaction; the
-NOTIFY is delivered to every replica only when that transaction commits, so no listener ever
-sees a revision before its data.
+issued or revoked, a subscription lapsing) bumps it in the same transaction; the NOTIFY is
+delivered to every replica only when that transaction commits, so no listener ever sees a
+revision before its data.
 
-The bump takes the node's row lock until commit, so concurrent changes on one node queue on it:
-callers bump last, just before they commit, to hold it for as short as possible. The increment,
-its announcement and (for `bump_live_revision`) the node's liveness are one statement."""
+A bump takes the node's row lock until commit, so concurrent changes on one node queue on it:
+the bump comes last, just before the commit (config issuance bumps in its insert statement,
+configs/repository.py), so the lock is held for as short as possible."""
 
 from __future__ import annotations
 
@@ -14,30 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 PEERS_CHANNEL = "nodus_peers"
 
-_BUMP = (
-    "UPDATE nodes SET revision = revision + 1 WHERE id = :id{condition} "
+_BUMP = text(
+    "UPDATE nodes SET revision = revision + 1 WHERE id = :id "
     "RETURNING revision, pg_notify(:channel, id || ':' || revision)"
 )
-_BUMP_ANY = text(_BUMP.format(condition=""))
-_BUMP_LIVE = text(_BUMP.format(condition=" AND deleted_at IS NULL"))
 
 
 async def bump_revision(session: AsyncSession, node_id: str) -> int:
-    """Increments the node's revision and announces `<node_id>:<revision>` on commit."""
-    revision = await bump_live_revision(session, node_id, include_deleted=True)
-    if revision is None:
+    """Increments the node's revision and announces `<node_id>:<revision>` on commit (one
+    statement)."""
+    row = (await session.execute(_BUMP, {"id": node_id, "channel": PEERS_CHANNEL})).one_or_none()
+    if row is None:
         raise LookupError(f"no node {node_id}")
-    return revision
-
-
-async def bump_live_revision(
-    session: AsyncSession, node_id: str, *, include_deleted: bool = False
-) -> int | None:
-    """`bump_revision` for a node that is not deleted; None (nothing bumped) if it is gone."""
-    row = (
-        await session.execute(
-            _BUMP_ANY if include_deleted else _BUMP_LIVE,
-            {"id": node_id, "channel": PEERS_CHANNEL},
-        )
-    ).one_or_none()
-    return None if row is None else int(row[0])
+    return int(row[0])

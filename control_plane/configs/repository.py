@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
+from control_plane.revisions import PEERS_CHANNEL
 from control_plane.subscriptions.models import Subscriber
 
 # The partial unique indexes an insert can run into (device_configs.py).
@@ -48,40 +49,59 @@ class IssuanceContext:
 
 @dataclass(frozen=True, slots=True)
 class Inserted:
+    """The config as inserted; `revision` is the node's revision its bump gave, None if the node
+    was deleted meanwhile (the caller rolls back)."""
+
     created_at: datetime
     ipv4: str
     ipv6: str
+    revision: int | None
 
 
-# One statement: the first candidate address no live config on the node holds, inserted if the
-# subscriber is under the device limit and the key is not live on the node. ON CONFLICT DO
-# NOTHING covers every unique index (a concurrent insert took the address, the key or the
-# serial): no row comes back and the caller finds out why (`why_not_inserted`).
+# One statement, the last before the commit: the first candidate host index whose address no
+# live config on the node holds is inserted if the subscriber is under the device limit and the
+# key is not live on the node; then the node's revision is bumped and announced (on commit), if
+# the node is not deleted. ON CONFLICT DO NOTHING covers every unique index (a concurrent insert
+# took the address, the key or the serial): no row comes back, nothing is bumped, and the
+# caller finds out why. The node's row is locked only from here to the commit.
 _INSERT_AT_FREE_ADDRESS = text(
     """
-    INSERT INTO device_configs (id, node_id, subscriber, protocol, public_key, cert_serial,
-                                cert_not_after, certificate, ipv4, ipv6)
-    SELECT CAST(:id AS uuid), CAST(:node_id AS varchar), CAST(:subscriber AS varchar),
-           CAST(:protocol AS varchar), CAST(:public_key AS varchar),
-           CAST(:cert_serial AS varchar), CAST(:cert_not_after AS timestamptz),
-           CAST(:certificate AS text), c.ipv4, c.ipv6
-    FROM unnest(CAST(:ipv4s AS inet[]), CAST(:ipv6s AS inet[])) WITH ORDINALITY
-         AS c(ipv4, ipv6, n)
-    WHERE NOT EXISTS (
-            SELECT 1 FROM device_configs d
-            WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
-              AND d.ipv4 = c.ipv4)
-      AND (SELECT count(*) FROM device_configs d
-           WHERE d.subscriber = CAST(:subscriber AS varchar) AND d.revoked_at IS NULL)
-          < CAST(:device_limit AS bigint)
-      AND NOT EXISTS (
-            SELECT 1 FROM device_configs d
-            WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
-              AND d.public_key = CAST(:public_key AS varchar))
-    ORDER BY c.n
-    LIMIT 1
-    ON CONFLICT DO NOTHING
-    RETURNING created_at, host(ipv4), host(ipv6)
+    WITH inserted AS (
+        INSERT INTO device_configs (id, node_id, subscriber, protocol, public_key, cert_serial,
+                                    cert_not_after, certificate, ipv4, ipv6)
+        SELECT CAST(:id AS uuid), CAST(:node_id AS varchar), CAST(:subscriber AS varchar),
+               CAST(:protocol AS varchar), CAST(:public_key AS varchar),
+               CAST(:cert_serial AS varchar), CAST(:cert_not_after AS timestamptz),
+               CAST(:certificate AS text), c.ipv4, c.ipv6
+        FROM (
+            SELECT CAST(:ipv4_network AS inet) + i AS ipv4,
+                   CAST(:ipv6_network AS inet) + i AS ipv6, n
+            FROM unnest(CAST(:indexes AS bigint[])) WITH ORDINALITY AS picked(i, n)
+        ) AS c
+        WHERE NOT EXISTS (
+                SELECT 1 FROM device_configs d
+                WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
+                  AND d.ipv4 = c.ipv4)
+          AND (SELECT count(*) FROM device_configs d
+               WHERE d.subscriber = CAST(:subscriber AS varchar) AND d.revoked_at IS NULL)
+              < CAST(:device_limit AS bigint)
+          AND NOT EXISTS (
+                SELECT 1 FROM device_configs d
+                WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
+                  AND d.public_key = CAST(:public_key AS varchar))
+        ORDER BY c.n
+        LIMIT 1
+        ON CONFLICT DO NOTHING
+        RETURNING created_at, host(ipv4) AS ipv4, host(ipv6) AS ipv6
+    ),
+    bumped AS (
+        UPDATE nodes SET revision = revision + 1
+        WHERE id = CAST(:node_id AS varchar) AND deleted_at IS NULL
+          AND EXISTS (SELECT 1 FROM inserted)
+        RETURNING revision, pg_notify(CAST(:channel AS text), id || ':' || revision)
+    )
+    SELECT inserted.created_at, inserted.ipv4, inserted.ipv6, bumped.revision
+    FROM inserted LEFT JOIN bumped ON true
     """
 )
 
@@ -133,11 +153,16 @@ class ConfigRepository:
         return IssuanceContext(node, mirrored, expires_at)
 
     async def insert_at_free_address(
-        self, values: dict[str, Any], candidates: Sequence[tuple[str, str]], device_limit: int
+        self,
+        values: dict[str, Any],
+        networks: tuple[str, str],
+        indexes: Sequence[int],
+        device_limit: int,
     ) -> Inserted | None:
-        """Inserts the config (`values` without addresses) at the first of `candidates` no
-        live config on the node holds, within the device limit; None if nothing was inserted
-        (see `_INSERT_AT_FREE_ADDRESS`)."""
+        """Inserts the config (`values` without addresses) at the first of the host `indexes`
+        (in the IPv4 and IPv6 `networks`) that no live config on the node holds, within the
+        device limit, and bumps the node's revision; None if nothing was inserted (see
+        `_INSERT_AT_FREE_ADDRESS`)."""
         row = (
             await self.session.execute(
                 _INSERT_AT_FREE_ADDRESS,
@@ -147,13 +172,15 @@ class ConfigRepository:
                     "cert_not_after": None,
                     "certificate": None,
                     **values,
-                    "ipv4s": [ipv4 for ipv4, _ in candidates],
-                    "ipv6s": [ipv6 for _, ipv6 in candidates],
+                    "ipv4_network": networks[0],
+                    "ipv6_network": networks[1],
+                    "indexes": list(indexes),
                     "device_limit": device_limit,
+                    "channel": PEERS_CHANNEL,
                 },
             )
         ).one_or_none()
-        return None if row is None else Inserted(row[0], row[1], row[2])
+        return None if row is None else Inserted(row[0], row[1], row[2], row[3])
 
     async def count_live(self, subscriber: str) -> int:
         count = await self.session.scalar(

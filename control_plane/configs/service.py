@@ -45,7 +45,7 @@ from control_plane.errors import (
 from control_plane.jobs import Services
 from control_plane.nodes.models import Node
 from control_plane.nodes.repository import NodeRepository
-from control_plane.revisions import bump_live_revision, bump_revision
+from control_plane.revisions import bump_revision
 from control_plane.settings import Settings
 from control_plane.subscriptions.expiry import current_expiry
 from control_plane.tunnel import openvpn, wireguard
@@ -71,9 +71,9 @@ async def create_config(
     active on-chain (402, with the expiry); the device limit (409); the WireGuard key is not
     already live on this node (409). The body's key or CSR was checked before (422).
 
-    The common path is four statements: the subscriber's device lock with every read
-    (`lock_and_read`), the insert with its checks (`insert_at_free_address`), the node's
-    revision bump (last, so its row lock is held only until the commit) and the commit."""
+    The common path is two statements and the commit: the subscriber's device lock with every
+    read (`lock_and_read`), then the insert with its checks and the node's revision bump
+    (`insert_at_free_address`, last, so the node's row lock is held only until the commit)."""
     chain, settings = services.chain, services.settings
     subscriber = subscriber.lower()
     configs = ConfigRepository(session)
@@ -108,14 +108,12 @@ async def create_config(
             f"the subscription expired at {expires_at.isoformat()}; renew it on-chain"
         )
 
-    config = await _allocate(settings, configs, node, subscriber, body, expires_at)
-    if await bump_live_revision(session, node.id) is None:  # deleted while we were at it
-        raise NotFound("no such node")
+    config = await _allocate(services, configs, node, subscriber, body, expires_at)
     return _config_out(settings, node, ConfigView(config, expires_at), now)
 
 
 async def _allocate(
-    settings: Settings,
+    services: Services,
     configs: ConfigRepository,
     node: Node,
     subscriber: str,
@@ -124,9 +122,11 @@ async def _allocate(
 ) -> DeviceConfig:
     """Inserts the config at a random free address (and, for OpenVPN, with a freshly signed
     certificate), retrying when a concurrent insert took the address; the config as inserted
-    (not added to the session)."""
+    (not added to the session), its node's revision bumped."""
+    settings = services.settings
     # Each protocol allocates in its own half (addresses.py): disjoint routes on the node.
-    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool)).for_protocol(body.protocol)
+    pools = services.pools.get(str(node.ipv4_pool), str(node.ipv6_pool), body.protocol)
+    networks = (str(pools.ipv4.network_address), str(pools.ipv6.network_address))
     csr = openvpn.load_csr(body.csr) if isinstance(body, OpenVpnConfigIn) else None
     config_id = uuid.uuid4()
     values: dict[str, Any] = {
@@ -155,9 +155,11 @@ async def _allocate(
             }
         candidates = await _candidates(configs, node.id, pools, scan=attempt > 0)
         inserted = await configs.insert_at_free_address(
-            values, [pools.addresses(i) for i in candidates], settings.device_limit
+            values, networks, candidates, settings.device_limit
         )
         if inserted is not None:
+            if inserted.revision is None:  # the node was deleted while we were at it
+                raise NotFound("no such node")
             return DeviceConfig(
                 **values, ipv4=inserted.ipv4, ipv6=inserted.ipv6, created_at=inserted.created_at
             )

@@ -179,10 +179,11 @@ async def test_a_taken_pick_is_retried_with_another_address(
     async def recording(
         self: ConfigRepository,
         values: dict[str, Any],
-        candidates: Sequence[tuple[str, str]],
+        networks: tuple[str, str],
+        indexes: Sequence[int],
         device_limit: int,
     ) -> Inserted | None:
-        tries.append(await original_insert(self, values, candidates, device_limit))
+        tries.append(await original_insert(self, values, networks, indexes, device_limit))
         return tries[-1]
 
     monkeypatch.setattr(ConfigRepository, "insert_at_free_address", recording)
