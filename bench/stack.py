@@ -90,12 +90,16 @@ def uvicorn_server(
             time.sleep(0.2)
         yield Server(url, process)
     finally:
+        died = process.poll() is not None
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        Path(log.name).unlink(missing_ok=True)
+        if died:  # keep what it said before it stopped
+            print(f"bench: {target} stopped early; its log: {log.name}", file=sys.stderr)
+        else:
+            Path(log.name).unlink(missing_ok=True)
 
 
 @dataclass
