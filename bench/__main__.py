@@ -85,6 +85,7 @@ def http_benchmarks(
             f"one node, {5 * subscribers:,} configs": fixture.node_ids[:1],
             f"{nodes} nodes, {5 * subscribers:,} configs": fixture.node_ids,
         }
+        asyncio.run(http_load.warm_up(stack, api.url, fixture, 64))
         runs = []
         profiles = []
         if profile_dir is not None:

@@ -106,6 +106,23 @@ class IssuanceRun:
     statuses: Counter[int]
 
 
+async def warm_up(stack: Stack, api_url: str, fixture: Fixture, concurrency: int) -> None:
+    """`concurrency` authenticated reads at once, a few times, so the server's connection pool
+    is full before anything is measured (a connection's first use costs its setup; a server
+    that has been up a while has paid it)."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as http:
+        for _ in range(3):
+            responses = await asyncio.gather(
+                *(
+                    http.get("/v1/configs", headers=fixture.wallet(stack.settings, subscriber))
+                    for subscriber in fixture.subscribers[:concurrency]
+                )
+            )
+            for response in responses:
+                response.raise_for_status()
+
+
 async def issue_configs(
     stack: Stack, api_url: str, fixture: Fixture, node_ids: list[str], per_subscriber: int,
     concurrency: int, label: str,
@@ -125,20 +142,23 @@ async def issue_configs(
             jobs.put_nowait((fixture.wallet(stack.settings, subscriber), body))
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # One connection per worker, as 64 clients would have: a shared pool leaves some of its
+    # connections idle past uvicorn's keep-alive timeout (5 s) when answers are slow, and a
+    # request sent on one as the server closes it fails with a ReadError.
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
-    async def worker(http: httpx.AsyncClient) -> None:
-        while not jobs.empty():
-            headers, body = jobs.get_nowait()
-            started = time.perf_counter()
-            response = await http.post("/v1/configs", json=body, headers=headers)
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] += 1
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=one) as http:
+            while not jobs.empty():
+                headers, body = jobs.get_nowait()
+                started = time.perf_counter()
+                response = await http.post("/v1/configs", json=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status_code] += 1
 
-    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
     latencies.sort()
     return IssuanceRun(
         label,

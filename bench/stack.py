@@ -79,6 +79,7 @@ def uvicorn_server(
         args, env={**os.environ, **env}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
+    failed = False
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -88,16 +89,18 @@ def uvicorn_server(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{target} did not start; see {log.name}")
             time.sleep(0.2)
+        failed = True  # until the block ends without raising
         yield Server(url, process)
+        failed = False
     finally:
-        died = process.poll() is not None
+        died = failed or process.poll() is not None
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        if died:  # keep what it said before it stopped
-            print(f"bench: {target} stopped early; its log: {log.name}", file=sys.stderr)
+        if died:  # keep what it said
+            print(f"bench: {target} failed or stopped early; its log: {log.name}", file=sys.stderr)
         else:
             Path(log.name).unlink(missing_ok=True)
 

@@ -1,5 +1,5 @@
 """Every query of the configs domain: devices, their addresses, revocations, the CRL's input.
-Never commits; an insert that may collide runs in its own SAVEPOINT so the request's
+Never commits; the insert that may collide uses ON CONFLICT DO NOTHING, so the request's
 transaction survives the collision."""
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, cast, func, insert, literal, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import ARRAY, INET
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Select, bindparam, func, literal, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.device_configs import DeviceConfig
@@ -20,12 +18,6 @@ from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
 from control_plane.revisions import PEERS_CHANNEL
 from control_plane.subscriptions.models import Subscriber
-
-# The partial unique indexes an insert can run into (device_configs.py).
-LIVE_IPV4 = "uq_device_configs_live_ipv4"
-LIVE_IPV6 = "uq_device_configs_live_ipv6"
-LIVE_PUBLIC_KEY = "uq_device_configs_live_public_key"
-CERT_SERIAL = "uq_device_configs_cert_serial"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,44 +98,40 @@ _INSERT_AT_FREE_ADDRESS = text(
 )
 
 
-def _violated_constraint(exc: IntegrityError) -> str:
-    cause = getattr(exc.orig, "__cause__", None)
-    name = getattr(cause, "constraint_name", None) or getattr(exc.orig, "constraint_name", None)
-    return str(name) if name else "unknown"
+# Built once (a statement object is immutable; building it costs more than running it).
+_LOCKED = (
+    select(
+        func.pg_advisory_xact_lock(func.hashtextextended(bindparam("lock_key"), 0)).label("locked")
+    )
+    .cte("locked")
+    .prefix_with("MATERIALIZED")
+)
+_LOCK_AND_READ = (
+    select(Node, ChainNode.active, ChainNode.status, Subscriber.expires_at)
+    .select_from(_LOCKED)
+    .join(Node, Node.id == bindparam("node_id"))
+    .outerjoin(ChainNode, ChainNode.node_id == Node.id)
+    .outerjoin(Subscriber, Subscriber.address == bindparam("subscriber"))
+)
 
 
 class ConfigRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_subscriber_devices(self, subscriber: str) -> None:
-        """Serializes the subscriber's config issuance until the transaction ends (across
-        replicas: a PostgreSQL advisory lock), so the device limit holds under concurrency."""
-        await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"nodus:devices:{subscriber}"},
-        )
-
     async def lock_and_read(self, subscriber: str, node_id: str) -> IssuanceContext:
-        """Takes the subscriber's device lock (`lock_subscriber_devices`) and reads the node,
-        its mirrored chain state and the subscriber's mirrored expiry, in one round trip. A
-        statement after this one sees every config committed by the lock's previous holder."""
-        locked = (
-            select(
-                func.pg_advisory_xact_lock(
-                    func.hashtextextended(f"nodus:devices:{subscriber}", 0)
-                ).label("locked")
-            )
-            .cte("locked")
-            .prefix_with("MATERIALIZED")
-        )
+        """Takes the subscriber's device lock (a PostgreSQL advisory lock until the transaction
+        ends, so the device limit holds across replicas) and reads the node, its mirrored chain
+        state and the subscriber's mirrored expiry, in one round trip. A statement after this
+        one sees every config committed by the lock's previous holder."""
         row = (
             await self.session.execute(
-                select(Node, ChainNode.active, ChainNode.status, Subscriber.expires_at)
-                .select_from(locked)
-                .join(Node, Node.id == node_id)
-                .outerjoin(ChainNode, ChainNode.node_id == Node.id)
-                .outerjoin(Subscriber, Subscriber.address == subscriber)
+                _LOCK_AND_READ,
+                {
+                    "lock_key": f"nodus:devices:{subscriber}",
+                    "node_id": node_id,
+                    "subscriber": subscriber,
+                },
             )
         ).one_or_none()
         if row is None:
@@ -200,18 +188,6 @@ class ConfigRepository:
         )
         return found is not None
 
-    async def used_ipv4(self, node_id: str, candidates: Sequence[str]) -> set[str]:
-        """Which of `candidates` live configs on the node hold (uses the partial unique
-        index)."""
-        rows = await self.session.scalars(
-            select(func.host(DeviceConfig.ipv4)).where(
-                DeviceConfig.node_id == node_id,
-                DeviceConfig.revoked_at.is_(None),
-                DeviceConfig.ipv4 == func.any(cast(list(candidates), ARRAY(INET))),
-            )
-        )
-        return set(rows)
-
     async def all_used_ipv4(self, node_id: str) -> set[str]:
         rows = await self.session.scalars(
             select(func.host(DeviceConfig.ipv4)).where(
@@ -219,16 +195,6 @@ class ConfigRepository:
             )
         )
         return set(rows)
-
-    async def try_insert(self, values: dict[str, Any]) -> str | None:
-        """Inserts a config in a SAVEPOINT; None on success, else the name of the unique index
-        it ran into (the savepoint is rolled back, the transaction goes on)."""
-        try:
-            async with self.session.begin_nested():
-                await self.session.execute(insert(DeviceConfig).values(**values))
-        except IntegrityError as exc:
-            return _violated_constraint(exc)
-        return None
 
     def _with_expiry(self) -> Select[DeviceConfig, datetime]:
         return select(DeviceConfig, Subscriber.expires_at).outerjoin(
