@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench import epoch, external, http_load, indexer, profile
 from bench.report import SECTIONS, Section, load_average, write
-from bench.stack import build_fixture, running_stack, source_of, uvicorn_server
+from bench.stack import Server, build_fixture, running_stack, source_of, uvicorn_server
 from control_plane.paths import REPO_ROOT
 
 TITLES = {
@@ -46,6 +46,7 @@ def http_benchmarks(
     """P1 and P2 on one stack (one anvil, one database, one control plane)."""
     nodes, subscribers = (10, 20) if quick else (100, 200)
     seconds, rounds = (2.0, 1) if quick else (10.0, 3)
+    previous: Server | None = None
     with running_stack() as stack, contextlib.ExitStack() as servers:
         env = {**stack.env, "NODUS_ARTIFACTS_DIR": str(REPO_ROOT / "contracts" / "out")}
         bare = servers.enter_context(uvicorn_server("bench.bare_app:app", env, REPO_ROOT))
@@ -85,18 +86,28 @@ def http_benchmarks(
             f"one node, {5 * subscribers:,} configs": fixture.node_ids[:1],
             f"{nodes} nodes, {5 * subscribers:,} configs": fixture.node_ids,
         }
-        asyncio.run(http_load.warm_up(stack, api.url, fixture, 64))
+        servers_p2 = [("", api)] + ([(f" at {before}", previous)] if previous is not None else [])
+        for _, server in servers_p2:
+            asyncio.run(http_load.warm_up(stack, server.url, fixture, 64))
         runs = []
         profiles = []
         if profile_dir is not None:
             profile_dir.mkdir(parents=True, exist_ok=True)
         for n, (label, onto) in enumerate(spreads.items()):
-            raw = (profile_dir or Path(tempfile.gettempdir())) / f"p2-{n}.raw.txt"
-            with profile.sampled(api.process.pid, raw) if profile_dir else contextlib.nullcontext():
-                issue = http_load.issue_configs(stack, api.url, fixture, onto, 5, 64, label)
-                runs.append(asyncio.run(issue))
-            if profile_dir is not None and raw.exists():
-                profiles.append((label, profile.summarize(raw)))
+            for suffix, server in servers_p2:  # interleaved: a load spike hits both alike
+                raw = (profile_dir or Path(tempfile.gettempdir())) / f"p2-{n}{suffix}.raw.txt"
+                sampling = profile_dir is not None and server is api
+                with (
+                    profile.sampled(server.process.pid, raw)
+                    if sampling
+                    else contextlib.nullcontext()
+                ):
+                    issue = http_load.issue_configs(
+                        stack, server.url, fixture, onto, 5, 64, label + suffix, server.process.pid
+                    )
+                    runs.append(asyncio.run(issue))
+                if sampling and raw.exists():
+                    profiles.append((label, profile.summarize(raw)))
         http_load.report_p2(sections["P2"], runs, 64)
         http_load.report_profiles(sections["P2"], profiles)
 

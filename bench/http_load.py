@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from bench.profile import Profile
+from bench.profile import Profile, cpu_seconds
 from bench.report import Section
 from bench.stack import Fixture, Stack, random_wg_key
 
@@ -104,6 +104,7 @@ class IssuanceRun:
     p50_ms: float
     p99_ms: float
     statuses: Counter[int]
+    server_cpu_ms: float  # the server process's CPU time per request
 
 
 async def warm_up(stack: Stack, api_url: str, fixture: Fixture, concurrency: int) -> None:
@@ -125,7 +126,7 @@ async def warm_up(stack: Stack, api_url: str, fixture: Fixture, concurrency: int
 
 async def issue_configs(
     stack: Stack, api_url: str, fixture: Fixture, node_ids: list[str], per_subscriber: int,
-    concurrency: int, label: str,
+    concurrency: int, label: str, server_pid: int,
 ) -> IssuanceRun:  # fmt: skip
     """`per_subscriber` WireGuard configs for every subscriber, round-robin over `node_ids`,
     `concurrency` requests in flight; each request's latency as the client saw it."""
@@ -156,9 +157,9 @@ async def issue_configs(
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] += 1
 
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds(server_pid)
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds(server_pid) - cpu_before
     latencies.sort()
     return IssuanceRun(
         label,
@@ -166,12 +167,20 @@ async def issue_configs(
         1000 * latencies[len(latencies) // 2],
         1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         statuses,
+        1000 * cpu / len(latencies),
     )
 
 
 def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> None:
     rows = [
-        ("today's figure (issue 13, quiet 2 cores, one node)", "47", "1,370 ms", "2,140 ms", ""),
+        (
+            "today's figure (issue 13, quiet 2 cores, one node)",
+            "47",
+            "1,370 ms",
+            "2,140 ms",
+            "",
+            "",
+        ),
     ]
     for run in runs:
         codes = ", ".join(f"{code}: {count:,}" for code, count in sorted(run.statuses.items()))
@@ -181,10 +190,11 @@ def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> No
                 f"{run.per_second:,.0f}",
                 f"{run.p50_ms:,.0f} ms",
                 f"{run.p99_ms:,.0f} ms",
+                f"{run.server_cpu_ms:.1f} ms",
                 codes,
             )
         )
-    section.table(("run", "configs/s", "p50", "p99", "statuses"), rows)
+    section.table(("run", "configs/s", "p50", "p99", "server CPU per config", "statuses"), rows)
     section.add(
         f"POST /v1/configs (WireGuard), {concurrency} in flight from one Python client (httpx) on "
         "the same machine, which takes CPU from the server; one uvicorn worker. Target on 2 "

@@ -6,6 +6,7 @@ waiting in select/epoll) are left out, so the shares are of busy CPU."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import subprocess
@@ -65,6 +66,12 @@ def summarize(raw: Path) -> Profile:
         profile.samples += count
         profile.by_layer[_layer(frames)] += count
     return profile
+
+
+def cpu_seconds(pid: int) -> float:
+    """The process's CPU time so far (user + system), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager

@@ -44,11 +44,11 @@ def _random_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def _subscribers(w3: Web3Client, deployment: Deployment) -> list[LocalAccount]:
+async def paying_subscribers(w3: Web3Client, deployment: Deployment) -> list[LocalAccount]:
     return [await paying_subscriber(w3, deployment) for _ in range(SUBSCRIBERS)]
 
 
-async def _check_distinct(
+async def check_distinct(
     settings: Settings, node_id: str, responses: list[httpx.Response], pool: str | None = None
 ) -> None:
     assert [r.status_code for r in responses] == [201] * REQUESTS, {
@@ -80,7 +80,7 @@ async def test_200_concurrent_requests_get_200_distinct_addresses(
     deployment: Deployment,
     node: str,
 ) -> None:
-    subscribers = await _subscribers(w3, deployment)
+    subscribers = await paying_subscribers(w3, deployment)
     bodies = [
         openvpn(node, make_csr(ec_key())) if i % 4 == 0 else wireguard(node, _random_key())
         for i in range(REQUESTS)
@@ -93,7 +93,7 @@ async def test_200_concurrent_requests_get_200_distinct_addresses(
         )
     )
 
-    await _check_distinct(settings, node, list(responses))
+    await check_distinct(settings, node, list(responses))
 
 
 @pytest.mark.device_limit(1000)
@@ -111,7 +111,7 @@ async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
     node_id = await register_on_chain(w3, deployment, operator)
     body = node_body(node_id, protocols=("wireguard",), ipv4_pool="10.250.6.0/23")
     assert (await post_node(client, settings, operator, body)).status_code == 201
-    subscribers = await _subscribers(w3, deployment)
+    subscribers = await paying_subscribers(w3, deployment)
     replicas = (client, second_client)
 
     responses = await asyncio.gather(
@@ -126,7 +126,7 @@ async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
         )
     )
 
-    await _check_distinct(settings, node_id, list(responses), pool="10.250.6.0/24")
+    await check_distinct(settings, node_id, list(responses), pool="10.250.6.0/24")
 
 
 @pytest.mark.device_limit(3)

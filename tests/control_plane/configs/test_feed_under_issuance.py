@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import secrets
 from dataclasses import dataclass, field
 
@@ -19,11 +18,14 @@ from control_plane.agent.feed import asyncpg_dsn
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.revisions import PEERS_CHANNEL
 from control_plane.settings import Settings
+from tests.control_plane.configs.test_concurrency import (
+    REQUESTS,
+    SUBSCRIBERS,
+    check_distinct,
+    paying_subscribers,
+)
 from tests.control_plane.configs.test_issue import issue, wireguard
-from tests.support.builders import node_headers, paying_subscriber, sql
-
-REQUESTS = 200
-SUBSCRIBERS = 8
+from tests.support.builders import node_headers
 
 pytestmark = pytest.mark.database_statement_timeout_seconds(60)
 
@@ -58,7 +60,7 @@ async def test_200_concurrent_issues_on_one_node_each_get_a_revision_the_agent_s
     deployment: Deployment,
     node: str,
 ) -> None:
-    subscribers = [await paying_subscriber(w3, deployment) for _ in range(SUBSCRIBERS)]
+    subscribers = await paying_subscribers(w3, deployment)
     agent = node_headers(settings, node)
     start = (await client.get("/v1/agent/peers", headers=agent)).json()["revision"]
     announced: list[str] = []
@@ -79,18 +81,7 @@ async def test_200_concurrent_issues_on_one_node_each_get_a_revision_the_agent_s
     finally:
         await listener.close()
 
-    assert [r.status_code for r in responses] == [201] * REQUESTS
-    assert len({ipaddress.ip_interface(r.json()["address"][0]) for r in responses}) == REQUESTS
-    assert len({ipaddress.ip_interface(r.json()["address"][1]) for r in responses}) == REQUESTS
-    ((live, distinct, revision),) = await sql(
-        settings,
-        "SELECT count(*), count(DISTINCT c.ipv4), n.revision FROM device_configs c "
-        "JOIN nodes n ON n.id = c.node_id WHERE c.node_id = :id AND c.revoked_at IS NULL "
-        "GROUP BY n.revision",
-        id=node,
-    )
-    assert live == distinct == REQUESTS
-    assert revision == start + REQUESTS
+    await check_distinct(settings, node, list(responses))  # the revision is one per issue
     # Every issue's bump was announced once: each revision after the start, none twice.
     ours = [int(p.rpartition(":")[2]) for p in announced if p.startswith(f"{node}:")]
     assert sorted(ours) == list(range(start + 1, start + REQUESTS + 1))
