@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
-from control_plane.revisions import PEERS_CHANNEL
 from control_plane.subscriptions.models import Subscriber
 
 
@@ -41,21 +40,19 @@ class IssuanceContext:
 
 @dataclass(frozen=True, slots=True)
 class Inserted:
-    """The config as inserted; `revision` is the node's revision its bump gave, None if the node
-    was deleted meanwhile (the caller rolls back)."""
+    """What the database filled in: the creation time and the addresses taken."""
 
     created_at: datetime
     ipv4: str
     ipv6: str
-    revision: int | None
 
 
-# One statement, the last before the commit: the first candidate host index whose address no
-# live config on the node holds is inserted if the subscriber is under the device limit and the
-# key is not live on the node; then the node's revision is bumped and announced (on commit), if
-# the node is not deleted. ON CONFLICT DO NOTHING covers every unique index (a concurrent insert
-# took the address, the key or the serial): no row comes back, nothing is bumped, and the
-# caller finds out why. The node's row is locked only from here to the commit.
+# One statement: the first candidate host index whose address no live config on the node holds
+# is inserted if the node is not deleted, the subscriber is under the device limit and the key
+# is not live on the node; with it, a bump of the node's revision at commit (revisions.py: no
+# node row lock before the COMMIT). ON CONFLICT DO NOTHING covers every unique index (a
+# concurrent insert took the address, the key or the serial): no row comes back, nothing is
+# bumped, and the caller finds out why.
 _INSERT_AT_FREE_ADDRESS = text(
     """
     WITH inserted AS (
@@ -81,19 +78,19 @@ _INSERT_AT_FREE_ADDRESS = text(
                 SELECT 1 FROM device_configs d
                 WHERE d.node_id = CAST(:node_id AS varchar) AND d.revoked_at IS NULL
                   AND d.public_key = CAST(:public_key AS varchar))
+          AND EXISTS (
+                SELECT 1 FROM nodes
+                WHERE nodes.id = CAST(:node_id AS varchar) AND nodes.deleted_at IS NULL)
         ORDER BY c.n
         LIMIT 1
         ON CONFLICT DO NOTHING
         RETURNING created_at, host(ipv4) AS ipv4, host(ipv6) AS ipv6
     ),
-    bumped AS (
-        UPDATE nodes SET revision = revision + 1
-        WHERE id = CAST(:node_id AS varchar) AND deleted_at IS NULL
-          AND EXISTS (SELECT 1 FROM inserted)
-        RETURNING revision, pg_notify(CAST(:channel AS text), id || ':' || revision)
+    bump AS (
+        INSERT INTO revision_bumps (node_id) SELECT CAST(:node_id AS varchar) FROM inserted
+        RETURNING id
     )
-    SELECT inserted.created_at, inserted.ipv4, inserted.ipv6, bumped.revision
-    FROM inserted LEFT JOIN bumped ON true
+    SELECT created_at, ipv4, ipv6 FROM inserted
     """
 )
 
@@ -149,7 +146,7 @@ class ConfigRepository:
     ) -> Inserted | None:
         """Inserts the config (`values` without addresses) at the first of the host `indexes`
         (in the IPv4 and IPv6 `networks`) that no live config on the node holds, within the
-        device limit, and bumps the node's revision; None if nothing was inserted (see
+        device limit, its node's revision bumped at commit; None if nothing was inserted (see
         `_INSERT_AT_FREE_ADDRESS`)."""
         row = (
             await self.session.execute(
@@ -164,11 +161,10 @@ class ConfigRepository:
                     "ipv6_network": networks[1],
                     "indexes": list(indexes),
                     "device_limit": device_limit,
-                    "channel": PEERS_CHANNEL,
                 },
             )
         ).one_or_none()
-        return None if row is None else Inserted(row[0], row[1], row[2], row[3])
+        return None if row is None else Inserted(row[0], row[1], row[2])
 
     async def count_live(self, subscriber: str) -> int:
         count = await self.session.scalar(

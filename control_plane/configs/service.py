@@ -72,8 +72,11 @@ async def create_config(
     already live on this node (409). The body's key or CSR was checked before (422).
 
     The common path is two statements and the commit: the subscriber's device lock with every
-    read (`lock_and_read`), then the insert with its checks and the node's revision bump
-    (`insert_at_free_address`, last, so the node's row lock is held only until the commit)."""
+    read (`lock_and_read`), then the insert with its checks and a revision bump that happens
+    inside the COMMIT (`insert_at_free_address`; revisions.py), so issuances onto one node do
+    not queue on its row lock. A node deleted meanwhile is a 404 before the insert, or, if the
+    deletion commits between the insert and the commit, the bump revokes the config with the
+    node's others."""
     chain, settings = services.chain, services.settings
     subscriber = subscriber.lower()
     configs = ConfigRepository(session)
@@ -122,7 +125,7 @@ async def _allocate(
 ) -> DeviceConfig:
     """Inserts the config at a random free address (and, for OpenVPN, with a freshly signed
     certificate), retrying when a concurrent insert took the address; the config as inserted
-    (not added to the session), its node's revision bumped."""
+    (not added to the session), its node's revision bumped at commit."""
     settings = services.settings
     # Each protocol allocates in its own half (addresses.py): disjoint routes on the node.
     pools = services.pools.get(str(node.ipv4_pool), str(node.ipv6_pool), body.protocol)
@@ -158,11 +161,11 @@ async def _allocate(
             values, networks, candidates, settings.device_limit
         )
         if inserted is not None:
-            if inserted.revision is None:  # the node was deleted while we were at it
-                raise NotFound("no such node")
             return DeviceConfig(
                 **values, ipv4=inserted.ipv4, ipv6=inserted.ipv6, created_at=inserted.created_at
             )
+        if not await NodeRepository(configs.session).is_live(node.id):  # deleted meanwhile
+            raise NotFound("no such node")
         if await configs.count_live(subscriber) >= settings.device_limit:
             raise Conflict(
                 f"device limit reached ({settings.device_limit} live configs); revoke one first"

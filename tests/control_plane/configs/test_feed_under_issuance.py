@@ -1,4 +1,4 @@
-"""Issuance without a node-wide lock until the last statement: 200 concurrent issues on one node
+"""Issuance takes no node-wide lock before its COMMIT: 200 concurrent issues on one node
 still give 200 distinct addresses, one revision each (announced once, no gap, no repeat), and an
 agent long-polling meanwhile sees the revision only grow, never a peer set behind its revision,
 and finally every peer."""
@@ -91,3 +91,46 @@ async def test_200_concurrent_issues_on_one_node_each_get_a_revision_the_agent_s
     assert revisions == sorted(set(revisions))
     assert all(len(peers) >= r - start for r, peers in seen.answers)
     assert seen.answers[-1] == (start + REQUESTS, set(keys))
+
+
+async def test_a_deletion_committed_between_an_issue_and_its_commit_revokes_the_config(
+    settings: Settings, node: str
+) -> None:
+    """The issue's statement saw the node live; the deletion (which revokes the node's configs)
+    commits before the issue does and cannot see the uncommitted config: the bump at the
+    issue's commit finds the node deleted and revokes it, so no config outlives its node."""
+    dsn = asyncpg_dsn(settings.database_url)
+    issuing, deleting = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        (revision,) = await issuing.fetchrow("SELECT revision FROM nodes WHERE id = $1", node)
+        transaction = issuing.transaction()
+        await transaction.start()
+        config_id = await issuing.fetchval(
+            "INSERT INTO device_configs (id, node_id, subscriber, protocol, public_key, ipv4, ipv6)"
+            " VALUES (gen_random_uuid(), $1, $2, 'wireguard', $3, '10.77.0.2', 'fd77::2')"
+            " RETURNING id",
+            node,
+            "0x" + "ab" * 20,
+            base64.b64encode(secrets.token_bytes(32)).decode(),
+        )
+        await issuing.execute("INSERT INTO revision_bumps (node_id) VALUES ($1)", node)
+        async with deleting.transaction():
+            await deleting.execute("UPDATE nodes SET deleted_at = now() WHERE id = $1", node)
+            await deleting.execute(
+                "UPDATE device_configs SET revoked_at = now() WHERE node_id = $1"
+                " AND revoked_at IS NULL",
+                node,
+            )
+        await transaction.commit()
+        revoked = await issuing.fetchval(
+            "SELECT revoked_at FROM device_configs WHERE id = $1", config_id
+        )
+        (after,) = await issuing.fetchrow("SELECT revision FROM nodes WHERE id = $1", node)
+        pending = await issuing.fetchval("SELECT count(*) FROM revision_bumps")
+    finally:
+        await issuing.close()
+        await deleting.close()
+
+    assert revoked is not None
+    assert after == revision + 1
+    assert pending == 0

@@ -22,8 +22,9 @@ async def test_an_issue_for_a_known_subscriber_is_two_statements(
     subscriber: LocalAccount,
 ) -> None:
     """The subscriber's device lock with every read, then the insert with its checks and the
-    node's revision bump (plus the transaction's BEGIN and COMMIT, which are not statements
-    of ours). The first issue records the subscriber's expiry; the second is the common path."""
+    node's revision bump at commit (plus the transaction's BEGIN and COMMIT, which are not
+    statements of ours). The first issue records the subscriber's expiry; the second is the
+    common path."""
     assert (await issue(client, settings, subscriber, wireguard(node))).status_code == 201
     statements: list[str] = []
 
@@ -41,4 +42,4 @@ async def test_an_issue_for_a_known_subscriber_is_two_statements(
     assert len(statements) == 2, statements
     assert "pg_advisory_xact_lock" in statements[0]
     assert "INSERT INTO device_configs" in statements[1]
-    assert "pg_notify" in statements[1]
+    assert "INSERT INTO revision_bumps" in statements[1]  # the bump, done at commit
