@@ -196,18 +196,21 @@ def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> No
         )
     section.table(("run", "configs/s", "p50", "p99", "server CPU per config", "statuses"), rows)
     section.add(
-        f"POST /v1/configs (WireGuard), {concurrency} in flight from one Python client (httpx) on "
-        "the same machine, which takes CPU from the server; one uvicorn worker. Target on 2 "
+        f"POST /v1/configs (WireGuard), {concurrency} in flight from as many httpx clients (one "
+        "connection each) in one Python process on the same machine, which takes CPU from the "
+        "server; one uvicorn worker, its connection pool warmed first. Target on 2 "
         "quiet cores: 1,000 per second, p99 at most 50 ms.",
         "",
-        "Why the target is out of reach here (a cProfile of the server issuing 40 configs one "
-        "after another, in-process, on this machine): about 17 ms each, of which the Python "
-        "is a few ms; the rest is about 29 SQL round trips per issuance (the subscriber's "
-        "device lock and count, the key check, the address probes and insert in a savepoint, "
-        "the node's revision bump, the read-back). No chain call is left on this path. On one "
-        "node every issuance also takes that node's row lock to bump its revision and holds "
-        "it until commit, so issuances onto one node serialize; spread over many nodes they "
-        "do not. PostgreSQL, the client and the server share the same 2 cores.",
+        "What an issuance costs: 2 statements plus BEGIN and COMMIT, 4 round trips (at "
+        "cfae2b4, before issue 13's work: 15 statements counting a savepoint's two, BEGIN, "
+        "COMMIT and the pool's pre-ping, 18; tests/control_plane/configs/test_issue_statements.py "
+        "keeps the count). The node's revision is bumped inside the COMMIT by a deferred trigger "
+        "(migration 0007), so issues onto one node no longer queue on its row lock across a "
+        "round trip. `server CPU per config` is the uvicorn process's user + system time from "
+        "/proc divided by the configs issued: one worker cannot issue more than 1,000 / that "
+        "many per second even with a core to itself, and PostgreSQL, the 64 httpx clients and "
+        "the server share the 2 cores (with whatever else runs; load average above). The "
+        "profile below says where the server's share goes.",
         "",
     )
 
