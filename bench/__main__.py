@@ -12,9 +12,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import epoch, external, http_load, indexer
+from bench import epoch, external, http_load, indexer, profile
 from bench.report import SECTIONS, Section, load_average, write
-from bench.stack import build_fixture, running_stack, source_of, uvicorn_server
+from bench.stack import Server, build_fixture, running_stack, source_of, uvicorn_server
 from control_plane.paths import REPO_ROOT
 
 TITLES = {
@@ -37,11 +37,16 @@ NOT_YET = {
 
 
 def http_benchmarks(
-    sections: dict[str, Section], quick: bool, before: str | None, only: set[str]
+    sections: dict[str, Section],
+    quick: bool,
+    before: str | None,
+    only: set[str],
+    profile_dir: Path | None = None,
 ) -> None:
     """P1 and P2 on one stack (one anvil, one database, one control plane)."""
     nodes, subscribers = (10, 20) if quick else (100, 200)
     seconds, rounds = (2.0, 1) if quick else (10.0, 3)
+    previous: Server | None = None
     with running_stack() as stack, contextlib.ExitStack() as servers:
         env = {**stack.env, "NODUS_ARTIFACTS_DIR": str(REPO_ROOT / "contracts" / "out")}
         bare = servers.enter_context(uvicorn_server("bench.bare_app:app", env, REPO_ROOT))
@@ -81,11 +86,30 @@ def http_benchmarks(
             f"one node, {5 * subscribers:,} configs": fixture.node_ids[:1],
             f"{nodes} nodes, {5 * subscribers:,} configs": fixture.node_ids,
         }
-        runs = [
-            asyncio.run(http_load.issue_configs(stack, api.url, fixture, onto, 5, 64, label))
-            for label, onto in spreads.items()
-        ]
+        servers_p2 = [("", api)] + ([(f" at {before}", previous)] if previous is not None else [])
+        for _, server in servers_p2:
+            asyncio.run(http_load.warm_up(stack, server.url, fixture, 64))
+        runs = []
+        profiles = []
+        if profile_dir is not None:
+            profile_dir.mkdir(parents=True, exist_ok=True)
+        for n, (label, onto) in enumerate(spreads.items()):
+            for suffix, server in servers_p2:  # interleaved: a load spike hits both alike
+                raw = (profile_dir or Path(tempfile.gettempdir())) / f"p2-{n}{suffix}.raw.txt"
+                sampling = profile_dir is not None and server is api
+                with (
+                    profile.sampled(server.process.pid, raw)
+                    if sampling
+                    else contextlib.nullcontext()
+                ):
+                    issue = http_load.issue_configs(
+                        stack, server.url, fixture, onto, 5, 64, label + suffix, server.process.pid
+                    )
+                    runs.append(asyncio.run(issue))
+                if sampling and raw.exists():
+                    profiles.append((label, profile.summarize(raw)))
         http_load.report_p2(sections["P2"], runs, 64)
+        http_load.report_profiles(sections["P2"], profiles)
 
 
 async def _current_poll_url(api_url: str, node_id: str, headers: dict[str, str]) -> str:
@@ -104,6 +128,8 @@ def main() -> None:
     parser.add_argument("--before", metavar="REF", help="also serve the control plane at git REF "
                         "for P1 (a before/after in the same run), e.g. --before main")  # fmt: skip
     parser.add_argument("--only", default=",".join(SECTIONS), help="e.g. P1,P2")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample the server with "
+                        "py-spy during P2; raw stacks go to DIR, shares to the report")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "report.md")
     args = parser.parse_args()
     only = {key.strip().upper() for key in args.only.split(",")}
@@ -119,7 +145,7 @@ def main() -> None:
         sections[key].add(text)
     if only & {"P1", "P2"}:
         print("bench: P1, P2 (HTTP)", file=sys.stderr)
-        http_benchmarks(sections, args.quick, args.before, only)
+        http_benchmarks(sections, args.quick, args.before, only, args.profile)
     for key, run in runners.items():
         if key in only:
             print(f"bench: {key}", file=sys.stderr)

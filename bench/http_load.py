@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bench.profile import Profile, cpu_seconds
 from bench.report import Section
 from bench.stack import Fixture, Stack, random_wg_key
 
@@ -103,11 +104,29 @@ class IssuanceRun:
     p50_ms: float
     p99_ms: float
     statuses: Counter[int]
+    server_cpu_ms: float  # the server process's CPU time per request
+
+
+async def warm_up(stack: Stack, api_url: str, fixture: Fixture, concurrency: int) -> None:
+    """`concurrency` authenticated reads at once, a few times, so the server's connection pool
+    is full before anything is measured (a connection's first use costs its setup; a server
+    that has been up a while has paid it)."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as http:
+        for _ in range(3):
+            responses = await asyncio.gather(
+                *(
+                    http.get("/v1/configs", headers=fixture.wallet(stack.settings, subscriber))
+                    for subscriber in fixture.subscribers[:concurrency]
+                )
+            )
+            for response in responses:
+                response.raise_for_status()
 
 
 async def issue_configs(
     stack: Stack, api_url: str, fixture: Fixture, node_ids: list[str], per_subscriber: int,
-    concurrency: int, label: str,
+    concurrency: int, label: str, server_pid: int,
 ) -> IssuanceRun:  # fmt: skip
     """`per_subscriber` WireGuard configs for every subscriber, round-robin over `node_ids`,
     `concurrency` requests in flight; each request's latency as the client saw it."""
@@ -124,20 +143,23 @@ async def issue_configs(
             jobs.put_nowait((fixture.wallet(stack.settings, subscriber), body))
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # One connection per worker, as 64 clients would have: a shared pool leaves some of its
+    # connections idle past uvicorn's keep-alive timeout (5 s) when answers are slow, and a
+    # request sent on one as the server closes it fails with a ReadError.
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
 
-    async def worker(http: httpx.AsyncClient) -> None:
-        while not jobs.empty():
-            headers, body = jobs.get_nowait()
-            started = time.perf_counter()
-            response = await http.post("/v1/configs", json=body, headers=headers)
-            latencies.append(time.perf_counter() - started)
-            statuses[response.status_code] += 1
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=one) as http:
+            while not jobs.empty():
+                headers, body = jobs.get_nowait()
+                started = time.perf_counter()
+                response = await http.post("/v1/configs", json=body, headers=headers)
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status_code] += 1
 
-    async with httpx.AsyncClient(base_url=api_url, timeout=120, limits=limits) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(http) for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+    started, cpu_before = time.perf_counter(), cpu_seconds(server_pid)
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds(server_pid) - cpu_before
     latencies.sort()
     return IssuanceRun(
         label,
@@ -145,12 +167,20 @@ async def issue_configs(
         1000 * latencies[len(latencies) // 2],
         1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         statuses,
+        1000 * cpu / len(latencies),
     )
 
 
 def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> None:
     rows = [
-        ("today's figure (issue 13, quiet 2 cores, one node)", "47", "1,370 ms", "2,140 ms", ""),
+        (
+            "today's figure (issue 13, quiet 2 cores, one node)",
+            "47",
+            "1,370 ms",
+            "2,140 ms",
+            "",
+            "",
+        ),
     ]
     for run in runs:
         codes = ", ".join(f"{code}: {count:,}" for code, count in sorted(run.statuses.items()))
@@ -160,22 +190,40 @@ def report_p2(section: Section, runs: list[IssuanceRun], concurrency: int) -> No
                 f"{run.per_second:,.0f}",
                 f"{run.p50_ms:,.0f} ms",
                 f"{run.p99_ms:,.0f} ms",
+                f"{run.server_cpu_ms:.1f} ms",
                 codes,
             )
         )
-    section.table(("run", "configs/s", "p50", "p99", "statuses"), rows)
+    section.table(("run", "configs/s", "p50", "p99", "server CPU per config", "statuses"), rows)
     section.add(
-        f"POST /v1/configs (WireGuard), {concurrency} in flight from one Python client (httpx) on "
-        "the same machine, which takes CPU from the server; one uvicorn worker. Target on 2 "
+        f"POST /v1/configs (WireGuard), {concurrency} in flight from as many httpx clients (one "
+        "connection each) in one Python process on the same machine, which takes CPU from the "
+        "server; one uvicorn worker, its connection pool warmed first. Target on 2 "
         "quiet cores: 1,000 per second, p99 at most 50 ms.",
         "",
-        "Why the target is out of reach here (a cProfile of the server issuing 40 configs one "
-        "after another, in-process, on this machine): about 17 ms each, of which the Python "
-        "is a few ms; the rest is about 29 SQL round trips per issuance (the subscriber's "
-        "device lock and count, the key check, the address probes and insert in a savepoint, "
-        "the node's revision bump, the read-back). No chain call is left on this path. On one "
-        "node every issuance also takes that node's row lock to bump its revision and holds "
-        "it until commit, so issuances onto one node serialize; spread over many nodes they "
-        "do not. PostgreSQL, the client and the server share the same 2 cores.",
+        "What an issuance costs: 2 statements plus BEGIN and COMMIT, 4 round trips (at "
+        "cfae2b4, before issue 13's work: 15 statements counting a savepoint's two, BEGIN, "
+        "COMMIT and the pool's pre-ping, 18; tests/control_plane/configs/test_issue_statements.py "
+        "keeps the count). The node's revision is bumped inside the COMMIT by a deferred trigger "
+        "(migration 0007), so issues onto one node no longer queue on its row lock across a "
+        "round trip. `server CPU per config` is the uvicorn process's user + system time from "
+        "/proc divided by the configs issued: one worker cannot issue more than 1,000 / that "
+        "many per second even with a core to itself, and PostgreSQL, the 64 httpx clients and "
+        "the server share the 2 cores (with whatever else runs; load average above). The "
+        "profile below says where the server's share goes.",
         "",
     )
+
+
+def report_profiles(section: Section, profiles: list[tuple[str, Profile]]) -> None:
+    """The server's busy CPU during each run, by layer (bench/profile.py)."""
+    for label, sampled in profiles:
+        section.add(
+            f"Where the server's busy CPU went during `{label}` (py-spy, {sampled.samples:,} "
+            "samples; the innermost known layer of each stack):",
+            "",
+        )
+        section.table(
+            ("layer", "share of busy CPU"),
+            [(name, f"{share:.0%}") for name, share in sampled.shares()],
+        )

@@ -79,6 +79,7 @@ def uvicorn_server(
         args, env={**os.environ, **env}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}"
+    failed = False
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -88,14 +89,20 @@ def uvicorn_server(
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{target} did not start; see {log.name}")
             time.sleep(0.2)
+        failed = True  # until the block ends without raising
         yield Server(url, process)
+        failed = False
     finally:
+        died = failed or process.poll() is not None
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-        Path(log.name).unlink(missing_ok=True)
+        if died:  # keep what it said
+            print(f"bench: {target} failed or stopped early; its log: {log.name}", file=sys.stderr)
+        else:
+            Path(log.name).unlink(missing_ok=True)
 
 
 @dataclass
@@ -130,7 +137,7 @@ def server_env(settings: Settings) -> dict[str, str]:
         "NODUS_DATA_KEY": settings.data_key.get_secret_value(),
         "NODUS_ALLOW_PRIVATE_ENDPOINTS": "true",
         "NODUS_PROBER_ENABLED": "false",  # no probe rounds in the middle of a measurement
-        "NODUS_DEVICE_LIMIT": "10",
+        "NODUS_DEVICE_LIMIT": "20",  # P2 issues 5 per subscriber per run, up to 4 runs
         "NODUS_CONFIG_CHANGES_PER_MINUTE": "100000",
         "NODUS_LOG_LEVEL": "WARNING",
     }

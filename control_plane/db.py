@@ -51,11 +51,15 @@ def make_engine(database_url: str, timeouts: DatabaseTimeouts | None = None) -> 
     bounds = timeouts or DatabaseTimeouts()
     # hide_parameters: an unexpected error's log line must not carry bound values (key hashes,
     # encrypted keys, addresses).
+    # Every connection is kept (no overflow): one opened and closed per burst costs more than
+    # the requests it serves. No pre-ping: it is a round trip per request; a connection that
+    # died (a restarted server) fails its request with a 503, and SQLAlchemy then drops every
+    # pooled connection older than the failure, so the next requests reconnect.
     return create_async_engine(
         database_url,
-        pool_size=10,
-        max_overflow=20,
-        pool_pre_ping=True,
+        pool_size=30,
+        max_overflow=0,
+        pool_pre_ping=False,
         pool_timeout=bounds.pool_seconds,
         hide_parameters=True,
         connect_args={

@@ -25,6 +25,7 @@ from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import ChainClock
 from control_plane.db import Base, unit_of_work
 from control_plane.settings import Settings
+from control_plane.tunnel.addresses import PoolsCache
 
 log = logging.getLogger("nodus.jobs")
 
@@ -40,6 +41,7 @@ class Services:
     chain_reads: ChainReadCache = field(default_factory=ChainReadCache)
     keystores: KeystoreCache = field(default_factory=KeystoreCache)
     clock: ChainClock = field(default_factory=ChainClock)
+    pools: PoolsCache = field(default_factory=PoolsCache)
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]

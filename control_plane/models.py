@@ -15,6 +15,7 @@ from control_plane.indexer.models import (
 from control_plane.jobs import JobRun
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
+from control_plane.revisions import RevisionBump
 from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Payment, Subscriber
@@ -39,6 +40,7 @@ __all__ = [
     "PeerMetric",
     "ProbeSample",
     "Prober",
+    "RevisionBump",
     "RewardEpoch",
     "RewardLeaf",
     "RewardPublication",

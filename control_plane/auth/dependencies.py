@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from control_plane.auth import repository
 from control_plane.auth.api_keys import principal_for_api_key
 from control_plane.auth.principal import Principal, Role
-from control_plane.auth.tokens import VerifiedTokens, decode_access_token
+from control_plane.auth.tokens import VerifiedTokens
 from control_plane.db import Session, unit_of_work
 from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden, Unauthorized
@@ -38,7 +38,16 @@ async def current_principal(request: Request, session: Session, settings: Settin
     credential = _bearer_credential(request)
     if credential.startswith(API_KEY_PREFIX):
         return await principal_for_api_key(session, settings, credential)
-    return decode_access_token(settings, credential)
+    return _verified_tokens(request).principal(settings, credential)
+
+
+def _verified_tokens(request: Request) -> VerifiedTokens:
+    """The replica's verified tokens (a wallet reuses its token for every request until it
+    expires; a token is never revoked before, so a verified one need not be decoded again)."""
+    tokens: VerifiedTokens | None = getattr(request.app.state, "verified_tokens", None)
+    if tokens is None:
+        tokens = request.app.state.verified_tokens = VerifiedTokens()
+    return tokens
 
 
 # The credentials each dependency below accepts, declared for the OpenAPI document (the scheme
@@ -142,10 +151,7 @@ async def _node_credential(request: Request, settings: SettingsDep) -> Principal
     if credential.startswith(API_KEY_PREFIX):
         async with unit_of_work(request.app.state.sessions) as session:
             return await principal_for_api_key(session, settings, credential)
-    tokens: VerifiedTokens | None = getattr(request.app.state, "verified_tokens", None)
-    if tokens is None:
-        tokens = request.app.state.verified_tokens = VerifiedTokens()
-    return tokens.principal(settings, credential)
+    return _verified_tokens(request).principal(settings, credential)
 
 
 async def node_agent(

@@ -35,10 +35,6 @@ def issue_access_token(settings: Settings, principal: Principal) -> str:
     return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
-def decode_access_token(settings: Settings, token: str) -> Principal:
-    return _decode(settings, token)[0]
-
-
 def _decode(settings: Settings, token: str) -> tuple[Principal, int]:
     """The token's principal and expiry (unix seconds), or a 401."""
     try:

@@ -1,9 +1,11 @@
 """Device configs: issuance (checks, address allocation, certificate), listing, revocation.
 Raises AppErrors; never commits (the request owns the transaction).
 
-Allocation is safe across replicas because the database decides: a random free host index is
-inserted in a SAVEPOINT, and a unique-index violation (another request took the address first)
-rolls back only that savepoint and tries another address, up to `ALLOCATION_ATTEMPTS` times.
+Allocation is safe across replicas because the database decides: one INSERT takes the first of
+32 random host indexes that no live config holds, and its ON CONFLICT DO NOTHING turns a
+unique-index collision (another request took the address first) into no row, after which the
+allocator tries other addresses, up to `ALLOCATION_ATTEMPTS` times. No table or node lock is
+taken before the insert; the node's row is locked only by the revision bump just before commit.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane import crypto
-from control_plane.chain.client import ChainReader
-from control_plane.configs.repository import LIVE_PUBLIC_KEY, ConfigRepository, ConfigView
+from control_plane.configs.repository import ConfigRepository, ConfigView
 from control_plane.configs.schemas import (
     ConfigOut,
     ConfigPage,
@@ -68,14 +69,24 @@ async def create_config(
     """Issues a config on the node for the subscriber. Checks, in order: the node exists and is
     not deleted (404), is Active on-chain (409), serves the protocol (422); the subscription is
     active on-chain (402, with the expiry); the device limit (409); the WireGuard key is not
-    already live on this node (409). The body's key or CSR was checked before (422)."""
+    already live on this node (409). The body's key or CSR was checked before (422).
+
+    The common path is two statements and the commit: the subscriber's device lock with every
+    read (`lock_and_read`), then the insert with its checks and a revision bump that happens
+    inside the COMMIT (`insert_at_free_address`; revisions.py), so issuances onto one node do
+    not queue on its row lock. A node deleted meanwhile is a 404 before the insert, or, if the
+    deletion commits between the insert and the commit, the bump revokes the config with the
+    node's others."""
     chain, settings = services.chain, services.settings
     subscriber = subscriber.lower()
-    nodes = NodeRepository(session)
-    node = await nodes.get(body.node_id)
+    configs = ConfigRepository(session)
+    context = await configs.lock_and_read(subscriber, body.node_id)
+    node = context.node
     if node is None or node.deleted_at is not None:
         raise NotFound("no such node")
-    if not await _node_active(nodes, chain, node.id):
+    # The mirror says Active: no chain read. Not mirrored yet, or inactive: the chain, once
+    # (the mirror may be an indexer run behind a registration or a top-up).
+    if not context.mirrored_active and not (await chain.node(node.id)).active:
         raise Conflict("the node is not Active in NodeRegistry; pick another node")
     if body.protocol not in node.protocols:
         raise Invalid(f"the node does not serve {body.protocol} (it serves: {node.protocols})")
@@ -88,9 +99,11 @@ async def create_config(
         )
 
     now = await services.clock.now(chain, settings.chain_clock_seconds)
-    expires_at = await current_expiry(
-        session, chain, subscriber, settings.expiry_cache_seconds, services.chain_reads, now=now
-    )
+    expires_at = context.mirrored_expiry
+    if expires_at is None or expires_at <= now:  # the mirror says unpaid or lapsed: ask
+        expires_at = await current_expiry(
+            session, chain, subscriber, settings.expiry_cache_seconds, services.chain_reads, now=now
+        )
     if expires_at is None:
         raise PaymentRequired("no subscription: this wallet has never paid; subscribe on-chain")
     if expires_at <= now:
@@ -98,66 +111,37 @@ async def create_config(
             f"the subscription expired at {expires_at.isoformat()}; renew it on-chain"
         )
 
-    configs = ConfigRepository(session)
-    await configs.lock_subscriber_devices(subscriber)
-    if await configs.count_live(subscriber) >= settings.device_limit:
-        raise Conflict(
-            f"device limit reached ({settings.device_limit} live configs); revoke one first"
-        )
-    if isinstance(body, WireGuardConfigIn) and await configs.public_key_live(
-        node.id, body.public_key
-    ):
-        raise Conflict("this public key already has a live config on this node")
-
-    config_id = uuid.uuid4()
-    await _allocate(settings, configs, node, subscriber, config_id, body, expires_at)
-    await bump_revision(session, node.id)
-    if not await nodes.is_live(node.id):  # deleted while we were at it (we now hold its row)
-        raise NotFound("no such node")
-    view = await configs.get_live_owned(config_id, subscriber)
-    assert view is not None
-    return _config_out(settings, node, view, now)
-
-
-async def _node_active(nodes: NodeRepository, chain: ChainReader, node_id: str) -> bool:
-    """Active in NodeRegistry per the indexer's mirror (no chain read on the common path);
-    a node the mirror does not know yet, or shows inactive, is read from the chain once (the
-    mirror may be an indexer run behind a registration or a top-up)."""
-    mirrored = await nodes.chain_state(node_id)
-    if mirrored is not None and mirrored.active and mirrored.status == "active":
-        return True
-    return (await chain.node(node_id)).active
+    config = await _allocate(services, configs, node, subscriber, body, expires_at)
+    return _config_out(settings, node, ConfigView(config, expires_at), now)
 
 
 async def _allocate(
-    settings: Settings,
+    services: Services,
     configs: ConfigRepository,
     node: Node,
     subscriber: str,
-    config_id: uuid.UUID,
     body: WireGuardConfigIn | OpenVpnConfigIn,
     expires_at: datetime,
-) -> None:
+) -> DeviceConfig:
     """Inserts the config at a random free address (and, for OpenVPN, with a freshly signed
-    certificate), retrying on a unique-index collision."""
+    certificate), retrying when a concurrent insert took the address; the config as inserted
+    (not added to the session), its node's revision bumped at commit."""
+    settings = services.settings
     # Each protocol allocates in its own half (addresses.py): disjoint routes on the node.
-    pools = Pools.of(str(node.ipv4_pool), str(node.ipv6_pool)).for_protocol(body.protocol)
+    pools = services.pools.get(str(node.ipv4_pool), str(node.ipv6_pool), body.protocol)
+    networks = (str(pools.ipv4.network_address), str(pools.ipv6.network_address))
     csr = openvpn.load_csr(body.csr) if isinstance(body, OpenVpnConfigIn) else None
-    for _ in range(ALLOCATION_ATTEMPTS):
-        index = await _free_index(configs, node.id, pools)
-        ipv4, ipv6 = pools.addresses(index)
-        values: dict[str, Any] = {
-            "id": config_id,
-            "node_id": node.id,
-            "subscriber": subscriber,
-            "protocol": body.protocol,
-            "ipv4": ipv4,
-            "ipv6": ipv6,
-        }
-        if isinstance(body, WireGuardConfigIn):
-            values["public_key"] = body.public_key
-        else:
-            assert csr is not None
+    config_id = uuid.uuid4()
+    values: dict[str, Any] = {
+        "id": config_id,
+        "node_id": node.id,
+        "subscriber": subscriber,
+        "protocol": body.protocol,
+    }
+    if isinstance(body, WireGuardConfigIn):
+        values["public_key"] = body.public_key
+    for attempt in range(ALLOCATION_ATTEMPTS):
+        if csr is not None:  # a fresh serial each attempt (one may have collided)
             assert node.openvpn_ca_cert is not None
             assert node.openvpn_ca_key_encrypted is not None
             cert = openvpn.sign_client_certificate(
@@ -172,26 +156,41 @@ async def _allocate(
                 "cert_not_after": cert.not_after,
                 "certificate": cert.pem,
             }
-        violated = await configs.try_insert(values)
-        if violated is None:
-            return
-        if violated == LIVE_PUBLIC_KEY:
+        candidates = await _candidates(configs, node.id, pools, scan=attempt > 0)
+        inserted = await configs.insert_at_free_address(
+            values, networks, candidates, settings.device_limit
+        )
+        if inserted is not None:
+            return DeviceConfig(
+                **values, ipv4=inserted.ipv4, ipv6=inserted.ipv6, created_at=inserted.created_at
+            )
+        if not await NodeRepository(configs.session).is_live(node.id):  # deleted meanwhile
+            raise NotFound("no such node")
+        if await configs.count_live(subscriber) >= settings.device_limit:
+            raise Conflict(
+                f"device limit reached ({settings.device_limit} live configs); revoke one first"
+            )
+        if isinstance(body, WireGuardConfigIn) and await configs.public_key_live(
+            node.id, body.public_key
+        ):
             raise Conflict("this public key already has a live config on this node")
-        # Another request took the address (or, astronomically rarely, the serial): again.
+        # Every candidate was taken, or a concurrent insert took the address: again.
     raise Conflict("could not allocate an address on this node (heavy contention); retry")
 
 
-async def _free_index(configs: ConfigRepository, node_id: str, pools: Pools) -> int:
-    """A random host index that no live config holds (as far as committed data shows)."""
-    candidates = {pools.addresses(i)[0]: i for i in pools.random_indexes(CANDIDATES_PER_ATTEMPT)}
-    used = await configs.used_ipv4(node_id, list(candidates))
-    free = [index for address, index in candidates.items() if address not in used]
-    if not free and pools.capacity <= FULL_SCAN_MAX_CAPACITY:
-        taken = {pools.index_of(address) for address in await configs.all_used_ipv4(node_id)}
-        free = [i for i in range(FIRST_DEVICE_INDEX, pools.last_index + 1) if i not in taken]
+async def _candidates(
+    configs: ConfigRepository, node_id: str, pools: Pools, *, scan: bool
+) -> list[int]:
+    """Random host indexes to try, in order. After a miss (`scan`), a pool small enough is
+    scanned for the indexes no live config holds (as far as committed data shows), so a
+    nearly full pool still finds its last free addresses, and a full one is a 409."""
+    if not scan or pools.capacity > FULL_SCAN_MAX_CAPACITY:
+        return pools.random_indexes(CANDIDATES_PER_ATTEMPT)
+    taken = {pools.index_of(address) for address in await configs.all_used_ipv4(node_id)}
+    free = [i for i in range(FIRST_DEVICE_INDEX, pools.last_index + 1) if i not in taken]
     if not free:
         raise Conflict("this node's address pool is full; pick another node")
-    return secrets.choice(free)
+    return secrets.SystemRandom().sample(free, min(len(free), CANDIDATES_PER_ATTEMPT))
 
 
 def _expires_at(config: DeviceConfig, subscriber_expires_at: datetime | None) -> datetime | None:

@@ -128,6 +128,25 @@ class Pools:
         return list(picked)
 
 
+class PoolsCache:
+    """`Pools.of(...).for_protocol(...)` per process: a node's pools are text that rarely
+    changes, and parsing them (and halving them) on every issuance costs more than the lookup.
+    Keyed by the pools' text, so a changed pool is simply another entry; bounded."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._pools: dict[tuple[str, str, str], Pools] = {}
+
+    def get(self, ipv4_pool: str, ipv6_pool: str, protocol: str) -> Pools:
+        key = (ipv4_pool, ipv6_pool, protocol)
+        pools = self._pools.get(key)
+        if pools is None:
+            if len(self._pools) >= self.limit:
+                self._pools.clear()
+            pools = self._pools[key] = Pools.of(ipv4_pool, ipv6_pool).for_protocol(protocol)
+        return pools
+
+
 def device_address(ipv4: str, ipv6: str) -> list[str]:
     """How the API shows a device's addresses: `["10.x.y.z/32", "fd...:n/128"]`."""
     v4 = ipaddress.ip_interface(ipv4).ip

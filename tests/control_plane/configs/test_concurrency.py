@@ -8,6 +8,8 @@ import asyncio
 import base64
 import ipaddress
 import secrets
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -15,7 +17,7 @@ from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.configs import service
-from control_plane.configs.repository import ConfigRepository
+from control_plane.configs.repository import ConfigRepository, Inserted
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import Pools
 from tests.control_plane.configs.test_issue import issue, openvpn, wireguard
@@ -42,11 +44,11 @@ def _random_key() -> str:
     return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-async def _subscribers(w3: Web3Client, deployment: Deployment) -> list[LocalAccount]:
+async def paying_subscribers(w3: Web3Client, deployment: Deployment) -> list[LocalAccount]:
     return [await paying_subscriber(w3, deployment) for _ in range(SUBSCRIBERS)]
 
 
-async def _check_distinct(
+async def check_distinct(
     settings: Settings, node_id: str, responses: list[httpx.Response], pool: str | None = None
 ) -> None:
     assert [r.status_code for r in responses] == [201] * REQUESTS, {
@@ -78,7 +80,7 @@ async def test_200_concurrent_requests_get_200_distinct_addresses(
     deployment: Deployment,
     node: str,
 ) -> None:
-    subscribers = await _subscribers(w3, deployment)
+    subscribers = await paying_subscribers(w3, deployment)
     bodies = [
         openvpn(node, make_csr(ec_key())) if i % 4 == 0 else wireguard(node, _random_key())
         for i in range(REQUESTS)
@@ -91,7 +93,7 @@ async def test_200_concurrent_requests_get_200_distinct_addresses(
         )
     )
 
-    await _check_distinct(settings, node, list(responses))
+    await check_distinct(settings, node, list(responses))
 
 
 @pytest.mark.device_limit(1000)
@@ -109,7 +111,7 @@ async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
     node_id = await register_on_chain(w3, deployment, operator)
     body = node_body(node_id, protocols=("wireguard",), ipv4_pool="10.250.6.0/23")
     assert (await post_node(client, settings, operator, body)).status_code == 201
-    subscribers = await _subscribers(w3, deployment)
+    subscribers = await paying_subscribers(w3, deployment)
     replicas = (client, second_client)
 
     responses = await asyncio.gather(
@@ -124,7 +126,7 @@ async def test_two_replicas_interleaved_share_a_small_pool_without_collisions(
         )
     )
 
-    await _check_distinct(settings, node_id, list(responses), pool="10.250.6.0/24")
+    await check_distinct(settings, node_id, list(responses), pool="10.250.6.0/24")
 
 
 @pytest.mark.device_limit(3)
@@ -147,41 +149,51 @@ async def test_the_device_limit_holds_under_concurrency(
     assert codes == [201] * 3 + [409] * 9
 
 
-async def test_a_collision_rolls_back_only_its_savepoint_and_retries(
+async def test_a_taken_pick_is_retried_with_another_address(
     client: httpx.AsyncClient,
     settings: Settings,
     node: str,
     subscriber: LocalAccount,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The first pick is an address another config holds (as a concurrent request would have
-    just taken it): the insert fails on the unique index, the request goes on with another."""
+    """The first picks are only an address another config holds (as a concurrent request would
+    have just taken it): the insert takes nothing, the request goes on with other addresses."""
     first = (await issue(client, settings, subscriber, wireguard(node))).json()
     taken = ipaddress.ip_interface(first["address"][0]).ip
-    picks: list[int] = []
-    original = service._free_index
+    picks: list[list[int]] = []
+    original = service._candidates
 
-    async def colliding(configs: ConfigRepository, node_id: str, pools: Pools) -> int:
+    async def colliding(
+        configs: ConfigRepository, node_id: str, pools: Pools, *, scan: bool
+    ) -> list[int]:
         if not picks:
-            picks.append(pools.index_of(str(taken)))
+            picks.append([pools.index_of(str(taken))])
         else:
-            picks.append(await original(configs, node_id, pools))
+            picks.append(await original(configs, node_id, pools, scan=scan))
         return picks[-1]
 
-    monkeypatch.setattr(service, "_free_index", colliding)
-    tries: list[str | None] = []
-    original_insert = ConfigRepository.try_insert
+    monkeypatch.setattr(service, "_candidates", colliding)
+    tries: list[Inserted | None] = []
+    original_insert = ConfigRepository.insert_at_free_address
 
-    async def recording(self: ConfigRepository, values: dict[str, object]) -> str | None:
-        tries.append(await original_insert(self, values))
+    async def recording(
+        self: ConfigRepository,
+        values: dict[str, Any],
+        networks: tuple[str, str],
+        indexes: Sequence[int],
+        device_limit: int,
+    ) -> Inserted | None:
+        tries.append(await original_insert(self, values, networks, indexes, device_limit))
         return tries[-1]
 
-    monkeypatch.setattr(ConfigRepository, "try_insert", recording)
+    monkeypatch.setattr(ConfigRepository, "insert_at_free_address", recording)
 
     second = await issue(client, settings, subscriber, wireguard(node))
 
     assert second.status_code == 201, second.text
-    assert tries == ["uq_device_configs_live_ipv4", None]
+    assert len(tries) == 2
+    assert tries[0] is None
+    assert tries[1] is not None
     assert ipaddress.ip_interface(second.json()["address"][0]).ip != taken
     ((live,),) = await sql(
         settings,
