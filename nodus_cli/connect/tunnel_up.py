@@ -4,7 +4,9 @@ state saved at each step so `nodus down` (or a failure here) undoes exactly what
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -12,12 +14,15 @@ import httpx
 
 from nodus_cli.connect.choose import host_of
 from nodus_cli.support.output import err_console
-from nodus_cli.tunnel import dns, killswitch, openvpn, proof, wgconf, wireguard
+from nodus_cli.tunnel import dns, killswitch, openvpn, proof, routes, wgconf, wireguard
 from nodus_cli.tunnel.state import StateStore, TunnelState
 from nodus_cli.tunnel.system import TunnelError, require_tools
 from nodus_cli.tunnel.teardown import tear_down
 
 HANDSHAKE_S: Final = 20.0
+# A first handshake that reached the node before its agent added this device is retried by
+# WireGuard only after REKEY_TIMEOUT (5 s); re-setting the peer sends a new one at once.
+NUDGE_S: Final = 1.0
 OPENVPN_CONNECT_S: Final = 30.0
 
 
@@ -27,6 +32,7 @@ async def bring_up_and_prove(
     interface: str,
     config_path: Path,
     api_url: str,
+    rpc_url: str,
     kill_switch: bool,
     apply_dns: bool,
 ) -> dict[str, Any]:
@@ -34,12 +40,15 @@ async def bring_up_and_prove(
     text = _read(config_path)
     before = await _whoami_or_none(api_url)
     node_addresses = proof.resolve(host_of(summary["endpoint"]))
+    control = routes.control_destinations(api_url, rpc_url)
+    control_paths = await routes.control_routes(control)
     state = TunnelState(
         node_id=summary["node"], protocol=protocol, interface=interface,
         endpoint=summary["endpoint"], config_path=str(config_path),
         config_id=summary["config_id"], addresses=list(summary["addresses"]),
         expires_at=summary["expires_at"], started_at=time.time(),
     )  # fmt: skip
+    nudge: Callable[[], Awaitable[None]] | None = None
     try:
         if protocol == "wireguard":
             require_tools("ip", "wg")
@@ -49,6 +58,7 @@ async def bring_up_and_prove(
             store.save(state)
             servers = config.dns
             transport, port = "udp", int(config.endpoints[0].rsplit(":", 1)[1])
+            nudge = functools.partial(wireguard.set_peers, interface, config, store.directory)
         else:
             require_tools("ip", "openvpn")
             pid_file = store.directory / f"{interface}.pid"
@@ -60,7 +70,9 @@ async def bring_up_and_prove(
             host, port = openvpn.remote_of(text)
             endpoint_ip, transport = sorted(proof.resolve(host))[0], "udp"
             servers = openvpn.pushed_dns(log)
-        verdict = await _prove(api_url, interface, protocol, before, node_addresses)
+        verdict = await _prove(api_url, interface, protocol, before, node_addresses, nudge)
+        state.undo.extend(await routes.pin_control(control_paths))
+        store.save(state)
         if apply_dns and servers:
             backup = store.directory / "resolv.conf.before-nodus"
             dns.apply(servers, backup)
@@ -68,7 +80,9 @@ async def bring_up_and_prove(
             store.save(state)
         if kill_switch:
             require_tools("nft")
-            state.undo.append(await killswitch.enable(interface, endpoint_ip, transport, port))
+            state.undo.append(
+                await killswitch.enable(interface, endpoint_ip, transport, port, control)
+            )
             state.kill_switch = True
             store.save(state)
     except BaseException:
@@ -90,14 +104,20 @@ async def _whoami_or_none(api_url: str) -> str | None:
 
 
 async def _prove(
-    api_url: str, interface: str, protocol: str, before: str | None, node_addresses: set[str]
+    api_url: str,
+    interface: str,
+    protocol: str,
+    before: str | None,
+    node_addresses: set[str],
+    nudge: Callable[[], Awaitable[None]] | None,
 ) -> proof.Verdict:
     if proof.api_is_local(api_url):
         raise TunnelError(
             f"cannot prove the tunnel: the API {api_url} is on this host, so its answer never "
             "crosses the tunnel (use the API's network address)"
         )
-    deadline = time.monotonic() + HANDSHAKE_S
+    started = time.monotonic()
+    deadline, next_nudge = started + HANDSHAKE_S, started + NUDGE_S
     last = "no answer"
     with err_console.status(f"waiting for the handshake and GET /v1/whoami through {interface}…"):
         while time.monotonic() < deadline:
@@ -105,6 +125,10 @@ async def _prove(
                 seen = await proof.whoami(api_url, seconds=2)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 last = str(exc) or type(exc).__name__
+                if nudge is not None and time.monotonic() >= next_nudge:
+                    if not await wireguard.latest_handshake(interface):
+                        await nudge()
+                    next_nudge = time.monotonic() + NUDGE_S
                 await asyncio.sleep(0.2)
                 continue
             verdict = proof.judge(seen, before, node_addresses)

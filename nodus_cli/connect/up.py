@@ -107,8 +107,9 @@ def up(
             _report(summary, options.as_json, connected=False)
             return
         proven = await bring_up_and_prove(
-            store, summary, interface, target, options.api_url, kill_switch, not no_dns
-        )
+            store, summary, interface, target, options.api_url, options.rpc_url, kill_switch,
+            not no_dns,
+        )  # fmt: skip
         summary |= proven
         summary["seconds"] = round(time.monotonic() - started, 2)
         _report(summary, options.as_json, connected=True)

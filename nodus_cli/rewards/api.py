@@ -50,7 +50,7 @@ async def api_get(api_url: str, path: str) -> httpx.Response:
             response = await client.get(url)
     except httpx.HTTPError as exc:
         raise Unreachable(
-            f"cannot reach the Nodus API at {api_url}: {exc or type(exc).__name__}",
+            f"cannot reach the Nodus API at {api_url}: {str(exc) or type(exc).__name__}",
             "start the control plane, or point --api-url (NODUS_API_URL) at a reachable one",
         ) from None
     if response.is_success:

@@ -276,7 +276,7 @@ class ApiSession:
             )
         except httpx.HTTPError as exc:
             raise Unreachable(
-                f"cannot reach the Nodus API at {self.api_url}: {exc or type(exc).__name__}",
+                f"cannot reach the Nodus API at {self.api_url}: {str(exc) or type(exc).__name__}",
                 "start the control plane, or point --api-url (NODUS_API_URL) at a reachable one",
             ) from None
         if response.is_success:

@@ -4,10 +4,8 @@
 nothing faked) and traffic stops within the expiry job's interval; `nodus status` says lapsed and
 exits 3; `nodus renew` brings traffic back on the same interface, key and config id.
 
-Known defect (found by this test, not fixed): `nodus up` routes everything, the API and the RPC
-included, through the tunnel (the proof needs whoami through it). Once the node drops the lapsed
-peer, `nodus status` and `nodus renew` reach neither and hang until their timeouts, so the test
-is marked xfail (strict: it fails the run once the defect is fixed, to be unmarked)."""
+After its proof, `nodus up` pins the API and the chain RPC to the underlay (as it pins the
+node's endpoint), so a tunnel the node stopped carrying does not silence `status` and `renew`."""
 
 from __future__ import annotations
 
@@ -29,10 +27,6 @@ EXPIRY_JOB_SECONDS = 1  # NODUS_EXPIRY_INTERVAL_SECONDS in stack.ControlPlane
 DEADLINE_SECONDS = 60  # generous: the agent's long-poll and the job share two busy cores
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a lapsed tunnel still carries the CLI's API and RPC traffic: status/renew hang",
-)
 async def test_lapse_stops_traffic_status_says_lapsed_and_renew_restores_the_same_tunnel(
     subscriber_world: SubscriberLab,
     w3: Web3Client,
