@@ -78,7 +78,9 @@ def _sign_in(client: requests.Session, account: LocalAccount) -> dict[str, str]:
     return {"authorization": f"Bearer {login.json()['access_token']}"}
 
 
-def _callers(operation: Any, by_scheme: dict[str, dict[str, dict[str, str]]]) -> dict[str, Any]:
+def _callers(
+    operation: Any, by_scheme: dict[str, dict[str, dict[str, str]]]
+) -> dict[str, dict[str, str]]:
     """Role -> headers for every role holding a credential the operation lists ({"public": {}}
     for public operations)."""
     listed = [name for r in operation.definition.raw.get("security", []) for name in r]
@@ -157,7 +159,7 @@ def test_generated_requests_get_documented_answers(
         assert created.status_code == 201, created.text
         api_key = {"authorization": f"Bearer {created.json()['key']}"}
         admin = _sign_in(client, ADMIN)
-        by_scheme = {
+        by_scheme: dict[str, dict[str, dict[str, str]]] = {
             "public": {"public": {}},
             "walletToken": {
                 "subscriber": wallet,
