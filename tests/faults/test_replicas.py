@@ -22,7 +22,7 @@ from sqlalchemy import select
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.chain.outbox import OutboxTx
 from control_plane.db import make_engine, make_sessionmaker, unit_of_work
-from control_plane.jobs import JobRun
+from control_plane.jobs import JobRun, claim_slack
 from control_plane.settings import Settings
 from tests.control_plane.chain.support import ORACLE
 from tests.control_plane.prober.health import health_server
@@ -163,8 +163,10 @@ async def test_two_replicas_propose_and_accept_each_epoch_once(
     # Each job at most once per interval across both replicas (plus the first run at start);
     # a schedule per replica would have run each about twice as often.
     assert set(runs) == JOBS, runs
+    # A claim may land up to claim_slack before the interval is over.
+    most_runs = math.ceil(ran_for / (JOB_INTERVAL_S - claim_slack(JOB_INTERVAL_S))) + 1
     for name, count in runs.items():
-        assert 1 <= count <= math.ceil(ran_for / JOB_INTERVAL_S) + 1, (name, count, ran_for)
+        assert 1 <= count <= most_runs, (name, count, ran_for)
     print(
         f"R4: {len(accepted)} epochs accepted, {len(proposed)} proposed, {len(mined)} oracle "
         f"transactions, in {ran_for:.0f} s; job runs {runs}"
