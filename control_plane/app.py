@@ -64,7 +64,10 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     posting = posting_jobs(settings)  # empty on a replica without the oracle key
     if posting:
         jobs.update(posting)
-        jobs["reward_epoch"] = (60.0, reward_epoch_job)
+        jobs["reward_epoch"] = (
+            settings.reward_posting.reward_epoch_interval_seconds,
+            reward_epoch_job,
+        )
     return jobs
 
 

@@ -92,9 +92,13 @@ class OracleSettings(BaseModel):
 
 
 class RewardPostingSettings(BaseModel):
-    """Reward epochs (`NODUS_EPOCH_SECONDS`, `NODUS_REWARD_ACCEPT_INTERVAL_SECONDS`)."""
+    """Reward epochs (`NODUS_EPOCH_SECONDS`, `NODUS_REWARD_EPOCH_INTERVAL_SECONDS`,
+    `NODUS_REWARD_ACCEPT_INTERVAL_SECONDS`)."""
 
     epoch_seconds: int = Field(default=7 * 24 * 3600, ge=1, description="length of a reward epoch")
+    reward_epoch_interval_seconds: float = Field(
+        default=60.0, gt=0, description="interval of the job that checks whether an epoch is due"
+    )
     reward_accept_interval_seconds: float = Field(
         default=30.0, gt=0, description="interval of the job that accepts due roots"
     )

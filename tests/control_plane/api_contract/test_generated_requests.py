@@ -2,10 +2,11 @@
 (real PostgreSQL, real anvil with the real contracts): no answer is a server error, and every
 answer is documented (its status code, content type, headers and body schema).
 
-Protected operations are called with the credentials they list: a paying subscriber signed in
-with SIWE (an admin for the probers' allow-list), or the token of a node its operator
-registered here. The run is bounded (a few cases per
-operation, both valid and invalid input) and deterministic (derandomized Hypothesis)."""
+Protected operations are called as every role that holds a credential they list: a paying
+subscriber signed in with SIWE (and with an API key), the operator who registered a node here
+(its owner's wallet), an admin, and that node's agent token. Public operations are called without
+credentials. The run is bounded (EXAMPLES cases per operation, role and mode: valid and invalid
+input; over 1,000 in all) and deterministic (derandomized Hypothesis)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ CHECKS = [
     response_headers_conformance,
     response_schema_conformance,
 ]
-EXAMPLES = {GenerationMode.POSITIVE: 4, GenerationMode.NEGATIVE: 3}
+EXAMPLES = {GenerationMode.POSITIVE: 8, GenerationMode.NEGATIVE: 6}
+MINIMUM_CASES = 1_000
 
 
 @pytest.fixture
@@ -76,20 +78,33 @@ def _sign_in(client: requests.Session, account: LocalAccount) -> dict[str, str]:
     return {"authorization": f"Bearer {login.json()['access_token']}"}
 
 
-def _credentials(
-    operation: Any, by_scheme: dict[str, dict[str, str]], mode: GenerationMode
-) -> dict[str, str]:
-    """Headers of a credential the operation lists (none for public ones): the first it lists
-    for valid input, the last for invalid input (so API keys are exercised too)."""
+def _callers(
+    operation: Any, by_scheme: dict[str, dict[str, dict[str, str]]]
+) -> dict[str, dict[str, str]]:
+    """Role -> headers for every role holding a credential the operation lists ({"public": {}}
+    for public operations)."""
     listed = [name for r in operation.definition.raw.get("security", []) for name in r]
-    if not listed:
-        return {}
-    return by_scheme[listed[0] if mode is GenerationMode.POSITIVE else listed[-1]]
+    callers: dict[str, dict[str, str]] = {}
+    for scheme in listed or ["public"]:
+        callers.update(by_scheme[scheme])
+    return callers
 
 
-def _run(operation: Any, mode: GenerationMode, headers: dict[str, str], failures: list[str]) -> int:
-    """Sends EXAMPLES[mode] generated requests to `operation`; the number sent."""
+def _run(
+    operation: Any,
+    mode: GenerationMode,
+    headers: dict[str, str],
+    node_id: str,
+    failures: list[str],
+) -> int:
+    """Sends EXAMPLES[mode] generated requests to `operation`; the number sent. Valid input
+    names the node registered here, so its owner's and its agent's routes go past the lookup."""
     fixed_query = {"wait": 0} if operation.path == "/v1/agent/peers" else None
+    fixed_path = (
+        {"node_id": node_id}
+        if mode is GenerationMode.POSITIVE and "{node_id}" in operation.path
+        else None
+    )
     sent = 0
 
     @hypothesis.settings(
@@ -100,7 +115,11 @@ def _run(operation: Any, mode: GenerationMode, headers: dict[str, str], failures
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=operation.as_strategy(generation_mode=mode, query=fixed_query))
+    @given(
+        case=operation.as_strategy(
+            generation_mode=mode, query=fixed_query, path_parameters=fixed_path
+        )
+    )
     def send(case: Case[Any]) -> None:
         nonlocal sent
         sent += 1
@@ -139,22 +158,44 @@ def test_generated_requests_get_documented_answers(
         created = client.post("/v1/api-keys", json={"name": "schemathesis"}, headers=wallet)
         assert created.status_code == 201, created.text
         api_key = {"authorization": f"Bearer {created.json()['key']}"}
-        by_scheme = {"walletToken": wallet, "apiKey": api_key, "nodeToken": node}
-        admin = _sign_in(client, ADMIN)  # the probers' allow-list is the admins'
+        admin = _sign_in(client, ADMIN)
+        by_scheme: dict[str, dict[str, dict[str, str]]] = {
+            "public": {"public": {}},
+            "walletToken": {
+                "subscriber": wallet,
+                "operator": _sign_in(client, operator),
+                "admin": admin,
+            },
+            "apiKey": {"subscriber-api-key": api_key},
+            "nodeToken": {"node": node},
+        }
 
         failures: list[str] = []
-        sent = 0
+        sent: dict[str, int] = {}
         for result in schema.get_all_operations():
             assert isinstance(result, Ok), result  # the document loads as OpenAPI
             operation = result.ok()
-            for mode in EXAMPLES:
-                headers = (
-                    admin
-                    if operation.path.startswith("/v1/probers/")
-                    else _credentials(operation, by_scheme, mode)
-                )
-                sent += _run(operation, mode, headers, failures)
+            # The probers' allow-list is the admins'.
+            callers = (
+                {"admin": admin}
+                if operation.path.startswith("/v1/probers/")
+                else _callers(operation, by_scheme)
+            )
+            for role, headers in callers.items():
+                for mode in EXAMPLES:
+                    sent[role] = sent.get(role, 0) + _run(
+                        operation, mode, headers, node_id, failures
+                    )
+        print(f"generated cases per role: {sent}, {sum(sent.values())} in all")
         assert failures == []
-        assert sent >= 150  # every operation was exercised
+        assert set(sent) == {
+            "public",
+            "subscriber",
+            "subscriber-api-key",
+            "operator",
+            "admin",
+            "node",
+        }
+        assert sum(sent.values()) >= MINIMUM_CASES
     finally:
         shutdown_lifespans()
