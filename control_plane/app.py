@@ -93,6 +93,8 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
         # take everything from it; it owns the process's caches.
         app.state.services = Services(settings, app.state.sessions, reader)
+        # The clock's first lead in line, so the first requests judge expiry by the chain's time.
+        await app.state.services.clock.now(reader, 0)
         scheduler = (
             start_scheduler(app.state.services, scheduled_jobs(settings))
             if settings.run_jobs
@@ -107,6 +109,7 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await app.state.feed.stop()
+            await app.state.services.clock.aclose()
             await engine.dispose()
             if owned_reader is not None:
                 await owned_reader.aclose()

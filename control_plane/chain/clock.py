@@ -3,6 +3,7 @@ ahead of the wall clock, so every expiry comparison uses the later of the two.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -27,26 +28,41 @@ async def chain_now(chain: ChainReader) -> datetime:
 
 
 class ChainClock:
-    """`chain_now` without a chain read per request: the head's lead over the wall clock (a dev
-    chain moved ahead with evm_increaseTime; about zero on a real chain) is read at most every
-    `max_age` seconds, and in between the wall clock plus that lead answers. An unreachable
-    chain keeps the last lead (none at first: the wall clock alone, and a lapse is still a
-    lapse). `max_age` 0 reads the head every time (tests that move a dev chain's clock)."""
+    """`chain_now` without a chain read on the request path: the head's lead over the wall clock
+    (a dev chain moved ahead with evm_increaseTime; about zero on a real chain) is refreshed in
+    the background when it is older than `max_age` seconds, and meanwhile the wall clock plus
+    the last lead answers at once. So a frozen chain RPC never holds a request for its timeout.
+    An unreachable chain keeps the last lead (none at first: the wall clock alone, and a lapse
+    is still a lapse). `max_age` 0 reads the head on every call, in line (tests that move a dev
+    chain's clock and decide right after)."""
 
     def __init__(self) -> None:
         self._lead = 0.0
         self._read_at: float | None = None
+        self._refresh: asyncio.Task[None] | None = None
         self.head_number: int | None = None  # the last head read (None: never reached)
 
     async def now(self, chain: ChainReader, max_age: float) -> datetime:
-        started = time.monotonic()
-        if self._read_at is None or started - self._read_at >= max_age:
-            self._read_at = started
-            try:
-                head = await chain.block_header("latest")
-            except ChainUnavailable:
-                pass
-            else:
-                self._lead = max(0.0, head.timestamp - time.time())
-                self.head_number = head.number
+        if max_age <= 0:
+            await self._read(chain)
+        elif self._stale(max_age) and (self._refresh is None or self._refresh.done()):
+            # Held on self: a task nobody references may be collected mid-flight.
+            self._refresh = asyncio.create_task(self._read(chain))
         return datetime.now(UTC) + timedelta(seconds=self._lead)
+
+    def _stale(self, max_age: float) -> bool:
+        return self._read_at is None or time.monotonic() - self._read_at >= max_age
+
+    async def _read(self, chain: ChainReader) -> None:
+        self._read_at = time.monotonic()
+        try:
+            head = await chain.block_header("latest")
+        except ChainUnavailable:
+            return
+        self._lead = max(0.0, head.timestamp - time.time())
+        self.head_number = head.number
+
+    async def aclose(self) -> None:
+        """Cancels a refresh in flight (at shutdown)."""
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh.cancel()

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.chain.caches import ChainReadCache
 from control_plane.chain.client import ChainReader
-from control_plane.chain.clock import chain_now
 from control_plane.jobs import Services
 from control_plane.revisions import bump_revision
 from control_plane.subscriptions.repository import SubscriberRepository
@@ -139,7 +138,9 @@ async def expire_lapsed(services: Services, session: AsyncSession) -> None:
     """The expiry job: each subscriber whose expiry has passed since the last run leaves its
     nodes' desired sets, once: every node holding one of its live configs gets one revision
     bump (the agent's next poll no longer sees the peer), and the lapse is marked processed."""
-    now = await chain_now(services.chain)
+    # In line (a job, not a request), and it moves the replica's clock with it: the feed that
+    # the bump below wakes must judge the lapse by the same head, not a lead up to a second old.
+    now = await services.clock.now(services.chain, 0)
     repository = SubscriberRepository(session)
     lapsed = await repository.lock_unprocessed_lapses(now, LAPSES_PER_RUN)
     if not lapsed:
