@@ -196,7 +196,7 @@ async def samples_between(
             Sample(prober, node_id, int(round_at.timestamp()), attempts, tuple(rtt), error),
             signature,
         )
-        for row_id, round_at, prober, node_id, attempts, rtt, error, signature in rows.tuples()
+        for row_id, round_at, prober, node_id, attempts, rtt, error, signature in rows
     ]
 
 
