@@ -1,7 +1,8 @@
 """R2: the chain RPC frozen (the real anvil, SIGSTOP) under a served control plane whose mirror
 knows a paid subscriber and an Active node. During the outage `/healthz` stays up, `/readyz` says
-503 with the chain named, and the subscriber keeps getting configs (the request path reads only
-PostgreSQL) and revoking; when the chain comes back, `/readyz` is 200 again within 10 s (the issue's bound).
+503 with the chain named, and the subscriber keeps getting and revoking configs (the request
+path reads only PostgreSQL); when the chain comes back, `/readyz` is 200 again within 10 s (the
+issue's bound).
 
 The outage lasts OUTAGE_SECONDS (20 s, not the issue's 60 s: nothing in the path counts time
 while the chain is away, and the breaker is open from the first seconds on, so a longer outage
