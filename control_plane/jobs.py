@@ -111,15 +111,18 @@ def start_scheduler(services: Services, jobs: dict[str, tuple[float, Job]]) -> A
         async def runner() -> None:
             with services.tracer.start_as_current_span(f"job {name}") as span:
                 span.set_attribute("nodus.job", name)
-                outcome = "claimed_elsewhere"
+                outcome = "cancelled"  # unless set below: the scheduler stopped mid-run
                 try:
                     if await claim_run(services, name, interval):
                         ran = await run_exclusive(services, name, job)
                         outcome = "ran" if ran else "locked_elsewhere"
+                    else:
+                        outcome = "claimed_elsewhere"
                 except Exception:
                     outcome = "failed"
                     log.exception("job failed", extra={"job": name})
-                span.set_attribute("nodus.job.outcome", outcome)
+                finally:
+                    span.set_attribute("nodus.job.outcome", outcome)
 
         return runner
 
