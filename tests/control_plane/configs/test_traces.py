@@ -3,6 +3,8 @@ spans; a log line inside a span carries the trace id; with tracing off nothing i
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import io
 import logging
 import os
@@ -25,7 +27,10 @@ from control_plane.chain.contracts import Deployment
 from control_plane.logging_setup import JsonFormatter
 from control_plane.settings import Settings
 from control_plane.tracing import build_tracer_provider
+from node_agent.client import ControlPlaneClient
+from node_agent.config import ControlPlaneOptions
 from tests.control_plane.configs.test_issue import issue, wireguard
+from tests.support.builders import agent_of
 from tests.support.devchain import Anvil
 
 
@@ -100,3 +105,49 @@ def test_an_otlp_endpoint_turns_tracing_on_with_an_exporter_thread() -> None:
     assert provider is not None
     assert threading.active_count() > threads
     provider.shutdown()
+
+
+class SeparateContextTransport(httpx.ASGITransport):
+    """The app served in a fresh context, as in another process: the agent's span is not the
+    current span there, so only the request's `traceparent` header can link the two."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        handled = super().handle_async_request(request)
+        return await asyncio.create_task(handled, context=contextvars.Context())
+
+
+async def test_an_agent_call_carries_a_traceparent_the_control_plane_continues(
+    app: FastAPI, node: str, exported: InMemorySpanExporter
+) -> None:
+    agent_exported = InMemorySpanExporter()
+    agent_provider = TracerProvider()
+    agent_provider.add_span_processor(SimpleSpanProcessor(agent_exported))
+    options = ControlPlaneOptions(
+        url="http://testserver",
+        poll_wait_seconds=0,
+        request_timeout_seconds=10,
+        retry_attempts=1,
+        backoff_base_seconds=0.1,
+        backoff_cap_seconds=0.1,
+        breaker_failures=5,
+        breaker_reset_seconds=1,
+    )
+    exported.clear()
+    async with ControlPlaneClient(
+        options,
+        node,
+        agent_of(node),
+        transport=SeparateContextTransport(app=app),
+        tracer=agent_provider.get_tracer("agent"),
+    ) as agent:
+        await agent.pools()
+
+    agent_spans = agent_exported.get_finished_spans()
+    assert agent_spans
+    assert all(span.kind is SpanKind.CLIENT for span in agent_spans)
+    servers = [span for span in exported.get_finished_spans() if span.kind is SpanKind.SERVER]
+    assert servers, [(s.name, s.kind) for s in exported.get_finished_spans()]
+    for server in servers:
+        assert server.parent is not None
+        assert server.parent.span_id in {span.context.span_id for span in agent_spans}
+        assert server.context.trace_id in {span.context.trace_id for span in agent_spans}
