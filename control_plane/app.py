@@ -141,7 +141,13 @@ def create_app(
     _install_observability(app)
     if tracer_provider is not None:
         # Outside the request-id/log middleware, so its log lines carry the trace id.
-        app.add_middleware(OpenTelemetryMiddleware, tracer_provider=tracer_provider)
+        # No span per ASGI receive/send message: three spans a request cost more than the
+        # cheapest routes themselves and say nothing the server span does not.
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            tracer_provider=tracer_provider,
+            exclude_spans=["receive", "send"],
+        )
     app.add_middleware(BodyLimitMiddleware)
     # Outermost: every later layer (rate limits, logs) sees the client, not the proxy.
     app.add_middleware(
