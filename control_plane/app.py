@@ -4,6 +4,7 @@ database, the chain reader and the jobs. Nothing connects at import time."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import threading
 from collections import OrderedDict
@@ -14,6 +15,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
@@ -44,6 +47,7 @@ from control_plane.rewards.health_router import router as rewards_health_router
 from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings
 from control_plane.subscriptions.router import router as subscriptions_router
+from control_plane.tracing import build_tracer_provider, trace_engine, tracer_of
 
 
 def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
@@ -71,13 +75,20 @@ def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
     return jobs
 
 
-def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
-    """The application. `chain` replaces the JSON-RPC reader (tests pass one bound to anvil)."""
+def create_app(
+    settings: Settings,
+    chain: ChainReader | None = None,
+    tracer_provider: TracerProvider | None = None,
+) -> FastAPI:
+    """The application. `chain` replaces the JSON-RPC reader (tests pass one bound to anvil);
+    `tracer_provider` turns traces on (control_plane/tracing.py), None leaves them off."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.database_url, database_timeouts(settings))
         app.state.engine = engine
+        if tracer_provider is not None:
+            trace_engine(engine, tracer_provider)
         app.state.sessions = make_sessionmaker(engine)
         owned_reader: Web3ChainReader | None = None
         reader = chain
@@ -92,7 +103,9 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
         )
         # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
         # take everything from it; it owns the process's caches.
-        app.state.services = Services(settings, app.state.sessions, reader)
+        app.state.services = Services(
+            settings, app.state.sessions, reader, tracer=tracer_of(tracer_provider)
+        )
         # The clock's first lead in line, so the first requests judge expiry by the chain's time.
         await app.state.services.clock.now(reader, 0)
         scheduler = (
@@ -113,6 +126,8 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
             await engine.dispose()
             if owned_reader is not None:
                 await owned_reader.aclose()
+            if tracer_provider is not None:
+                tracer_provider.shutdown()  # flushes the batch exporter
 
     app = FastAPI(
         title="Nodus control plane",
@@ -130,6 +145,15 @@ def create_app(settings: Settings, chain: ChainReader | None = None) -> FastAPI:
     app.state.node_credential_checks = OrderedDict()
     app.add_middleware(UnchangedPollShortcut, state=app.state)
     _install_observability(app)
+    if tracer_provider is not None:
+        # Outside the request-id/log middleware, so its log lines carry the trace id.
+        # No span per ASGI receive/send message: three spans a request cost more than the
+        # cheapest routes themselves and say nothing the server span does not.
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            tracer_provider=tracer_provider,
+            exclude_spans=["receive", "send"],
+        )
     app.add_middleware(BodyLimitMiddleware)
     # Outermost: every later layer (rate limits, logs) sees the client, not the proxy.
     app.add_middleware(
@@ -240,4 +264,4 @@ def build_from_env() -> FastAPI:
     """uvicorn factory: `uvicorn --factory control_plane.app:build_from_env`."""
     settings = Settings()  # type: ignore[call-arg]  # required secrets come from the environment
     configure_logging(settings.log_level)
-    return create_app(settings)
+    return create_app(settings, tracer_provider=build_tracer_provider(os.environ))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy import BigInteger, String, func, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -42,6 +43,8 @@ class Services:
     keystores: KeystoreCache = field(default_factory=KeystoreCache)
     clock: ChainClock = field(default_factory=ChainClock)
     pools: PoolsCache = field(default_factory=PoolsCache)
+    # control_plane/tracing.py; a no-op tracer while tracing is off.
+    tracer: Tracer = field(default_factory=NoOpTracer)
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]
@@ -108,11 +111,20 @@ def start_scheduler(services: Services, jobs: dict[str, tuple[float, Job]]) -> A
 
     def make_runner(name: str, interval: float, job: Job) -> Callable[[], Awaitable[None]]:
         async def runner() -> None:
-            try:
-                if await claim_run(services, name, interval):
-                    await run_exclusive(services, name, job)
-            except Exception:
-                log.exception("job failed", extra={"job": name})
+            with services.tracer.start_as_current_span(f"job {name}") as span:
+                span.set_attribute("nodus.job", name)
+                outcome = "cancelled"  # unless set below: the scheduler stopped mid-run
+                try:
+                    if await claim_run(services, name, interval):
+                        ran = await run_exclusive(services, name, job)
+                        outcome = "ran" if ran else "locked_elsewhere"
+                    else:
+                        outcome = "claimed_elsewhere"
+                except Exception:
+                    outcome = "failed"
+                    log.exception("job failed", extra={"job": name})
+                finally:
+                    span.set_attribute("nodus.job.outcome", outcome)
 
         return runner
 

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from node_agent import __version__
 from node_agent.config import ControlPlaneOptions
@@ -29,6 +31,10 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 MAX_METRICS_PER_REQUEST = 10_000  # the control plane's bound on one metrics report
 MATERIAL_PATH = "/v1/agent/openvpn"
 LOGIN_ATTEMPTS = 3  # a refused sign-in is tried again with a fresh challenge
+
+
+# Stateless: writes the current span's `traceparent` into a request's headers.
+TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 
 class ControlPlaneError(Exception):
@@ -81,8 +87,11 @@ class ControlPlaneClient:
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tracer: Tracer | None = None,
     ) -> None:
         self.options = options
+        # A client span per request, its W3C traceparent sent along (no-op while tracing is off).
+        self._tracer = tracer or NoOpTracer()
         self.node_id = node_id
         self.account = account
         self.backoff = backoff or Backoff(options.backoff_base_seconds, options.backoff_cap_seconds)
@@ -249,14 +258,16 @@ class ControlPlaneClient:
                 )
             retry_after: float | None = None
             try:
-                response = await self._http.request(
-                    method,
-                    path,
-                    params=params,
-                    json=json,
-                    headers=headers,
-                    timeout=timeouts if timeouts is not None else httpx.USE_CLIENT_DEFAULT,
-                )
+                with self._tracer.start_as_current_span(f"{method} {path}", kind=SpanKind.CLIENT):
+                    TRACE_CONTEXT.inject(headers)
+                    response = await self._http.request(
+                        method,
+                        path,
+                        params=params,
+                        json=json,
+                        headers=headers,
+                        timeout=timeouts if timeouts is not None else httpx.USE_CLIENT_DEFAULT,
+                    )
             except httpx.TransportError as exc:
                 self.breaker.record_failure()
                 last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
