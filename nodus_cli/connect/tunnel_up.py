@@ -71,8 +71,9 @@ async def bring_up_and_prove(
             endpoint_ip, transport = sorted(proof.resolve(host))[0], "udp"
             servers = openvpn.pushed_dns(log)
         verdict = await _prove(api_url, interface, protocol, before, node_addresses, nudge)
-        state.undo.extend(await routes.pin_control(control_paths))
-        store.save(state)
+        if not kill_switch:  # with it, nothing leaves outside the tunnel, the CLI's calls included
+            state.undo.extend(await routes.pin_control(control_paths))
+            store.save(state)
         if apply_dns and servers:
             backup = store.directory / "resolv.conf.before-nodus"
             dns.apply(servers, backup)
@@ -80,9 +81,7 @@ async def bring_up_and_prove(
             store.save(state)
         if kill_switch:
             require_tools("nft")
-            state.undo.append(
-                await killswitch.enable(interface, endpoint_ip, transport, port, control)
-            )
+            state.undo.append(await killswitch.enable(interface, endpoint_ip, transport, port))
             state.kill_switch = True
             store.save(state)
     except BaseException:

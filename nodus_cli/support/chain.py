@@ -34,6 +34,7 @@ from control_plane.chain.contracts import Deployment, DeploymentError, Web3Clien
 from control_plane.chain.reverts import RevertDecoder, revert_bytes
 from nodus_cli.support.exits import ExitCode, Unreachable
 from nodus_cli.support.output import CliError, err_console, hex0x
+from nodus_cli.tunnel.state import KILL_SWITCH_NEXT_STEP, kill_switch_is_on
 
 T = TypeVar("T")
 
@@ -63,8 +64,11 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(_closing(main))
     except CliError as exc:
         err_console.print(f"[red]error:[/red] {escape(exc.message)}")
-        if exc.next_step:
-            err_console.print(f"[bold]next:[/bold] {escape(exc.next_step)}")
+        next_step = exc.next_step
+        if isinstance(exc, Unreachable) and kill_switch_is_on():
+            next_step = KILL_SWITCH_NEXT_STEP
+        if next_step:
+            err_console.print(f"[bold]next:[/bold] {escape(next_step)}")
         raise typer.Exit(code=exc.exit_code) from None
     except DeploymentError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")

@@ -63,3 +63,21 @@ class StateStore:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+# The kill switch lets nothing but the tunnel out, the CLI's own API and RPC calls included: when
+# the node stops carrying this device (a lapsed subscription), they fail until `nodus down`.
+KILL_SWITCH_NEXT_STEP = (
+    "the kill switch of `nodus up --kill-switch` lets nothing but the tunnel out: if the tunnel "
+    "stopped (a lapsed subscription), run `sudo nodus down`, then `nodus renew` and `nodus up`"
+)
+
+
+def kill_switch_is_on(store: StateStore | None = None) -> bool:
+    """Whether a tunnel `nodus up` made is up with its kill switch (an unreadable state file
+    counts as no)."""
+    try:
+        state = (store or StateStore()).load()
+    except (OSError, ValueError, TypeError):
+        return False
+    return state is not None and state.kill_switch

@@ -70,22 +70,18 @@ def test_the_kill_switch_allows_only_loopback_the_tunnel_and_the_endpoint() -> N
     rules = killswitch.ruleset("nodus0", "198.18.0.1", "udp", 51820)
     assert "policy drop;" in rules
     assert 'oifname "nodus0" accept' in rules
+    assert rules.index("udp dport 51820 accept") < rules.index("reject with tcp reset")
     assert "ip daddr 198.18.0.1 udp dport 51820 accept" in rules
     assert "ip6 daddr 2001:db8::1 udp dport 1194" in killswitch.ruleset(
         "nodus0", "2001:db8::1", "udp", 1194
     )
 
 
-def test_the_kill_switch_lets_the_cli_reach_its_api_and_chain_and_nothing_else_there() -> None:
+def test_the_api_and_rpc_are_pinned_by_address_and_port_loopback_left_out() -> None:
     control = routes.control_destinations(
         "https://192.0.2.10/", "http://[2001:db8::7]:8545", "http://127.0.0.1:8000"
     )
-    assert control == [("192.0.2.10", 443), ("2001:db8::7", 8545)]  # loopback needs no rule
-    rules = killswitch.ruleset("nodus0", "198.18.0.1", "udp", 51820, control)
-    assert "ip daddr 192.0.2.10 tcp dport 443 accept" in rules
-    assert "ip6 daddr 2001:db8::7 tcp dport 8545 accept" in rules
-    with pytest.raises(ValueError):  # noqa: PT011
-        killswitch.ruleset("nodus0", "198.18.0.1", "udp", 1, [("192.0.2.10 accept", 443)])
+    assert control == [("192.0.2.10", 443), ("2001:db8::7", 8545)]
 
 
 @pytest.mark.parametrize(
