@@ -104,9 +104,13 @@ def test_grafana_provisions_the_mounted_dashboards_and_data_sources() -> None:
 
 def test_dashboards_use_provisioned_data_sources_and_describe_every_panel() -> None:
     uids = datasource_uids()
+    titles = [load_dashboard(path)["title"] for path in DASHBOARDS]
+    assert len(set(titles)) == len(titles), titles
     assert {"victoriametrics", "loki", "tempo"} <= uids
     for path in DASHBOARDS:
         dashboard = load_dashboard(path)
+        panel_titles = [panel["title"] for panel in panels(dashboard)]
+        assert len(set(panel_titles)) == len(panel_titles), path.name
         for panel in panels(dashboard):
             assert panel["datasource"]["uid"] in uids, (path.name, panel["title"])
             assert all(t["datasource"]["uid"] in uids for t in panel["targets"])
