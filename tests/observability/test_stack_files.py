@@ -4,6 +4,7 @@ alert rules (names from the metrics contract, annotations, `promtool check rules
 
 from __future__ import annotations
 
+import re
 import subprocess
 from typing import Any
 
@@ -17,6 +18,7 @@ from tests.observability.stack_files import (
     alert_rules,
     datasource_uids,
     load_dashboard,
+    panel_queries,
     panels,
 )
 from tests.test_docker_compose import load_compose
@@ -139,3 +141,17 @@ def test_alert_rules_pass_promtool() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(ALERT_NAMES)} rules found" in result.stdout
+
+
+def test_every_metric_the_dashboards_and_alerts_read_is_documented_in_the_readme() -> None:
+    """The README lists the metric names (the contract with /metrics); a renamed metric breaks
+    here before it blanks a panel."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    expressions = [query.expr for query in panel_queries()] + [r.expr for r in alert_rules()]
+    used = {
+        re.sub(r"_(bucket|sum|count)$", "", name)
+        for expr in expressions
+        for name in re.findall(r"\bnodus_[a-z_]+", expr)
+    }
+    assert used, "no nodus_ metric read at all"
+    assert sorted(name for name in used if not re.search(rf"\b{name}\b", readme)) == []
