@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -155,3 +156,19 @@ def test_every_metric_the_dashboards_and_alerts_read_is_documented_in_the_readme
     }
     assert used, "no nodus_ metric read at all"
     assert sorted(name for name in used if not re.search(rf"\b{name}\b", readme)) == []
+
+
+def test_each_alert_fires_on_its_condition_and_only_then() -> None:
+    """`promtool test rules` on tests/observability/alert_cases.yml: every alert, firing after its
+    `for` with its annotations, and quiet just short of its threshold or once it recovers."""
+    cases = Path(__file__).with_name("alert_cases.yml")
+    tested = set(re.findall(r"alertname: (\w+)", cases.read_text()))
+    assert tested == ALERT_NAMES
+    result = subprocess.run(
+        ["promtool", "test", "rules", cases.name],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=cases.parent,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
