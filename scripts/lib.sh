@@ -53,7 +53,7 @@ ensure_venv() {
 
 # Debian packages for the tunnels of later tests (WireGuard userspace, OpenVPN, nftables for the
 # agent's NAT and the kill switch) and wrk (the HTTP load of scripts/bench); root only.
-DEBIAN_PACKAGES=(wireguard-tools wireguard-go openvpn iproute2 iputils-ping nftables wrk)
+DEBIAN_PACKAGES=(wireguard-tools wireguard-go openvpn iproute2 iputils-ping nftables wrk prometheus victoria-metrics)
 ensure_debian() {
   local missing=() pkg
   for pkg in "${DEBIAN_PACKAGES[@]}"; do

@@ -22,6 +22,7 @@ KINDS = {
     "faults": "stops, freezes or signals real components it started itself (tests/faults)",
 }
 _E2E_DIRS = ("e2e", "e2e_rewards")
+_E2E_FIXTURES = frozenset({"lab"})  # network namespaces, outside tests/e2e* too
 _CHAIN_FIXTURES = frozenset({"w3", "anvil", "deployment", "deployments_dir"})
 _API_FIXTURES = frozenset({"client", "app", "settings", "database_url", "clean_database"})
 
@@ -33,6 +34,8 @@ def kind_of(item: pytest.Item, tests_root: Path) -> str:
     if parts and parts[0] == "faults":
         return "faults"
     fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & _E2E_FIXTURES:
+        return "e2e"
     if "w3" in fixtures:
         return "chain"
     if fixtures & (_API_FIXTURES | _CHAIN_FIXTURES):
