@@ -27,7 +27,13 @@ from tests.e2e.stack import (
     tunnel_up,
     until,
 )
-from tests.observability.stack_files import PanelQuery, alert_rules, concrete, panel_queries
+from tests.observability.stack_files import (
+    METRICS_MISSING,
+    PanelQuery,
+    alert_rules,
+    concrete,
+    panel_queries,
+)
 from tests.observability.victoria import VictoriaMetrics
 from tests.support.builders import fresh_wallet, subscribe
 
@@ -112,6 +118,7 @@ async def empty(victoria: VictoriaMetrics, queries: list[PanelQuery], node: str)
     ]
 
 
+@pytest.mark.xfail(strict=True, reason=METRICS_MISSING)
 async def test_every_panel_and_alert_query_runs_on_live_metrics(
     lab: Lab,
     control_plane: ControlPlane,
