@@ -11,6 +11,9 @@ Four loops run side by side:
 - heartbeat (15 s): version, applied revision, active peers, byte totals;
 - metrics (60 s): per-peer handshake time and byte counters, only for peers that changed.
 
+Besides, the operator's Prometheus metrics (metrics.py) follow each poll, apply and heartbeat
+scan, and each poll and apply is a span (tracing.py; no-op unless OTEL_* turns traces on).
+
 On start, the persisted set (minus what expired meanwhile) is applied at once, before the first
 request to the control plane, so a restart never empties a node.
 """
@@ -20,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from opentelemetry.trace import NoOpTracer, Span, Status, StatusCode, Tracer
 
 from node_agent import __version__
 from node_agent.backends import PeerStats, VpnBackend
@@ -32,11 +37,14 @@ from node_agent.client import ControlPlaneClient, ControlPlaneError, Refused, Un
 from node_agent.config import AgentConfig
 from node_agent.expiry import expired_peers, live_peers, next_expiry
 from node_agent.health import HealthProver, start_health_server
+from node_agent.metrics import PROTOCOLS, AgentMetrics, failure_reason, start_metrics_server
 from node_agent.network import NodeNetwork
-from node_agent.peers import DesiredSet, Peer, WireGuardPeer
+from node_agent.peer_reports import INT64_MAX, changed_peers
+from node_agent.peers import DesiredSet, Peer, identity_of, protocol_of
 from node_agent.pools import require_pools
 from node_agent.resilience import Backoff
 from node_agent.state import AppliedState, StateStore
+from node_agent.status_document import status_document
 from node_agent.validate import InvalidPayload, parse_poll_answer
 from node_agent.verdicts import Facts, Verdict, judge
 
@@ -45,21 +53,12 @@ log = logging.getLogger("nodus.agent")
 # A peer counts as active (heartbeat) with a handshake this recent: WireGuard renews the
 # session every 2 minutes while traffic flows, so 3 minutes without one means it went away.
 ACTIVE_HANDSHAKE_SECONDS = 180
-INT64_MAX = 2**63 - 1
 MAX_ERRORS_KEPT = 20
 UNREACHABLE_REMINDER = timedelta(minutes=1)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def protocol_of(peer: Peer) -> str:
-    return "wireguard" if isinstance(peer, WireGuardPeer) else "openvpn"
-
-
-def identity_of(peer: Peer) -> str:
-    return peer.public_key if isinstance(peer, WireGuardPeer) else peer.cert_serial
 
 
 class ApplyFailed(Exception):
@@ -76,6 +75,8 @@ class Agent:
         *,
         clock: Callable[[], datetime] = utc_now,
         network: NodeNetwork | None = None,
+        metrics: AgentMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         require_pools(config)  # no peer can be checked without the node's pools (pools.py)
         self.config = config
@@ -84,6 +85,9 @@ class Agent:
         self.store = store
         self.clock = clock
         self.network = network
+        # The operator's Prometheus metrics (served only with metrics.listen) and the spans.
+        self.metrics = metrics or AgentMetrics(config.node_id, __version__)
+        self.tracer = tracer or NoOpTracer()
         self.network_problems: dict[str, str] = {}  # reason code -> detail (network.py)
         self.recently_shaken: int | None = None  # peers with a recent handshake
         self._last_reason: str | None = None
@@ -120,12 +124,15 @@ class Agent:
         await asyncio.to_thread(self.store.ensure_directory)
         await self.check_network()
         await self.restore()
-        server = None
+        servers: list[asyncio.Server] = []
         if self.config.health_listen is not None:
             host, port = self.config.health_listen
             # Health answers carry proof of service, signed with the agent key.
             prover = HealthProver(self.config.node_id, self.client.account)
-            server = await start_health_server(host, port, self.health, prover)
+            servers.append(await start_health_server(host, port, self.health, prover))
+        if self.config.metrics_listen is not None:
+            host, port = self.config.metrics_listen
+            servers.append(await start_metrics_server(host, port, self.metrics))
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._sync_loop(), name="sync")
@@ -133,7 +140,7 @@ class Agent:
                 tasks.create_task(self._heartbeat_loop(), name="heartbeat")
                 tasks.create_task(self._metrics_loop(), name="metrics")
         finally:
-            if server is not None:
+            for server in servers:
                 server.close()
             self.write_status(running=False)
 
@@ -145,6 +152,7 @@ class Agent:
             self.write_status()
             return
         self.desired = DesiredSet(state.revision, state.peers)
+        self.metrics.revision_desired.set(state.revision)
         self.applied_at = state.applied_at
         self.poll_since = state.revision
         expired = len(expired_peers(state.peers, self.clock()))
@@ -167,36 +175,54 @@ class Agent:
             desired = self.desired
             if desired is None:
                 return  # never empty a node on no information
-            now = self.clock()
-            live = live_peers(desired.peers, now)
-            failures: list[str] = []
-            for protocol, backend in self.backends.items():
-                mine = tuple(peer for peer in live if protocol_of(peer) == protocol)
-                try:
-                    await backend.apply(mine)
-                except Exception as exc:  # a backend's failure must not stop the others
-                    failures.append(f"{protocol}: {exc}")
-            self._warn_unserved(live)
-            if failures:
-                self.apply_error = "; ".join(failures)
-                log.error("apply of revision %d failed: %s", desired.revision, self.apply_error)
-                self._error(f"apply of revision {desired.revision} failed: {self.apply_error}")
-                self.write_status()
-                raise ApplyFailed(self.apply_error)
-            self.apply_error = None
-            self.applied = live
-            first_time = self.applied_revision != desired.revision
-            self.applied_revision = desired.revision
-            if persist:
-                self.applied_at = now
-                await asyncio.to_thread(
-                    self.store.save, AppliedState(desired.revision, desired.peers, now)
-                )
-            elif first_time and self.applied_at is None:
-                self.applied_at = now
-            self._last_reconcile = asyncio.get_running_loop().time()
-            self._expiry_wakeup.set()
+            with self.tracer.start_as_current_span("agent.apply") as span:
+                span.set_attribute("nodus.revision", desired.revision)
+                await self._apply_locked(desired, persist=persist, span=span)
+
+    async def _apply_locked(self, desired: DesiredSet, *, persist: bool, span: Span) -> None:
+        now = self.clock()
+        live = live_peers(desired.peers, now)
+        span.set_attribute("nodus.peers", len(live))
+        for protocol in PROTOCOLS:
+            count = sum(1 for peer in live if protocol_of(peer) == protocol)
+            self.metrics.peers_desired.labels(protocol=protocol).set(count)
+        failures: list[str] = []
+        for protocol, backend in self.backends.items():
+            mine = tuple(peer for peer in live if protocol_of(peer) == protocol)
+            started = time.perf_counter()
+            try:
+                await backend.apply(mine)
+            except Exception as exc:  # a backend's failure must not stop the others
+                failures.append(f"{protocol}: {exc}")
+                self.metrics.apply_failed(failure_reason(exc))
+                span.record_exception(exc)
+            else:
+                self.metrics.peers_applied.labels(protocol=protocol).set(len(mine))
+            elapsed = time.perf_counter() - started
+            self.metrics.apply_seconds.labels(protocol=protocol).observe(elapsed)
+        self._warn_unserved(live)
+        if failures:
+            self.apply_error = "; ".join(failures)
+            span.set_status(Status(StatusCode.ERROR, self.apply_error))
+            log.error("apply of revision %d failed: %s", desired.revision, self.apply_error)
+            self._error(f"apply of revision {desired.revision} failed: {self.apply_error}")
             self.write_status()
+            raise ApplyFailed(self.apply_error)
+        self.apply_error = None
+        self.applied = live
+        first_time = self.applied_revision != desired.revision
+        self.applied_revision = desired.revision
+        self.metrics.revision_applied.set(desired.revision)
+        if persist:
+            self.applied_at = now
+            await asyncio.to_thread(
+                self.store.save, AppliedState(desired.revision, desired.peers, now)
+            )
+        elif first_time and self.applied_at is None:
+            self.applied_at = now
+        self._last_reconcile = asyncio.get_running_loop().time()
+        self._expiry_wakeup.set()
+        self.write_status()
 
     def _warn_unserved(self, live: tuple[Peer, ...]) -> None:
         for protocol in {protocol_of(peer) for peer in live} - set(self.backends):
@@ -224,16 +250,28 @@ class Agent:
         return max(0.05, self.backoff.delay(failures - 1), self.client.breaker.retry_after())
 
     async def _sync_once(self, failures: int) -> int:
-        """One poll; the number of consecutive failures after it (0: go again at once)."""
+        """One poll, a span around it and the apply it leads to; the number of consecutive
+        failures after it (0: go again at once)."""
+        with self.tracer.start_as_current_span("agent.poll") as span:
+            span.set_attribute("nodus.since", -1 if self.poll_since is None else self.poll_since)
+            after = await self._poll_and_apply(failures, span)
+            if after > failures:
+                why = self.unreachable_reason or self.apply_error or "failed"
+                span.set_status(Status(StatusCode.ERROR, why))
+            return after
+
+    async def _poll_and_apply(self, failures: int, span: Span) -> int:
         wait = self.config.control_plane.poll_wait_seconds
         try:
             body = await self.client.poll_peers(self.poll_since, wait)
         except Unavailable as exc:
             self._lost(f"unreachable: {exc}")
+            span.set_attribute("nodus.outcome", "unreachable")
             await self._enforce_expiry()
             return failures + 1
         except Refused as exc:
             self._lost(f"refused: {exc}")
+            span.set_attribute("nodus.outcome", "refused")
             await self._enforce_expiry()
             return failures + 1
         try:
@@ -243,6 +281,10 @@ class Agent:
             revision = body.get("revision")
             revision = revision if isinstance(revision, int) and revision >= 0 else None
             self.rejected = (revision, str(exc))
+            self.metrics.apply_failed("revision_refused")
+            if revision is not None:
+                self.metrics.revision_desired.set(revision)
+            span.set_attribute("nodus.outcome", "refused_revision")
             kept = self.applied_revision
             self._error(f"refused revision {revision} from the control plane: {exc}")
             log.error(
@@ -257,6 +299,9 @@ class Agent:
             self.poll_since = revision  # wait for the next revision, do not re-fetch this one
             return 0
         self._reached()
+        self.metrics.revision_desired.set(answer.revision)
+        span.set_attribute("nodus.revision", answer.revision)
+        span.set_attribute("nodus.outcome", "changed" if answer.changed else "unchanged")
         if not answer.changed:
             await self._enforce_expiry()
             return 0
@@ -297,6 +342,8 @@ class Agent:
             self.unreachable_since = None
             self.unreachable_reason = None
         self.last_sync_at = now
+        self.metrics.control_plane_up.set(1)
+        self.metrics.control_plane_last_success.set(now.timestamp())
         self.write_status()
 
     def _lost(self, reason: str) -> None:
@@ -306,6 +353,7 @@ class Agent:
             self.unreachable_since = now
         self.synced = False
         self.unreachable_reason = reason
+        self.metrics.control_plane_up.set(0)
         if first or (
             self._last_reminder is not None and now - self._last_reminder >= UNREACHABLE_REMINDER
         ):
@@ -419,6 +467,7 @@ class Agent:
     async def send_heartbeat(self) -> None:
         stats = await self.collect_stats()
         now = self.clock().timestamp()
+        self.metrics.observe_peers(stats, now)
         active = sum(
             1
             for _, peer in stats
@@ -450,38 +499,9 @@ class Agent:
                 log.exception("metrics failed")
                 self._error(f"metrics failed: {exc}")
 
-    def changed_metrics(
-        self, stats: list[tuple[str, PeerStats]]
-    ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], tuple[float | None, int, int]]]:
-        """The entries of peers whose handshake or counters moved since the last report, and
-        the memo to keep once they are delivered."""
-        now = self.clock()
-        memo: dict[tuple[str, str], tuple[float | None, int, int]] = {}
-        entries: list[dict[str, Any]] = []
-        for protocol, peer in stats:
-            handshake = peer.last_handshake_at
-            if handshake is not None and handshake > now.timestamp() + 300:
-                handshake = None  # a clock gone wrong; the control plane refuses the future
-            seen = (handshake, min(peer.rx_bytes, INT64_MAX), min(peer.tx_bytes, INT64_MAX))
-            memo[(protocol, peer.key)] = seen
-            if self._reported.get((protocol, peer.key), (None, 0, 0)) == seen:
-                continue
-            identity = "public_key" if protocol == "wireguard" else "cert_serial"
-            entries.append(
-                {
-                    identity: peer.key,
-                    "last_handshake_at": None
-                    if handshake is None
-                    else datetime.fromtimestamp(handshake, UTC).isoformat(),
-                    "rx_bytes": seen[1],
-                    "tx_bytes": seen[2],
-                }
-            )
-        return entries, memo
-
     async def send_metrics(self) -> int:
         """Reports the peers that changed; how many entries were sent."""
-        entries, memo = self.changed_metrics(await self.collect_stats())
+        entries, memo = changed_peers(await self.collect_stats(), self._reported, self.clock())
         if entries:
             try:
                 await self.client.metrics(entries)
@@ -537,41 +557,7 @@ class Agent:
         self.errors.append({"at": self.clock().isoformat(), "message": message})
 
     def status(self, *, running: bool = True) -> dict[str, Any]:
-        def iso(moment: datetime | None) -> str | None:
-            return None if moment is None else moment.isoformat()
-
-        upcoming = next_expiry(self.applied, self.clock())
-        return {
-            "running": running,
-            "pid": os.getpid(),
-            "version": __version__,
-            "node_id": self.config.node_id,
-            "control_plane": self.config.control_plane.url,
-            "started_at": iso(self.started_at),
-            "updated_at": iso(self.clock()),
-            "health": self.health()[1]["status"],
-            **self.verdict().as_dict(),
-            "revision": self.applied_revision,
-            "applied_at": iso(self.applied_at),
-            "peers": len(self.applied),
-            "peers_by_protocol": {
-                protocol: sum(1 for peer in self.applied if protocol_of(peer) == protocol)
-                for protocol in ("wireguard", "openvpn")
-            },
-            "next_expiry": iso(upcoming),
-            "last_sync_at": iso(self.last_sync_at),
-            "fail_static": self.fail_static,
-            "unreachable_since": iso(self.unreachable_since),
-            "unreachable_reason": self.unreachable_reason,
-            "rejected": None
-            if self.rejected is None
-            else {"revision": self.rejected[0], "reason": self.rejected[1]},
-            "apply_error": self.apply_error,
-            "last_heartbeat_at": iso(self.last_heartbeat_at),
-            "last_metrics_at": iso(self.last_metrics_at),
-            "backends": sorted(self.backends),
-            "errors": list(self.errors),
-        }
+        return status_document(self, running=running)
 
     def write_status(self, *, running: bool = True) -> None:
         judged = self.verdict()

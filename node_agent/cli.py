@@ -28,6 +28,7 @@ from node_agent.config import (
     PASSPHRASE_ENV,
     ConfigError,
     load_config,
+    with_metrics_listen,
     with_network_overrides,
 )
 from node_agent.init_command import init
@@ -108,6 +109,15 @@ def run(
             help="Set up the interface, forwarding and NAT (default: on).",
         ),
     ] = None,
+    metrics_listen: Annotated[
+        str | None,
+        typer.Option(
+            metavar="HOST:PORT",
+            help="Serve Prometheus metrics on GET http://HOST:PORT/metrics, e.g. "
+            "127.0.0.1:9464 or [::]:9464 (never the health port). Overrides metrics.listen "
+            "and NODUS_AGENT_METRICS_LISTEN; default: off.",
+        ),
+    ] = None,
 ) -> None:
     """Set up the node's network (WireGuard interface, forwarding, NAT), then keep its peers in
     step with the control plane until SIGTERM/SIGINT; on stop, remove what it set up unless
@@ -128,6 +138,7 @@ def run(
             keep_network=keep_network,
             manage=manage_network,
         )
+        loaded = with_metrics_listen(loaded, metrics_listen)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     configure_logging(loaded.log_level)

@@ -172,6 +172,7 @@ class AgentConfig:
     openvpn: OpenVpnOptions | None  # None: OpenVPN is not served
     endpoint: tuple[str, int] | None = None  # the node's public host:port, as registered
     network: NetworkOptions = field(default_factory=NetworkOptions)
+    metrics_listen: tuple[str, int] | None = None  # the Prometheus endpoint; None: off
 
 
 def load_config(path: Path | None, environ: Mapping[str, str] | None = None) -> AgentConfig:
@@ -322,6 +323,7 @@ def _build(path: Path | None, v: dict[str, Any]) -> AgentConfig:
     if not v["openvpn.state_dir"]:
         openvpn_dir /= "openvpn"
     endpoint = parse_endpoint(v["endpoint"]) if v["endpoint"] else None
+    health_listen = _health_listen(v["health.listen"], endpoint)
     level = str(v["log_level"]).upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("log_level: DEBUG, INFO, WARNING or ERROR")
@@ -344,8 +346,9 @@ def _build(path: Path | None, v: dict[str, Any]) -> AgentConfig:
         heartbeat_seconds=v["reports.heartbeat_seconds"],
         metrics_seconds=v["reports.metrics_seconds"],
         expiry_check_seconds=v["expiry.check_seconds"],
-        health_listen=_health_listen(v["health.listen"], endpoint),
+        health_listen=health_listen,
         endpoint=endpoint,
+        metrics_listen=metrics_listen(v["metrics.listen"], "metrics.listen", health_listen),
         network=_network(v),
         pools=Pools(
             ipv4=_pool(v["pools.ipv4"], ipaddress.IPv4Network),
@@ -438,6 +441,68 @@ def with_network_overrides(
         manage=network.manage if manage is None else manage,
     )
     return replace(config, network=network)
+
+
+def with_metrics_listen(config: AgentConfig, value: str | None) -> AgentConfig:
+    """`config` with `run --metrics-listen` over its `metrics.listen` (None: as configured)."""
+    if value is None:
+        return config
+    return replace(
+        config, metrics_listen=metrics_listen(value, "--metrics-listen", config.health_listen)
+    )
+
+
+def metrics_listen(value: str, what: str, health: tuple[str, int] | None) -> tuple[str, int] | None:
+    """The metrics endpoint's address, refused on the health endpoint's port: that port is
+    the prober's and public, the metrics are the operator's."""
+    listen = parse_host_port(value, what)
+    if listen is not None and health is not None and listen[1] == health[1]:
+        raise ConfigError(
+            f"{what}: port {listen[1]} is the health endpoint's (health.listen), which the "
+            "prober reaches from outside; give the metrics a port of their own, e.g. 9464"
+        )
+    return listen
+
+
+_PORT = re.compile(r"[0-9]{1,5}")
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
+
+
+def parse_host_port(value: str, what: str) -> tuple[str, int] | None:
+    """`HOST:PORT` -> (host, port) to bind; empty -> None (off). HOST is an IPv4 address, an
+    IPv6 address in brackets or a host name; PORT is 1-65535 (a scraper needs a fixed one).
+    Anything else is refused with what is wrong, never guessed at."""
+    if not value:
+        return None
+    host, sep, port = value.rpartition(":")
+
+    def refuse(problem: str) -> ConfigError:
+        return ConfigError(
+            f"{what}: expected HOST:PORT such as 127.0.0.1:9464 or [::]:9464, got {value!r} "
+            f"({problem})"
+        )
+
+    if "/" in value:
+        raise refuse("an address, not a URL: no scheme, no path")
+    if not sep or not host:
+        raise refuse("no host" if sep else "no port")
+    if not _PORT.fullmatch(port) or not 1 <= int(port) <= 65535:
+        raise refuse("the port must be a number from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        try:
+            return str(ipaddress.IPv6Address(host[1:-1])), int(port)
+        except ValueError:
+            raise refuse(f"{host[1:-1]!r} is not an IPv6 address") from None
+    if ":" in host or "[" in host or "]" in host:
+        raise refuse("an IPv6 address goes in brackets, e.g. [::1]:9464")
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            return str(ipaddress.IPv4Address(host)), int(port)
+        except ValueError:
+            raise refuse(f"{host!r} is not an IPv4 address") from None
+    if len(host) > 253 or not _HOSTNAME.fullmatch(host):
+        raise refuse(f"{host!r} is not an address or a host name")
+    return host, int(port)
 
 
 def parse_endpoint(value: str) -> tuple[str, int]:

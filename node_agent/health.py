@@ -17,13 +17,11 @@ sign-in challenge); the nonce grammar is fixed, so a caller cannot make the key 
 else. Signing costs CPU, so each client address (an IPv6 client's /64) gets a few signed answers
 a second (a prober sends a handful per round); beyond that the answer is 429.
 
-asyncio.start_server and one request per connection: nothing else is served, bodies are never
-read, and a slow or silent client is cut after a few seconds."""
+Served by httpd.py: one request per connection, bodies never read, a slow client cut."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -32,18 +30,17 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
 
 from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
+from node_agent.httpd import Request, Response, start_http_server
+
 log = logging.getLogger("nodus.agent.health")
 
 Snapshot = Callable[[], tuple[int, dict[str, Any]]]
-READ_TIMEOUT_SECONDS = 5.0
-MAX_HEADER_LINES = 100
 PROOF_TYPE = "nodus-health/1"
 NONCE = re.compile(r"^[0-9a-f]{32}$")
 # Signed answers per client address: a burst of 20, then 5 a second.
@@ -121,51 +118,29 @@ def _nonce(target: str) -> tuple[str | None, bool]:
 async def start_health_server(
     host: str, port: int, snapshot: Snapshot, prover: HealthProver | None = None
 ) -> asyncio.Server:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-                request_line = await reader.readline()
-                for _ in range(MAX_HEADER_LINES):
-                    if (await reader.readline()) in (b"\r\n", b"\n", b""):
-                        break
-            parts = request_line.decode("latin-1").split()
-            nonce, well_formed = _nonce(parts[1]) if len(parts) == 3 else (None, False)
-            peer = writer.get_extra_info("peername")
-            client = client_key(str(peer[0]) if isinstance(peer, tuple) and peer else "")
-            body: dict[str, Any]
-            if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-                status, body = 400, {"error": "bad request"}
-            elif parts[1].split("?", 1)[0] != "/health":
-                status, body = 404, {"error": "not found"}
-            elif parts[0] not in ("GET", "HEAD"):
-                status, body = 405, {"error": "method not allowed"}
-            elif not well_formed:
-                status, body = 400, {"error": "the only parameter is nonce: 32 hex digits"}
-            elif nonce is not None and prover is not None and not prover.allow(client):
-                status, body = 429, {"error": "too many signed answers; slow down"}
-            else:
-                status, body = snapshot()
-                if nonce is not None and prover is not None and parts[0] == "GET":
-                    body = {**body, "proof": prover.proof(nonce)}
-            payload = json.dumps(body).encode()
-            head = (
-                f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
-                "Content-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n"
-                "Cache-Control: no-store\r\n"
-                "Connection: close\r\n\r\n"
-            ).encode()
-            writer.write(head if parts and parts[0] == "HEAD" else head + payload)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, UnicodeDecodeError, ValueError):
-            pass
-        except Exception:
-            log.exception("health endpoint failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+    def answer(request: Request) -> Response:
+        nonce, well_formed = _nonce(request.target) if request.well_formed else (None, False)
+        body: dict[str, Any]
+        if not request.well_formed:
+            status, body = 400, {"error": "bad request"}
+        elif request.path != "/health":
+            status, body = 404, {"error": "not found"}
+        elif request.method not in ("GET", "HEAD"):
+            status, body = 405, {"error": "method not allowed"}
+        elif not well_formed:
+            status, body = 400, {"error": "the only parameter is nonce: 32 hex digits"}
+        elif (
+            nonce is not None
+            and prover is not None
+            and not prover.allow(client_key(request.client))
+        ):
+            status, body = 429, {"error": "too many signed answers; slow down"}
+        else:
+            status, body = snapshot()
+            if nonce is not None and prover is not None and request.method == "GET":
+                body = {**body, "proof": prover.proof(nonce)}
+        return Response(status, "application/json", json.dumps(body).encode())
 
-    server = await asyncio.start_server(handle, host, port)
+    server = await start_http_server(host, port, answer, "health")
     log.info("health endpoint on http://%s:%d/health", host or "*", port)
     return server

@@ -107,6 +107,14 @@ OPTIONS: tuple[Option, ...] = (
         "endpoint's port, where the prober looks. Empty disables it.",
     ),
     Option(
+        "metrics.listen",
+        "str",
+        "",
+        "host:port of the Prometheus endpoint (GET /metrics), e.g. 127.0.0.1:9464 or "
+        "[::]:9464; never the health port. Empty (the default): no metrics endpoint. "
+        "`nodus-agent run --metrics-listen` overrides it.",
+    ),
+    Option(
         "pools.ipv4",
         "str",
         "",

@@ -30,3 +30,11 @@ class DesiredSet:
 
     revision: int
     peers: tuple[Peer, ...]
+
+
+def protocol_of(peer: Peer) -> str:
+    return "wireguard" if isinstance(peer, WireGuardPeer) else "openvpn"
+
+
+def identity_of(peer: Peer) -> str:
+    return peer.public_key if isinstance(peer, WireGuardPeer) else peer.cert_serial

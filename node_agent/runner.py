@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
 
+from node_agent import __version__
 from node_agent.agent import Agent
 from node_agent.backends import VpnBackend
 from node_agent.backends.commands import CommandRunner
@@ -17,8 +19,13 @@ from node_agent.backends.wireguard import WireGuardBackend
 from node_agent.client import ControlPlaneClient
 from node_agent.config import PASSPHRASE_ENV, AgentConfig
 from node_agent.keys import load_agent_key
+from node_agent.metrics import AgentMetrics
 from node_agent.network import NodeNetwork
 from node_agent.state import StateStore
+from node_agent.tracing import build_tracer_provider, tracer_of
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 log = logging.getLogger("nodus.agent")
 
@@ -57,37 +64,59 @@ async def run_agent(config: AgentConfig) -> None:
     account = load_agent_key(config.agent_key_file, os.environ.get(PASSPHRASE_ENV))
     if not config.wireguard.enabled and config.openvpn is None:
         raise SystemExit("no backend is enabled (wireguard.enabled = false and no [openvpn])")
-    async with ControlPlaneClient(config.control_plane, config.node_id, account) as client:
-        backends = build_backends(config, client)
-        log.info(
-            "nodus-agent for node %s (agent %s), control plane %s, backends: %s",
-            config.node_id,
-            account.address,
-            config.control_plane.url,
-            ", ".join(sorted(backends)),
-        )
-        network = NodeNetwork(config) if config.network.manage else None
-        agent = Agent(config, client, backends, StateStore(config.state_dir), network=network)
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
+    # Off unless OTEL_* asks for traces; the client sends traceparent on each request.
+    provider = build_tracer_provider(os.environ, config.node_id)
+    tracer = tracer_of(provider)
+    try:
+        async with ControlPlaneClient(
+            config.control_plane, config.node_id, account, tracer=tracer
+        ) as client:
+            await _serve(config, client, tracer)
+    finally:
+        if provider is not None:
+            await asyncio.to_thread(provider.shutdown)  # exports the spans still batched
+
+
+async def _serve(config: AgentConfig, client: ControlPlaneClient, tracer: Tracer) -> None:
+    """Builds the agent on `client` and runs it until SIGTERM/SIGINT, then stops it."""
+    backends = build_backends(config, client)
+    log.info(
+        "nodus-agent for node %s (agent %s), control plane %s, backends: %s",
+        config.node_id,
+        client.account.address,
+        config.control_plane.url,
+        ", ".join(sorted(backends)),
+    )
+    network = NodeNetwork(config) if config.network.manage else None
+    agent = Agent(
+        config,
+        client,
+        backends,
+        StateStore(config.state_dir),
+        network=network,
+        metrics=AgentMetrics(config.node_id, __version__),
+        tracer=tracer,
+    )
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, task.cancel)
+    try:
+        if network is not None:
+            await network.setup()  # before the first apply: the interface must exist
+        if config.health_listen is None and config.endpoint is None:
+            log.warning(
+                "no health endpoint: the config has no `endpoint` (the node's public "
+                "host:port), so the prober finds nothing and the node loses its uptime score"
+            )
+        await agent.run()
+    except asyncio.CancelledError:
+        log.info("stopping")
+    finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
-        try:
-            if network is not None:
-                await network.setup()  # before the first apply: the interface must exist
-            if config.health_listen is None and config.endpoint is None:
-                log.warning(
-                    "no health endpoint: the config has no `endpoint` (the node's public "
-                    "host:port), so the prober finds nothing and the node loses its uptime score"
-                )
-            await agent.run()
-        except asyncio.CancelledError:
-            log.info("stopping")
-        finally:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(signum)
-            await _stop(config, backends, network)
+            loop.remove_signal_handler(signum)
+        await _stop(config, backends, network)
 
 
 async def _stop(

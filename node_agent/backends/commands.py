@@ -11,6 +11,10 @@ class CommandError(RuntimeError):
     """A tool exited non-zero (or could not be started); the message carries its stderr."""
 
 
+class CommandTimeout(CommandError):
+    """A tool did not answer within the runner's timeout (it was killed)."""
+
+
 class CommandRunner:
     def __init__(self, prefix: Sequence[str] = (), timeout: float = 120.0) -> None:
         self.prefix = tuple(prefix)
@@ -38,7 +42,7 @@ class CommandRunner:
                 process.kill()
                 await process.wait()
             if isinstance(exc, TimeoutError):
-                raise CommandError(f"{argv[0]}: no answer in {self.timeout:.0f}s") from exc
+                raise CommandTimeout(f"{argv[0]}: no answer in {self.timeout:.0f}s") from exc
             raise
         if process.returncode != 0:
             shown = " ".join(argv[: len(self.prefix) + 3])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from opentelemetry.trace import Tracer
 
 from node_agent.agent import Agent
 from node_agent.backends import PeerStats
@@ -107,12 +108,24 @@ def make_config(tmp_path: Path, node_id: str) -> Callable[..., AgentConfig]:
 
 @asynccontextmanager
 async def running_agent(
-    config: AgentConfig, account: LocalAccount, backend: FakeBackend, **kwargs: Any
+    config: AgentConfig,
+    account: LocalAccount,
+    backend: FakeBackend,
+    tracer: Tracer | None = None,
+    **kwargs: Any,
 ) -> AsyncIterator[Agent]:
-    """An Agent with `backend` as its WireGuard backend, running as a task."""
-    async with ControlPlaneClient(config.control_plane, config.node_id, account) as client:
+    """An Agent with `backend` as its WireGuard backend, running as a task; `tracer` goes to
+    its client and to it."""
+    async with ControlPlaneClient(
+        config.control_plane, config.node_id, account, tracer=tracer
+    ) as client:
         agent = Agent(
-            config, client, {"wireguard": backend}, StateStore(config.state_dir), **kwargs
+            config,
+            client,
+            {"wireguard": backend},
+            StateStore(config.state_dir),
+            tracer=tracer,
+            **kwargs,
         )
         task = asyncio.create_task(agent.run())
         try:

@@ -68,6 +68,8 @@ class FakeControlPlane:
     # A body the next peers poll answers as it is (to hand the agent a bad payload).
     raw_answers: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # The W3C traceparent header of each request (None without one), in request order.
+    traceparents: list[str | None] = field(default_factory=list)
     polls: list[dict[str, Any]] = field(default_factory=list)
     heartbeats: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
@@ -131,6 +133,7 @@ class FakeControlPlane:
         @app.middleware("http")
         async def record(request: Request, call_next: Any) -> Any:
             self.requests.append((request.method, request.url.path))
+            self.traceparents.append(request.headers.get("traceparent"))
             scripted = self.failures.get(request.url.path)
             if scripted:
                 status = scripted.pop(0)
