@@ -290,6 +290,10 @@ check_seconds = 30.0
 # "endpoint": every address on the endpoint's port, where the prober looks.
 listen = {q(health_listen)}
 
+[metrics]
+# Prometheus metrics on GET http://HOST:PORT/metrics (e.g. "127.0.0.1:9464"); empty: off.
+listen = ""
+
 [pools]
 ipv4 = {q(ipv4_pool)}
 ipv6 = {q(ipv6_pool)}

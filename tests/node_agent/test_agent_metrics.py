@@ -27,9 +27,9 @@ from node_agent.peers import Peer
 from node_agent.tracing import build_tracer_provider, tracing_requested
 from tests.node_agent.conftest import FakeBackend, running_agent, until
 from tests.node_agent.fake_control_plane import PEERS, FakeControlPlane, free_port, wg_peer
+from tests.support.scrape import parse, scrape, value
 
 Config = Callable[..., AgentConfig]
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 DOCS = Path(__file__).parents[2] / "docs" / "metrics.md"
 
 
@@ -42,25 +42,6 @@ def documented_agent_metrics() -> set[tuple[str, str, frozenset[str]]]:
             name, kind, labels = (cell.strip() for cell in line.strip("|").split("|")[:3])
             rows.add((name, kind, frozenset(label.strip() for label in labels.split(",") if label)))
     return rows
-
-
-def parse(text: str) -> Samples:
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, frozenset(labels.items()))]
-
-
-async def scrape(port: int) -> Samples:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
-    assert response.status_code == 200
-    return parse(response.text)
 
 
 def test_the_registry_holds_exactly_the_documented_metrics() -> None:
