@@ -125,15 +125,15 @@ class Agent:
         await self.check_network()
         await self.restore()
         servers: list[asyncio.Server] = []
-        if self.config.health_listen is not None:
-            host, port = self.config.health_listen
-            # Health answers carry proof of service, signed with the agent key.
-            prover = HealthProver(self.config.node_id, self.client.account)
-            servers.append(await start_health_server(host, port, self.health, prover))
-        if self.config.metrics_listen is not None:
-            host, port = self.config.metrics_listen
-            servers.append(await start_metrics_server(host, port, self.metrics))
         try:
+            if self.config.health_listen is not None:
+                host, port = self.config.health_listen
+                # Health answers carry proof of service, signed with the agent key.
+                prover = HealthProver(self.config.node_id, self.client.account)
+                servers.append(await start_health_server(host, port, self.health, prover))
+            if self.config.metrics_listen is not None:
+                host, port = self.config.metrics_listen
+                servers.append(await start_metrics_server(host, port, self.metrics))
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._sync_loop(), name="sync")
                 tasks.create_task(self._expiry_loop(), name="expiry")

@@ -31,6 +31,7 @@ from node_agent.config import (
     with_metrics_listen,
     with_network_overrides,
 )
+from node_agent.httpd import ListenFailed
 from node_agent.init_command import init
 from node_agent.keys import KeyFileError, load_agent_key
 from node_agent.state import StateStore
@@ -144,7 +145,7 @@ def run(
     configure_logging(loaded.log_level)
     try:
         asyncio.run(run_agent(loaded))
-    except KeyFileError as exc:
+    except (KeyFileError, ListenFailed) as exc:
         raise _fail(str(exc)) from exc
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -38,6 +39,10 @@ class Response:
 
 
 Handler = Callable[[Request], Response | Awaitable[Response]]
+
+
+class ListenFailed(Exception):
+    """The address cannot be bound (in use, not this host's, no permission): `run` says which."""
 
 
 async def _read_request(reader: asyncio.StreamReader, client: str) -> Request:
@@ -85,4 +90,11 @@ async def start_http_server(host: str, port: int, handler: Handler, what: str) -
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    return await asyncio.start_server(handle, host, port)
+    try:
+        return await asyncio.start_server(handle, host, port)
+    except OSError as exc:
+        shown = f"[{host}]" if ":" in host else host or "*"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio's text is long
+        raise ListenFailed(
+            f"the {what} endpoint cannot listen on {shown}:{port}: {reason}"
+        ) from exc

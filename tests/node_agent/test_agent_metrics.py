@@ -6,6 +6,7 @@ its apply joined to the control plane's by `traceparent`."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,11 +20,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from node_agent import __version__
+from node_agent.agent import Agent
 from node_agent.backends import PeerStats
 from node_agent.backends.commands import CommandError
+from node_agent.client import ControlPlaneClient
 from node_agent.config import AgentConfig
+from node_agent.httpd import ListenFailed
 from node_agent.metrics import FAILURE_REASONS, AgentMetrics, start_metrics_server
 from node_agent.peers import Peer
+from node_agent.state import StateStore
 from node_agent.tracing import build_tracer_provider, tracing_requested
 from tests.node_agent.conftest import FakeBackend, running_agent, until
 from tests.node_agent.fake_control_plane import PEERS, FakeControlPlane, free_port, wg_peer
@@ -82,6 +87,23 @@ async def test_the_endpoint_serves_get_metrics_and_nothing_else() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_taken_port_stops_the_agent_with_the_address(
+    fake: FakeControlPlane, make_config: Config, account: LocalAccount
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = make_config(fake.url, METRICS_LISTEN=f"127.0.0.1:{port}")
+        async with ControlPlaneClient(config.control_plane, config.node_id, account) as client:
+            store = StateStore(config.state_dir)
+            agent = Agent(config, client, {"wireguard": FakeBackend()}, store)
+            message = f"metrics endpoint cannot listen on 127.0.0.1:{port}: Address already in use"
+            with pytest.raises(ListenFailed, match=re.escape(message)):
+                await agent.run()
+    assert (StateStore(config.state_dir).load_status() or {})["running"] is False
 
 
 class ScriptedBackend(FakeBackend):
