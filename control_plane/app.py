@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from control_plane import __version__
@@ -35,6 +35,7 @@ from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
 from control_plane.errors import install_error_handlers
 from control_plane.indexer.identity import ensure_chain_identity
+from control_plane.instruments import Metrics
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging
 from control_plane.nodes.router import router as nodes_router
@@ -46,6 +47,7 @@ from control_plane.rewards.claims_router import router as rewards_claims_router
 from control_plane.rewards.health_router import router as rewards_health_router
 from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings
+from control_plane.state_metrics.collector import StateMetrics
 from control_plane.subscriptions.router import router as subscriptions_router
 from control_plane.tracing import build_tracer_provider, trace_engine, tracer_of
 
@@ -101,11 +103,16 @@ def create_app(
         await ensure_chain_identity(
             app.state.sessions, reader, deployment, settings.on_chain_change
         )
+        tracer = tracer_of(tracer_provider)
+        if isinstance(reader, Web3ChainReader):
+            reader.observe(metrics, tracer)
         # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
         # take everything from it; it owns the process's caches.
         app.state.services = Services(
-            settings, app.state.sessions, reader, tracer=tracer_of(tracer_provider)
+            settings, app.state.sessions, reader, tracer=tracer, metrics=metrics
         )
+        app.state.state_metrics = StateMetrics(app.state.services)
+        metrics.registry.register(app.state.state_metrics)
         # The clock's first lead in line, so the first requests judge expiry by the chain's time.
         await app.state.services.clock.now(reader, 0)
         scheduler = (
@@ -128,6 +135,7 @@ def create_app(
                 await owned_reader.aclose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the batch exporter
+            metrics.registry.unregister(app.state.state_metrics)
 
     app = FastAPI(
         title="Nodus control plane",
@@ -137,6 +145,9 @@ def create_app(
         '`{"error": {"code", "message"}}`.',
     )
     app.state.settings = settings
+    # This app's Prometheus instruments and registry (control_plane/instruments.py).
+    metrics = Metrics()
+    app.state.metrics = metrics
     install_error_handlers(app)
     install_openapi(app)
     # Per-replica caches of the node agents' credentials (auth/dependencies.py), which the
@@ -144,7 +155,7 @@ def create_app(
     app.state.verified_tokens = VerifiedTokens()
     app.state.node_credential_checks = OrderedDict()
     app.add_middleware(UnchangedPollShortcut, state=app.state)
-    _install_observability(app)
+    _install_observability(app, metrics)
     if tracer_provider is not None:
         # Outside the request-id/log middleware, so its log lines carry the trace id.
         # No span per ASGI receive/send message: three spans a request cost more than the
@@ -251,13 +262,23 @@ async def _database_ok(request: Request) -> bool:
     return True
 
 
-def _install_observability(app: FastAPI) -> None:
-    registry = CollectorRegistry()
-    app.add_middleware(ObservabilityMiddleware, registry=registry)
+def _install_observability(app: FastAPI, metrics: Metrics) -> None:
+    app.add_middleware(ObservabilityMiddleware, registry=metrics.registry)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics_page(request: Request) -> Response:
+        """Process-local gauges are set and the domain state is read (async) first; rendering
+        the registry then only formats (control_plane/state_metrics/collector.py)."""
+        state = request.app.state
+        feed: PeerFeed = state.feed
+        metrics.longpolls_parked.set(feed.waiting)
+        metrics.longpolls_capacity.set(feed.max_waiters)
+        pool: Any = state.engine.pool
+        if hasattr(pool, "checkedout"):
+            metrics.db_pool_connections.labels("in_use").set(pool.checkedout())
+            metrics.db_pool_connections.labels("idle").set(pool.checkedin())
+        await state.state_metrics.refresh()
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 def build_from_env() -> FastAPI:
