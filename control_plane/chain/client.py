@@ -214,12 +214,21 @@ class Web3ChainReader:
                 span.set_attribute("nodus.contract_function", function)
             started = time.perf_counter()
             outcome = "cancelled"  # unless set below
+            admission = self.breaker.admit()
             try:
-                result = await self._admitted(operation)
+                if admission is None:
+                    outcome = "breaker_open"
+                    raise ChainUnavailable()
+                try:
+                    result = await self._attempts(operation, trial=admission == "trial")
+                finally:
+                    if admission == "trial":
+                        self.breaker.release_trial()
                 outcome = "ok"
                 return result
             except ChainUnavailable:
-                outcome = "breaker_open" if self.breaker.is_open else "unavailable"
+                if admission is not None:
+                    outcome = "unavailable"
                 raise
             except ContractLogicError:
                 outcome = "reverted"
@@ -232,16 +241,6 @@ class Web3ChainReader:
                 if self.metrics is not None:
                     self.metrics.rpc_calls.labels(method, outcome).inc()
                     self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
-
-    async def _admitted(self, operation: Callable[[], Awaitable[T]]) -> T:
-        admission = self.breaker.admit()
-        if admission is None:
-            raise ChainUnavailable()
-        try:
-            return await self._attempts(operation, trial=admission == "trial")
-        finally:
-            if admission == "trial":
-                self.breaker.release_trial()
 
     async def _attempts(self, operation: Callable[[], Awaitable[T]], *, trial: bool) -> T:
         # The half-open trial is one attempt: its failure reopens the breaker at once.

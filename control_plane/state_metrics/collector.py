@@ -56,15 +56,26 @@ async def read_chain_state(chain: ChainReader) -> ChainState:
     )
 
 
-def _gauge(name: str, doc: str, value: float) -> Metric:
-    return GaugeMetricFamily(name, doc, value=value)
+Rows = dict[tuple[str, ...], float]
 
 
-def _family(name: str, doc: str, labels: list[str], rows: dict[tuple[str, ...], float]) -> Metric:
+def _gauge(name: str, doc: str, value: float | None) -> Metric:
+    """A gauge without labels; listed without a sample when its value is unknown."""
+    family = GaugeMetricFamily(name, doc)
+    if value is not None:
+        family.add_metric([], value)
+    return family
+
+
+def _family(name: str, doc: str, labels: list[str], rows: Rows | None) -> Metric:
     family = GaugeMetricFamily(name, doc, labels=labels)
-    for key, value in sorted(rows.items()):
+    for key, value in sorted((rows or {}).items()):
         family.add_metric(list(key), value)
     return family
+
+
+def _by(counts: dict[str, int] | None) -> Rows | None:
+    return None if counts is None else {(key,): value for key, value in counts.items()}
 
 
 class StateMetrics(Collector):
@@ -121,195 +132,194 @@ class StateMetrics(Collector):
         except Exception:
             self.cursor_timestamp = None
 
-    # Rendering (synchronous: formats the last snapshot)
+    # Rendering (synchronous: formats the last snapshot). Every family is always listed; a
+    # value its source could not give is left out.
 
     def collect(self) -> Iterator[Metric]:
-        database, chain = self.database, self.chain
+        db, chain = self.database, self.chain
         yield _family(
             "nodus_metrics_source_up",
             "1 if this scrape read the source (database, chain), else 0",
             ["source"],
-            {("database",): float(database is not None), ("chain",): float(chain is not None)},
+            {("database",): float(db is not None), ("chain",): float(chain is not None)},
+        )
+        yield from self._indexer(db, chain)
+        yield from self._economy(db)
+        yield from self._per_node(db)
+        yield from self._rewards(db, chain)
+        yield _family(
+            "nodus_oracle_outbox",
+            "Oracle outbox rows by state",
+            ["state"],
+            _by(None if db is None else db.outbox),
+        )
+        age: float | None = None
+        if db is not None and db.now is not None:
+            oldest = db.outbox_oldest_unsent
+            age = 0.0 if oldest is None else max(0.0, (db.now - oldest).total_seconds())
+        yield _gauge(
+            "nodus_oracle_outbox_oldest_pending_seconds",
+            "Age of the oldest outbox row not final yet (0 if none)",
+            age,
+        )
+        yield _family(
+            "nodus_probe_rounds",
+            "Probe rounds in the last hour by verdict and reason",
+            ["verdict", "reason"],
+            None if db is None else {key: float(n) for key, n in db.probe_rounds.items()},
+        )
+
+    def _indexer(self, db: DatabaseState | None, chain: ChainState | None) -> Iterator[Metric]:
+        cursor = None if db is None else db.cursor_block
+        head = None if chain is None else chain.head_block
+        yield _gauge("nodus_indexer_head_block", "Chain head", head)
+        yield _gauge("nodus_indexer_cursor_block", "Last block mirrored", cursor)
+        lag_blocks = lag_seconds = None
+        if cursor is not None and chain is not None:
+            lag_blocks = max(0, chain.head_block - cursor)
+            if self.cursor_timestamp is not None:
+                lag_seconds = max(0, chain.head_timestamp - self.cursor_timestamp)
+        yield _gauge(
+            "nodus_indexer_lag_blocks", "Head minus cursor (confirmations included)", lag_blocks
+        )
+        yield _gauge(
+            "nodus_indexer_lag_seconds", "Head block time minus cursor block time", lag_seconds
+        )
+
+    def _economy(self, db: DatabaseState | None) -> Iterator[Metric]:
+        yield _family(
+            "nodus_payments",
+            "Payments by state (active: the expiry it bought is ahead)",
+            ["state"],
+            _by(None if db is None else db.payments),
+        )
+        yield _gauge(
+            "nodus_subscriptions_active",
+            "Subscribers whose expiry is in the future",
+            None if db is None else db.subscriptions_active,
+        )
+        yield _family(
+            "nodus_nodes",
+            "Nodes by on-chain status",
+            ["status"],
+            _by(None if db is None else db.nodes),
+        )
+        yield _gauge(
+            "nodus_nodes_online",
+            "Live nodes whose agent reported recently",
+            None if db is None else db.nodes_online,
+        )
+        yield _family(
+            "nodus_configs",
+            "Device configs by status",
+            ["status"],
+            _by(None if db is None else db.configs),
+        )
+
+    def _per_node(self, db: DatabaseState | None) -> Iterator[Metric]:
+        nodes = [] if db is None else db.node_states
+        yield _family(
+            "nodus_node_revision_desired",
+            "Desired peer-set revision per node",
+            ["node"],
+            {(n.node,): n.revision_desired for n in nodes},
+        )
+        yield _family(
+            "nodus_node_revision_reported",
+            "Revision the node's agent last reported",
+            ["node"],
+            {(n.node,): n.revision_reported for n in nodes if n.revision_reported is not None},
+        )
+        yield _family(
+            "nodus_node_peers",
+            "Active configs (peers) per node",
+            ["node"],
+            {(n.node,): n.peers for n in nodes},
+        )
+        yield _family(
+            "nodus_node_health",
+            "1 for the node's latest probe verdict (last hour)",
+            ["node", "verdict", "reason"],
+            None if db is None else dict.fromkeys(db.node_health, 1.0),
+        )
+        yield _family(
+            "nodus_node_score",
+            "Latest scored epoch's score (0..1)",
+            ["node"],
+            None if db is None else {(node,): v for node, v in db.node_scores.items()},
+        )
+        yield _family(
+            "nodus_node_score_part",
+            "Its breakdown (0..1)",
+            ["node", "part"],
+            None if db is None else {(n, part): v for n, part, v in db.node_score_parts},
+        )
+        yield _family(
+            "nodus_node_reward_wei",
+            "Latest scored epoch's allocation to the node",
+            ["node"],
+            None if db is None else {(n,): wei for n, wei in db.node_rewards_wei.items()},
+        )
+
+    def _rewards(self, db: DatabaseState | None, chain: ChainState | None) -> Iterator[Metric]:
+        yield _family(
+            "nodus_epochs",
+            "Reward epochs (mirrored) by state",
+            ["state"],
+            _by(None if db is None else db.epochs),
+        )
+        posted_at = None if db is None else db.epoch_last_posted
+        yield _gauge(
+            "nodus_epoch_last_posted_timestamp_seconds",
+            "When the newest epoch's root was mirrored",
+            None if posted_at is None else posted_at.timestamp(),
         )
         yield _gauge(
             "nodus_epoch_length_seconds",
             "Configured reward epoch length",
             self.services.settings.reward_posting.epoch_seconds,
         )
-        if chain is not None:
-            yield from self._chain_metrics(chain)
-        if database is not None:
-            yield from self._database_metrics(database)
-        if database is not None and chain is not None:
-            yield from self._indexer_lag(database, chain)
-            yield from self._rewards(database, chain)
-
-    def _chain_metrics(self, chain: ChainState) -> Iterator[Metric]:
-        yield _gauge("nodus_indexer_head_block", "Chain head", chain.head_block)
-        yield _gauge(
-            "nodus_rewards_claimed_wei", "Rewards claimed (totalClaimed)", chain.total_claimed
-        )
-        yield _gauge(
-            "nodus_rewards_claimable_wei",
-            "Accepted and not yet claimed",
-            max(0, chain.accepted_cumulative - chain.total_claimed),
-        )
-        yield _gauge(
-            "nodus_reward_pool_balance_wei",
-            "What the reward pool holds: funded minus claimed",
-            max(0, chain.total_funded - chain.total_claimed),
-        )
-        if chain.pending is not None:
-            yield _gauge(
-                "nodus_rewards_pending_root_seconds_left",
-                "Seconds (chain time) until the pending root's challenge window ends",
-                max(0, chain.pending.valid_at - chain.head_timestamp),
-            )
-
-    def _database_metrics(self, state: DatabaseState) -> Iterator[Metric]:
-        if state.cursor_block is not None:
-            yield _gauge("nodus_indexer_cursor_block", "Last block mirrored", state.cursor_block)
-        yield _family(
-            "nodus_payments",
-            "Payments by state (active: the expiry it bought is ahead)",
-            ["state"],
-            {(k,): v for k, v in state.payments.items()},
-        )
-        yield _gauge(
-            "nodus_subscriptions_active",
-            "Subscribers whose expiry is in the future",
-            state.subscriptions_active,
-        )
-        yield _family(
-            "nodus_nodes",
-            "Nodes by on-chain status",
-            ["status"],
-            {(k,): v for k, v in state.nodes.items()},
-        )
-        yield _gauge(
-            "nodus_nodes_online", "Live nodes whose agent reported recently", state.nodes_online
-        )
-        yield _family(
-            "nodus_configs",
-            "Device configs by status",
-            ["status"],
-            {(k,): v for k, v in state.configs.items()},
-        )
-        yield from self._per_node(state)
-        yield _family(
-            "nodus_epochs",
-            "Reward epochs (mirrored) by state",
-            ["state"],
-            {(k,): v for k, v in state.epochs.items()},
-        )
-        if state.epoch_last_posted is not None:
-            yield _gauge(
-                "nodus_epoch_last_posted_timestamp_seconds",
-                "When the newest epoch's root was mirrored",
-                state.epoch_last_posted.timestamp(),
-            )
         yield _gauge(
             "nodus_rewards_posted_wei",
             "Cumulative reward total of the newest epoch not revoked",
-            state.rewards_posted_wei,
+            None if db is None else db.rewards_posted_wei,
         )
-        yield _family(
-            "nodus_oracle_outbox",
-            "Oracle outbox rows by state",
-            ["state"],
-            {(k,): v for k, v in state.outbox.items()},
-        )
-        oldest = state.outbox_oldest_unsent
-        age = 0.0 if oldest is None or state.now is None else (state.now - oldest).total_seconds()
+        claimed = claimable = balance = seconds_left = verified = None
+        if chain is not None:
+            claimed = chain.total_claimed
+            claimable = max(0, chain.accepted_cumulative - chain.total_claimed)
+            balance = max(0, chain.total_funded - chain.total_claimed)
+            pending = chain.pending
+            if pending is not None:
+                seconds_left = max(0, pending.valid_at - chain.head_timestamp)
+            if db is not None:
+                ours = None if pending is None else db.publication_roots.get(pending.epoch)
+                verified = float(pending is not None and ours == pending.root.lower())
+        yield _gauge("nodus_rewards_claimed_wei", "Rewards claimed (totalClaimed)", claimed)
+        yield _gauge("nodus_rewards_claimable_wei", "Accepted and not yet claimed", claimable)
         yield _gauge(
-            "nodus_oracle_outbox_oldest_pending_seconds",
-            "Age of the oldest outbox row not final yet (0 if none)",
-            max(0.0, age),
+            "nodus_reward_pool_balance_wei",
+            "What the reward pool holds: funded minus claimed",
+            balance,
         )
-        yield _family(
-            "nodus_probe_rounds",
-            "Probe rounds in the last hour by verdict and reason",
-            ["verdict", "reason"],
-            {key: float(count) for key, count in state.probe_rounds.items()},
-        )
-
-    def _per_node(self, state: DatabaseState) -> Iterator[Metric]:
-        yield _family(
-            "nodus_node_revision_desired",
-            "Desired peer-set revision per node",
-            ["node"],
-            {(n.node,): n.revision_desired for n in state.node_states},
-        )
-        yield _family(
-            "nodus_node_revision_reported",
-            "Revision the node's agent last reported",
-            ["node"],
-            {
-                (n.node,): n.revision_reported
-                for n in state.node_states
-                if n.revision_reported is not None
-            },
-        )
-        yield _family(
-            "nodus_node_peers",
-            "Active configs (peers) per node",
-            ["node"],
-            {(n.node,): n.peers for n in state.node_states},
-        )
-        yield _family(
-            "nodus_node_health",
-            "1 for the node's latest probe verdict (last hour)",
-            ["node", "verdict", "reason"],
-            {row: 1 for row in state.node_health},
-        )
-        yield _family(
-            "nodus_node_score",
-            "Latest scored epoch's score (0..1)",
-            ["node"],
-            {(node,): score for node, score in state.node_scores.items()},
-        )
-        yield _family(
-            "nodus_node_score_part",
-            "Its breakdown (0..1)",
-            ["node", "part"],
-            {(node, part): value for node, part, value in state.node_score_parts},
-        )
-        yield _family(
-            "nodus_node_reward_wei",
-            "Latest scored epoch's allocation to the node",
-            ["node"],
-            {(node,): wei for node, wei in state.node_rewards_wei.items()},
-        )
-
-    def _indexer_lag(self, state: DatabaseState, chain: ChainState) -> Iterator[Metric]:
-        if state.cursor_block is None:
-            return
         yield _gauge(
-            "nodus_indexer_lag_blocks",
-            "Head minus cursor (confirmations included)",
-            max(0, chain.head_block - state.cursor_block),
-        )
-        if self.cursor_timestamp is not None:
-            yield _gauge(
-                "nodus_indexer_lag_seconds",
-                "Head block time minus cursor block time",
-                max(0, chain.head_timestamp - self.cursor_timestamp),
-            )
-
-    def _rewards(self, state: DatabaseState, chain: ChainState) -> Iterator[Metric]:
-        pending = chain.pending
-        verified = (
-            pending is not None
-            and state.publication_roots.get(pending.epoch) == pending.root.lower()
+            "nodus_rewards_pending_root_seconds_left",
+            "Seconds (chain time) until the pending root's challenge window ends",
+            seconds_left,
         )
         yield _gauge(
             "nodus_rewards_pending_root_verified",
             "1 if the pending root matches the one this control plane computed, else 0",
-            float(verified),
+            verified,
         )
+        revenue: Rows = {}
+        if db is not None:
+            revenue[("total",)] = db.revenue_wei
+        if chain is not None:
+            revenue[("rewards_pool_unflushed",)] = chain.accrued_revenue
         yield _family(
             "nodus_revenue_wei",
             "Subscription revenue: total paid (payments) and the reward share not yet flushed",
             ["recipient"],
-            {("total",): state.revenue_wei, ("rewards_pool_unflushed",): chain.accrued_revenue},
+            revenue,
         )
