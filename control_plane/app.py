@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from control_plane import __version__
@@ -112,7 +112,6 @@ def create_app(
             settings, app.state.sessions, reader, tracer=tracer, metrics=metrics
         )
         app.state.state_metrics = StateMetrics(app.state.services)
-        metrics.registry.register(app.state.state_metrics)
         # The clock's first lead in line, so the first requests judge expiry by the chain's time.
         await app.state.services.clock.now(reader, 0)
         scheduler = (
@@ -121,6 +120,10 @@ def create_app(
             else None
         )
         app.state.feed = await PeerFeed.start(settings.database_url, app.state.sessions)
+        app.state.feed.on_waiting = metrics.longpolls_parked.set
+        metrics.longpolls_parked.set(0)
+        metrics.longpolls_capacity.set(app.state.feed.max_waiters)
+        metrics.watch_pool(engine.sync_engine.pool)
         restore_signals = _release_polls_on_signal(app.state.feed)
         try:
             yield
@@ -135,7 +138,7 @@ def create_app(
                 await owned_reader.aclose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the batch exporter
-            metrics.registry.unregister(app.state.state_metrics)
+            metrics.process_exited()
 
     app = FastAPI(
         title="Nodus control plane",
@@ -267,18 +270,16 @@ def _install_observability(app: FastAPI, metrics: Metrics) -> None:
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def metrics_page(request: Request) -> Response:
-        """Process-local gauges are set and the domain state is read (async) first; rendering
-        the registry then only formats (control_plane/state_metrics/collector.py)."""
+        """The domain state is read (async) first; rendering then only formats
+        (control_plane/state_metrics/collector.py). With several workers the process-local
+        instruments are every worker's, summed (control_plane/instruments.py)."""
         state = request.app.state
-        feed: PeerFeed = state.feed
-        metrics.longpolls_parked.set(feed.waiting)
-        metrics.longpolls_capacity.set(feed.max_waiters)
-        pool: Any = state.engine.pool
-        if hasattr(pool, "checkedout"):
-            metrics.db_pool_connections.labels("in_use").set(pool.checkedout())
-            metrics.db_pool_connections.labels("idle").set(pool.checkedin())
+        services: Services = state.services
+        if isinstance(services.chain, Web3ChainReader):
+            services.chain.publish_breaker_state()
         await state.state_metrics.refresh()
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        body = metrics.render(state.state_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def build_from_env() -> FastAPI:

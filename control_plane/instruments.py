@@ -9,13 +9,28 @@ database pool."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+from sqlalchemy.pool import Pool
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 # Chain calls and jobs: from a cached eth_call (ms) to a slow indexer run (minutes).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    """Set by `nodus-control-plane serve` with several workers: every worker's instruments
+    then live in files there and any worker's /metrics reports the sum over all of them."""
+    return os.environ.get(MULTIPROCESS_DIR) or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +65,9 @@ class Metrics:
             ),
             "rpc_breaker_state": Gauge(
                 "nodus_rpc_breaker_state",
-                "The chain RPC circuit breaker: 0 closed, 1 half-open, 2 open",
+                "The chain RPC circuit breaker: 0 closed, 1 half-open, 2 open (the worst of "
+                "this instance's workers)",
+                multiprocess_mode="livemax",
                 registry=registry,
             ),
             "job_runs": Counter(
@@ -74,18 +91,21 @@ class Metrics:
             ),
             "longpolls_parked": Gauge(
                 "nodus_longpolls_parked",
-                "Agent long-polls parked in this process now",
+                "Agent long-polls parked in this instance now",
+                multiprocess_mode="livesum",
                 registry=registry,
             ),
             "longpolls_capacity": Gauge(
                 "nodus_longpolls_capacity",
-                "The cap on long-polls parked in this process",
+                "The cap on long-polls parked in this instance (each worker's cap, summed)",
+                multiprocess_mode="livesum",
                 registry=registry,
             ),
             "db_pool_connections": Gauge(
                 "nodus_db_pool_connections",
-                "This process's database pool connections by state (in_use, idle)",
+                "This instance's database pool connections by state (in_use, idle)",
                 ["state"],
+                multiprocess_mode="livesum",
                 registry=registry,
             ),
         }
@@ -93,3 +113,50 @@ class Metrics:
             object.__setattr__(self, name, instrument)
         # Present from the first scrape, before any job ran or any reorg happened.
         self.indexer_reorgs.inc(0)
+
+    def watch_pool(self, pool: Pool) -> None:
+        """Keeps `nodus_db_pool_connections` current on every checkout and checkin (with
+        several workers, each worker's figures must be current without a scrape of its own).
+        The checkin event fires just before the connection is back in the pool."""
+        in_use, idle = (self.db_pool_connections.labels(s) for s in ("in_use", "idle"))
+        counts: Any = pool  # QueuePool and its async variant count; other pools do not
+
+        def checked_out(*_: object) -> None:
+            in_use.set(counts.checkedout())
+            idle.set(counts.checkedin())
+
+        def checked_in(*_: object) -> None:
+            in_use.set(max(0, counts.checkedout() - 1))
+            idle.set(counts.checkedin() + 1)
+
+        if hasattr(counts, "checkedout"):
+            event.listen(pool, "checkout", checked_out)
+            event.listen(pool, "checkin", checked_in)
+            checked_out()
+
+    def render(self, *extra: Collector) -> bytes:
+        """The exposition text: this registry (or, with several workers, every worker's
+        files) and `extra` collectors."""
+        registry = CollectorRegistry(auto_describe=False)
+        directory = multiprocess_dir()
+        if directory is not None:
+            MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        else:
+            registry.register(_Everything(self.registry))
+        for collector in extra:
+            registry.register(collector)
+        return generate_latest(registry)
+
+    @staticmethod
+    def process_exited() -> None:
+        """Drops this worker's live gauges from the shared files (at shutdown)."""
+        if multiprocess_dir() is not None:
+            mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+class _Everything(Collector):
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        return self.registry.collect()

@@ -172,8 +172,13 @@ class Web3ChainReader:
         """Counts, times and traces every call from now on (the app does this at start-up,
         also for a reader a test hands it)."""
         self.metrics, self.tracer = metrics, tracer
-        breaker = self.breaker
-        metrics.rpc_breaker_state.set_function(lambda: BREAKER_STATES[breaker.state])
+        self.publish_breaker_state()
+
+    def publish_breaker_state(self) -> None:
+        """Sets the breaker gauge (after every call, and at each scrape: open turns half-open
+        with time alone)."""
+        if self.metrics is not None:
+            self.metrics.rpc_breaker_state.set(BREAKER_STATES[self.breaker.state])
 
     @property
     def distributor(self) -> DistributorReads:
@@ -241,6 +246,7 @@ class Web3ChainReader:
                 if self.metrics is not None:
                     self.metrics.rpc_calls.labels(method, outcome).inc()
                     self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+                    self.publish_breaker_state()
 
     async def _attempts(self, operation: Callable[[], Awaitable[T]], *, trial: bool) -> T:
         # The half-open trial is one attempt: its failure reopens the breaker at once.
