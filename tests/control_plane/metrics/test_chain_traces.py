@@ -4,23 +4,24 @@ state as a gauge; spans for the indexer's runs, batches and reorg rewinds."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
 
 import pytest
 
 from control_plane.chain.client import CircuitBreaker, Web3ChainReader
 from control_plane.chain.contracts import Deployment, Web3Client
-from control_plane.db import make_engine, make_sessionmaker, unit_of_work
+from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.indexer.sync import SyncReport, index_chain
 from control_plane.instruments import Metrics
 from control_plane.jobs import Services
-from control_plane.settings import Settings
 from control_plane.tracing import tracer_of
+from tests.control_plane.chain.support import services
 from tests.control_plane.indexer.onchain import reorg
 from tests.control_plane.metrics.traced import attributes, named, recording
 from tests.support.builders import paying_subscriber
 from tests.support.devchain import Anvil
+
+__all__ = ["services"]
 
 DEAD_RPC = "http://127.0.0.1:20999"  # in this branch's port range; nothing listens there
 
@@ -80,17 +81,6 @@ async def test_an_unreachable_node_opens_the_breaker_and_calls_say_so(
             sample(metrics, "nodus_rpc_calls_total", method="eth_blockNumber", outcome=outcome) == 1
         )
     assert sample(metrics, "nodus_rpc_breaker_state") == 2
-
-
-@pytest.fixture
-async def services(
-    settings: Settings, anvil: Anvil, deployment: Deployment
-) -> AsyncIterator[Services]:
-    engine = make_engine(settings.database_url)
-    chain = Web3ChainReader.connect(anvil.rpc_url, deployment, timeout=10)
-    yield Services(settings, make_sessionmaker(engine), chain)
-    await chain.aclose()
-    await engine.dispose()
 
 
 async def run_indexer(services: Services) -> SyncReport:
