@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, func, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.agent.models import Heartbeat
@@ -148,7 +149,7 @@ class StateQueries:
             select(ProbeSample.node_id, answered, ProbeSample.error)
             .where(ProbeSample.round_at > func.now() - PROBE_ROUNDS_WINDOW)
             .order_by(ProbeSample.node_id, ProbeSample.round_at.desc(), ProbeSample.id.desc())
-            .distinct(ProbeSample.node_id)
+            .ext(distinct_on(ProbeSample.node_id))
         )
         return [
             (str(node), "up", reasons.OK) if ok else (str(node), "down", error or reasons.NO_ANSWER)
