@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from control_plane import __version__
@@ -35,6 +35,7 @@ from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
 from control_plane.errors import install_error_handlers
 from control_plane.indexer.identity import ensure_chain_identity
+from control_plane.instruments import Metrics
 from control_plane.jobs import Job, Services, start_scheduler
 from control_plane.logging_setup import configure_logging
 from control_plane.nodes.router import router as nodes_router
@@ -46,6 +47,7 @@ from control_plane.rewards.claims_router import router as rewards_claims_router
 from control_plane.rewards.health_router import router as rewards_health_router
 from control_plane.rewards.router import router as rewards_router
 from control_plane.settings import Settings
+from control_plane.state_metrics.collector import StateMetrics
 from control_plane.subscriptions.router import router as subscriptions_router
 from control_plane.tracing import build_tracer_provider, trace_engine, tracer_of
 
@@ -101,11 +103,15 @@ def create_app(
         await ensure_chain_identity(
             app.state.sessions, reader, deployment, settings.on_chain_change
         )
+        tracer = tracer_of(tracer_provider)
+        if isinstance(reader, Web3ChainReader):
+            reader.observe(metrics, tracer)
         # The runtime context: API dependencies (control_plane/dependencies.py) and the jobs
         # take everything from it; it owns the process's caches.
         app.state.services = Services(
-            settings, app.state.sessions, reader, tracer=tracer_of(tracer_provider)
+            settings, app.state.sessions, reader, tracer=tracer, metrics=metrics
         )
+        app.state.state_metrics = StateMetrics(app.state.services)
         # The clock's first lead in line, so the first requests judge expiry by the chain's time.
         await app.state.services.clock.now(reader, 0)
         scheduler = (
@@ -114,6 +120,10 @@ def create_app(
             else None
         )
         app.state.feed = await PeerFeed.start(settings.database_url, app.state.sessions)
+        app.state.feed.on_waiting = metrics.longpolls_parked.set
+        metrics.longpolls_parked.set(0)
+        metrics.longpolls_capacity.set(app.state.feed.max_waiters)
+        metrics.watch_pool(engine.sync_engine.pool)
         restore_signals = _release_polls_on_signal(app.state.feed)
         try:
             yield
@@ -128,6 +138,7 @@ def create_app(
                 await owned_reader.aclose()
             if tracer_provider is not None:
                 tracer_provider.shutdown()  # flushes the batch exporter
+            metrics.process_exited()
 
     app = FastAPI(
         title="Nodus control plane",
@@ -137,6 +148,9 @@ def create_app(
         '`{"error": {"code", "message"}}`.',
     )
     app.state.settings = settings
+    # This app's Prometheus instruments and registry (control_plane/instruments.py).
+    metrics = Metrics()
+    app.state.metrics = metrics
     install_error_handlers(app)
     install_openapi(app)
     # Per-replica caches of the node agents' credentials (auth/dependencies.py), which the
@@ -144,7 +158,7 @@ def create_app(
     app.state.verified_tokens = VerifiedTokens()
     app.state.node_credential_checks = OrderedDict()
     app.add_middleware(UnchangedPollShortcut, state=app.state)
-    _install_observability(app)
+    _install_observability(app, metrics)
     if tracer_provider is not None:
         # Outside the request-id/log middleware, so its log lines carry the trace id.
         # No span per ASGI receive/send message: three spans a request cost more than the
@@ -251,13 +265,21 @@ async def _database_ok(request: Request) -> bool:
     return True
 
 
-def _install_observability(app: FastAPI) -> None:
-    registry = CollectorRegistry()
-    app.add_middleware(ObservabilityMiddleware, registry=registry)
+def _install_observability(app: FastAPI, metrics: Metrics) -> None:
+    app.add_middleware(ObservabilityMiddleware, registry=metrics.registry)
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics_page(request: Request) -> Response:
+        """The domain state is read (async) first; rendering then only formats
+        (control_plane/state_metrics/collector.py). With several workers the process-local
+        instruments are every worker's, summed (control_plane/instruments.py)."""
+        state = request.app.state
+        services: Services = state.services
+        if isinstance(services.chain, Web3ChainReader):
+            services.chain.publish_breaker_state()
+        await state.state_metrics.refresh()
+        body = metrics.render(state.state_metrics)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def build_from_env() -> FastAPI:

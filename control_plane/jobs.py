@@ -9,6 +9,7 @@ never overlaps the next one.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from control_plane.chain.caches import ChainReadCache, KeystoreCache
 from control_plane.chain.client import ChainReader
 from control_plane.chain.clock import ChainClock
 from control_plane.db import Base, unit_of_work
+from control_plane.instruments import Metrics
 from control_plane.settings import Settings
 from control_plane.tunnel.addresses import PoolsCache
 
@@ -45,6 +47,8 @@ class Services:
     pools: PoolsCache = field(default_factory=PoolsCache)
     # control_plane/tracing.py; a no-op tracer while tracing is off.
     tracer: Tracer = field(default_factory=NoOpTracer)
+    # control_plane/instruments.py: this process's Prometheus instruments.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 Job = Callable[[Services, AsyncSession], Awaitable[None]]
@@ -114,6 +118,7 @@ def start_scheduler(services: Services, jobs: dict[str, tuple[float, Job]]) -> A
             with services.tracer.start_as_current_span(f"job {name}") as span:
                 span.set_attribute("nodus.job", name)
                 outcome = "cancelled"  # unless set below: the scheduler stopped mid-run
+                started = time.perf_counter()
                 try:
                     if await claim_run(services, name, interval):
                         ran = await run_exclusive(services, name, job)
@@ -125,6 +130,8 @@ def start_scheduler(services: Services, jobs: dict[str, tuple[float, Job]]) -> A
                     log.exception("job failed", extra={"job": name})
                 finally:
                     span.set_attribute("nodus.job.outcome", outcome)
+                    services.metrics.job_runs.labels(name, outcome).inc()
+                    services.metrics.job_seconds.labels(name).observe(time.perf_counter() - started)
 
         return runner
 

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import random
+from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -76,6 +77,8 @@ class PeerFeed:
         self._changed: dict[str, asyncio.Event] = {}  # only for nodes someone waits on
         self._waiters: dict[str, int] = {}
         self._waiting = 0
+        # Told the number parked whenever it changes (the app points it at its gauge).
+        self.on_waiting: Callable[[int], None] = lambda _: None
         self._pending: list[tuple[str, int]] | None = None  # notifications during a reload
         self._live = False
         self._closing = False
@@ -252,6 +255,7 @@ class PeerFeed:
         if self._waiters.get(node_id, 0) >= self.max_waiters_per_node:
             raise FeedBusy("too many long-polls for this node")
         self._waiting += 1
+        self.on_waiting(self._waiting)
         self._waiters[node_id] = self._waiters.get(node_id, 0) + 1
         try:
             async with asyncio.timeout(seconds):
@@ -264,6 +268,7 @@ class PeerFeed:
             pass
         finally:
             self._waiting -= 1
+            self.on_waiting(self._waiting)
             left = self._waiters[node_id] - 1
             if left:
                 self._waiters[node_id] = left

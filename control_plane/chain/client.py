@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from opentelemetry.trace import NoOpTracer, Tracer
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
 from web3.types import FilterParams, LogReceipt
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.errors import ChainUnavailable
+from control_plane.instruments import BREAKER_STATES, Metrics
 
 if TYPE_CHECKING:
     from control_plane.chain.distributor import DistributorReads
@@ -108,6 +110,16 @@ class CircuitBreaker:
     def is_open(self) -> bool:
         return self.opened_at is not None
 
+    @property
+    def state(self) -> Literal["closed", "half_open", "open"]:
+        """closed; open (calls fail at once); half_open (the cooldown is over: the next call is
+        the trial, or the trial is in flight)."""
+        if self.opened_at is None:
+            return "closed"
+        if self.trial_in_flight or self.clock() - self.opened_at >= self.cooldown:
+            return "half_open"
+        return "open"
+
     def admit(self) -> Literal["closed", "trial"] | None:
         """How a call may proceed: freely (closed), as the one half-open trial, or not at all."""
         if self.opened_at is None:
@@ -153,6 +165,20 @@ class Web3ChainReader:
         self.subscriptions = contract(w3, deployment, "SubscriptionManager")
         self.registry = contract(w3, deployment, "NodeRegistry")
         self._distributor: DistributorReads | None = None
+        self.metrics: Metrics | None = None
+        self.tracer: Tracer = NoOpTracer()
+
+    def observe(self, metrics: Metrics, tracer: Tracer) -> None:
+        """Counts, times and traces every call from now on (the app does this at start-up,
+        also for a reader a test hands it)."""
+        self.metrics, self.tracer = metrics, tracer
+        self.publish_breaker_state()
+
+    def publish_breaker_state(self) -> None:
+        """Sets the breaker gauge (after every call, and at each scrape: open turns half-open
+        with time alone)."""
+        if self.metrics is not None:
+            self.metrics.rpc_breaker_state.set(BREAKER_STATES[self.breaker.state])
 
     @property
     def distributor(self) -> DistributorReads:
@@ -177,15 +203,50 @@ class Web3ChainReader:
         )
         return cls(AsyncWeb3(provider), deployment)
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        admission = self.breaker.admit()
-        if admission is None:
-            raise ChainUnavailable()
-        try:
-            return await self._attempts(operation, trial=admission == "trial")
-        finally:
-            if admission == "trial":
-                self.breaker.release_trial()
+    async def call(
+        self,
+        operation: Callable[[], Awaitable[T]],
+        rpc_method: str = "eth_call",
+        function: str | None = None,
+    ) -> T:
+        """Runs `operation` with retries behind the breaker; one span and one count per call,
+        by `function` (the contract function) where known, else `rpc_method`."""
+        method = function or rpc_method
+        with self.tracer.start_as_current_span(f"rpc {method}") as span:
+            span.set_attribute("rpc.system", "jsonrpc")
+            span.set_attribute("rpc.method", rpc_method)
+            if function is not None:
+                span.set_attribute("nodus.contract_function", function)
+            started = time.perf_counter()
+            outcome = "cancelled"  # unless set below
+            admission = self.breaker.admit()
+            try:
+                if admission is None:
+                    outcome = "breaker_open"
+                    raise ChainUnavailable()
+                try:
+                    result = await self._attempts(operation, trial=admission == "trial")
+                finally:
+                    if admission == "trial":
+                        self.breaker.release_trial()
+                outcome = "ok"
+                return result
+            except ChainUnavailable:
+                if admission is not None:
+                    outcome = "unavailable"
+                raise
+            except ContractLogicError:
+                outcome = "reverted"
+                raise
+            except Exception:
+                outcome = "rejected"  # the node answered with an error (LogQueryRejected, ...)
+                raise
+            finally:
+                span.set_attribute("nodus.rpc.outcome", outcome)
+                if self.metrics is not None:
+                    self.metrics.rpc_calls.labels(method, outcome).inc()
+                    self.metrics.rpc_seconds.labels(method).observe(time.perf_counter() - started)
+                    self.publish_breaker_state()
 
     async def _attempts(self, operation: Callable[[], Awaitable[T]], *, trial: bool) -> T:
         # The half-open trial is one attempt: its failure reopens the breaker at once.
@@ -215,14 +276,14 @@ class Web3ChainReader:
         raise ChainUnavailable()  # pragma: no cover - the loop returns or raises
 
     async def block_number(self) -> int:
-        return int(await self.call(lambda: self.w3.eth.block_number))
+        return int(await self.call(lambda: self.w3.eth.block_number, "eth_blockNumber"))
 
     async def block_hash(self, number: int) -> str:
-        block = await self.call(lambda: self.w3.eth.get_block(number))
+        block = await self.call(lambda: self.w3.eth.get_block(number), "eth_getBlockByNumber")
         return hex0x(block["hash"])
 
     async def block_header(self, block: int | Literal["latest"]) -> BlockHeader:
-        data = await self.call(lambda: self.w3.eth.get_block(block))
+        data = await self.call(lambda: self.w3.eth.get_block(block), "eth_getBlockByNumber")
         return BlockHeader(
             number=int(data["number"]),
             hash=hex0x(data["hash"]),
@@ -231,25 +292,31 @@ class Web3ChainReader:
         )
 
     async def block_timestamp(self, number: int) -> int:
-        block = await self.call(lambda: self.w3.eth.get_block(number))
+        block = await self.call(lambda: self.w3.eth.get_block(number), "eth_getBlockByNumber")
         return int(block["timestamp"])
 
     async def subscription_expiry(self, address: str) -> int:
         checksum = AsyncWeb3.to_checksum_address(address)
         result: Any = await self.call(
-            lambda: self.subscriptions.functions.expiresAt(checksum).call()
+            lambda: self.subscriptions.functions.expiresAt(checksum).call(), function="expiresAt"
         )
         return int(result)
 
     async def price_per_period(self) -> int:
-        result: Any = await self.call(lambda: self.subscriptions.functions.pricePerPeriod().call())
+        result: Any = await self.call(
+            lambda: self.subscriptions.functions.pricePerPeriod().call(), function="pricePerPeriod"
+        )
         return int(result)
 
     async def node(self, node_id: str) -> OnChainNode:
         key = bytes.fromhex(node_id.removeprefix("0x"))
-        raw: Any = await self.call(lambda: self.registry.functions.getNode(key).call())
+        raw: Any = await self.call(
+            lambda: self.registry.functions.getNode(key).call(), function="getNode"
+        )
         operator, agent, stake, status, unbonding_end, metadata_uri = raw
-        active: Any = await self.call(lambda: self.registry.functions.isActive(key).call())
+        active: Any = await self.call(
+            lambda: self.registry.functions.isActive(key).call(), function="isActive"
+        )
         return OnChainNode(
             node_id=node_id.lower(),
             operator=operator.lower(),
@@ -271,7 +338,7 @@ class Web3ChainReader:
             except Web3RPCError as exc:
                 raise LogQueryRejected(str(exc)) from exc
 
-        return await self.call(fetch)
+        return await self.call(fetch, "eth_getLogs")
 
     async def aclose(self) -> None:
         """Closes the HTTP session (the provider keeps one open)."""

@@ -84,6 +84,7 @@ class DistributorReads(Protocol):
     async def is_oracle(self, account: str) -> bool: ...
     async def accrued_revenue(self) -> int: ...
     async def total_funded(self) -> int: ...
+    async def total_claimed(self) -> int: ...
     async def settlement_tx(self, epoch: int, from_block: int) -> tuple[Settlement, str] | None: ...
     def propose_calldata(
         self, epoch: int, root: bytes, total_cumulative: int, data_hash: bytes
@@ -118,7 +119,9 @@ class RewardDistributorReader:
 
     async def _view(self, name: str, *args: object, block: BlockIdentifier = "latest") -> object:
         function = self.distributor.get_function_by_name(name)(*args)
-        result: object = await self.reader.call(lambda: function.call(block_identifier=block))
+        result: object = await self.reader.call(
+            lambda: function.call(block_identifier=block), function=name
+        )
         return result
 
     async def _uint(self, name: str, *args: object, block: BlockIdentifier = "latest") -> int:
@@ -178,12 +181,16 @@ class RewardDistributorReader:
     async def accrued_revenue(self) -> int:
         """The reward share of subscription revenue not yet flushed into the pool."""
         function = self.subscriptions.functions.accruedRewards()
-        accrued: Any = await self.reader.call(lambda: function.call())
+        accrued: Any = await self.reader.call(lambda: function.call(), function="accruedRewards")
         return int(accrued)
 
     async def total_funded(self) -> int:
         """RewardDistributor.totalFunded: everything that entered the pool through `fund`."""
         return await self._uint("totalFunded")
+
+    async def total_claimed(self) -> int:
+        """RewardDistributor.totalClaimed: everything paid out by claims."""
+        return await self._uint("totalClaimed")
 
     async def settlement_tx(self, epoch: int, from_block: int) -> tuple[Settlement, str] | None:
         """The `RootAccepted` or `RootRevoked` event of `epoch` at or after `from_block`: how it

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol, TypeVar
 
 from eth_account.signers.local import LocalAccount
+from opentelemetry.trace import NoOpTracer, Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError
@@ -76,6 +77,9 @@ class SenderContext(Protocol):
 
     @property
     def keystores(self) -> KeystoreCache: ...
+
+    @property
+    def tracer(self) -> Tracer: ...
 
 
 # The sender
@@ -125,8 +129,10 @@ class TransactionSender:
         confirmations: int = 0,
         artifacts_dir: Path = DEFAULT_ARTIFACTS_DIR,
         clock: Callable[[], datetime] | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.sessions = sessions
+        self.tracer = tracer or NoOpTracer()
         self.rpc = rpc
         self._account = account  # the key: never logged, never in a repr
         self.address = account.address.lower()
@@ -158,6 +164,7 @@ class TransactionSender:
             settings=settings,
             confirmations=services.settings.confirmations,
             artifacts_dir=services.settings.artifacts_dir,
+            tracer=services.tracer,
         )
 
     # Enqueueing (in the caller's transaction, or a short one of its own)
@@ -361,6 +368,13 @@ class TransactionSender:
                 gas_used=gas_used,
             )
         (report.mined if status == "mined" else report.failed).append(entry.key)
+        with self.tracer.start_as_current_span("oracle tx final") as span:
+            span.set_attribute("nodus.tx.key", entry.key)
+            span.set_attribute("nodus.tx.outcome", status)
+            if entry.nonce is not None:
+                span.set_attribute("nodus.tx.nonce", entry.nonce)
+            if tx_hash is not None:
+                span.set_attribute("nodus.tx.hash", tx_hash)
         extra = {
             "key": entry.key,
             "nonce": entry.nonce,
@@ -458,17 +472,27 @@ class TransactionSender:
     async def _broadcast(self, entry: OutboxEntry, attempt: Attempt, report: PassReport) -> None:
         """Sends the stored bytes of `attempt`; an answer that it is already known counts as
         sent. Every other refusal is recorded and left to the next pass to sort out."""
-        try:
-            await self.rpc.send_raw(attempt.raw)
-        except TxRejected as exc:
-            reason = exc.reason.lower()
-            if not any(s in reason for s in _ALREADY_KNOWN):
-                await self._refused(entry, attempt, exc.reason)
-                return
-        async with unit_of_work(self.sessions) as session:
-            repository = OutboxRepository(session)
-            await repository.mark_broadcast(attempt.id, self.now())
-            await repository.mark_sent(entry.id)
+        with self.tracer.start_as_current_span("oracle send") as span:
+            span.set_attribute("nodus.tx.key", entry.key)
+            span.set_attribute("nodus.tx.nonce", attempt.nonce)
+            span.set_attribute("nodus.tx.hash", attempt.tx_hash)
+            span.set_attribute("nodus.tx.outcome", "error")  # unless one of those below
+            try:
+                await self.rpc.send_raw(attempt.raw)
+            except TxRejected as exc:
+                reason = exc.reason.lower()
+                if not any(s in reason for s in _ALREADY_KNOWN):
+                    span.set_attribute("nodus.tx.outcome", "refused")
+                    span.set_attribute("nodus.tx.reason", exc.reason)
+                    await self._refused(entry, attempt, exc.reason)
+                    return
+                span.set_attribute("nodus.tx.outcome", "already_known")
+            else:
+                span.set_attribute("nodus.tx.outcome", "sent")
+            async with unit_of_work(self.sessions) as session:
+                repository = OutboxRepository(session)
+                await repository.mark_broadcast(attempt.id, self.now())
+                await repository.mark_sent(entry.id)
         report.broadcast.append(entry.key)
         log.info(
             "transaction sent",

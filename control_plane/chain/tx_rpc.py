@@ -69,7 +69,7 @@ class Web3TxRpc:
         self.reader = reader
         self.w3 = reader.w3
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, operation: Callable[[], Awaitable[T]], rpc_method: str) -> T:
         async def guarded() -> T:
             try:
                 return await operation()
@@ -78,14 +78,19 @@ class Web3TxRpc:
             except Web3RPCError as exc:
                 raise TxRejected(_rpc_message(exc)) from exc
 
-        return await self.reader.call(guarded)
+        return await self.reader.call(guarded, rpc_method)
 
     async def block_number(self) -> int:
-        return int(await self._call(lambda: self.w3.eth.block_number))
+        return int(await self._call(lambda: self.w3.eth.block_number, "eth_blockNumber"))
 
     async def nonce(self, address: str, block: Literal["latest", "pending"]) -> int:
         checksum = AsyncWeb3.to_checksum_address(address)
-        return int(await self._call(lambda: self.w3.eth.get_transaction_count(checksum, block)))
+        return int(
+            await self._call(
+                lambda: self.w3.eth.get_transaction_count(checksum, block),
+                "eth_getTransactionCount",
+            )
+        )
 
     async def estimate_gas(self, sender: str, to: str, data: bytes, value: int) -> int:
         params: TxParams = {
@@ -97,17 +102,21 @@ class Web3TxRpc:
         # Against the pending block, where the transaction will be mined: on an idle dev chain
         # the latest block can be minutes old, and a time-gated call (acceptRoot after its
         # window) reverts there but not in the next block.
-        return int(await self._call(lambda: self.w3.eth.estimate_gas(params, "pending")))
+        return int(
+            await self._call(lambda: self.w3.eth.estimate_gas(params, "pending"), "eth_estimateGas")
+        )
 
     async def base_fee(self) -> int:
-        block = await self._call(lambda: self.w3.eth.get_block("latest"))
+        block = await self._call(lambda: self.w3.eth.get_block("latest"), "eth_getBlockByNumber")
         return int(block.get("baseFeePerGas", 0))
 
     async def max_priority_fee(self) -> int:
-        return int(await self._call(lambda: self.w3.eth.max_priority_fee))
+        return int(
+            await self._call(lambda: self.w3.eth.max_priority_fee, "eth_maxPriorityFeePerGas")
+        )
 
     async def send_raw(self, raw: bytes) -> None:
-        await self._call(lambda: self.w3.eth.send_raw_transaction(raw))
+        await self._call(lambda: self.w3.eth.send_raw_transaction(raw), "eth_sendRawTransaction")
 
     async def receipt(self, tx_hash: str) -> Receipt | None:
         async def fetch() -> Receipt | None:
@@ -122,7 +131,7 @@ class Web3TxRpc:
                 gas_used=int(data["gasUsed"]),
             )
 
-        return await self._call(fetch)
+        return await self._call(fetch, "eth_getTransactionReceipt")
 
     async def is_known(self, tx_hash: str) -> bool:
         async def fetch() -> bool:
@@ -132,4 +141,4 @@ class Web3TxRpc:
                 return False
             return True
 
-        return await self._call(fetch)
+        return await self._call(fetch, "eth_getTransactionByHash")

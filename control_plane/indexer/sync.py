@@ -33,6 +33,7 @@ from typing import Any, cast
 from eth_abi.abi import decode as abi_decode
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
+from opentelemetry.trace import Span
 from sqlalchemy.ext.asyncio import AsyncSession
 from web3.types import FilterParams, LogReceipt
 
@@ -234,15 +235,30 @@ async def index_chain(
     Renewals found on the way bump their nodes' revisions once, at the end of the run (after
     every subscriber row it touches is locked, so node rows are locked last, as everywhere)."""
     report = report or SyncReport()
-    try:
-        await _Indexer(services, session, report).run()
-        now = datetime.now(UTC)
-        report.renewed.update(await reconcile_direct_reads(session, services.chain, now))
-    except (ChainUnavailable, LogQueryRejected, ChainMoved):
+    with services.tracer.start_as_current_span("indexer sync") as span:
+        try:
+            await _Indexer(services, session, report).run()
+            now = datetime.now(UTC)
+            report.renewed.update(await reconcile_direct_reads(session, services.chain, now))
+        except (ChainUnavailable, LogQueryRejected, ChainMoved) as exc:
+            report.nodes_bumped = await bump_nodes_of(session, sorted(report.renewed))
+            span.set_attribute("nodus.indexer.stopped", type(exc).__name__)
+            raise
+        finally:
+            _describe_run(span, report)
         report.nodes_bumped = await bump_nodes_of(session, sorted(report.renewed))
-        raise
-    report.nodes_bumped = await bump_nodes_of(session, sorted(report.renewed))
     return report
+
+
+def _describe_run(span: Span, report: SyncReport) -> None:
+    span.set_attribute("nodus.indexer.from_block", report.from_block)
+    span.set_attribute("nodus.indexer.next_block", report.next_block)
+    span.set_attribute("nodus.indexer.head", report.head)
+    span.set_attribute("nodus.indexer.chunks", report.chunks)
+    span.set_attribute("nodus.indexer.events", report.events)
+    span.set_attribute("nodus.indexer.halvings", report.halvings)
+    if report.fork_point is not None:
+        span.set_attribute("nodus.indexer.fork_point", report.fork_point)
 
 
 class _Indexer:
@@ -257,6 +273,8 @@ class _Indexer:
         self.decoder = EventDecoder(self.deployment, services.settings.artifacts_dir)
         self.window = max(REORG_WINDOW, services.settings.confirmations + 1)
         self.report = report
+        self.tracer = services.tracer
+        self.reorgs = services.metrics.indexer_reorgs
 
     async def run(self) -> SyncReport:
         report = self.report
@@ -277,7 +295,7 @@ class _Indexer:
         while start <= head.number and report.chunks < MAX_CHUNKS_PER_RUN:
             end = min(start + size - 1, head.number)
             try:
-                chunk = await self._read(start, end, head.number)
+                chunk = await self._read_traced(start, end, head.number)
             except (LogQueryRejected, ChainUnavailable) as exc:
                 if end == start:
                     raise
@@ -318,6 +336,14 @@ class _Indexer:
     async def _rewind(self, fork: int, now: datetime) -> int:
         """Forgets everything blocks after `fork` said, in this transaction; returns the new
         cursor. Nodes those blocks touched are re-read from the chain (before any write)."""
+        with self.tracer.start_as_current_span("indexer rewind") as span:
+            span.set_attribute("nodus.indexer.fork_point", fork)
+            cursor = await self._rewind_to(fork, now)
+            span.set_attribute("nodus.indexer.payments_removed", self.report.payments_removed)
+        self.reorgs.inc()
+        return cursor
+
+    async def _rewind_to(self, fork: int, now: datetime) -> int:
         touched = await self.repository.chain_nodes_updated_after(fork)
         nodes = [await self.chain.node(node_id) for node_id in touched]
         self.chain_reads.forget_expiries()
@@ -339,6 +365,14 @@ class _Indexer:
         return fork + 1
 
     # Reading
+
+    async def _read_traced(self, start: int, end: int, head: int) -> _Chunk:
+        with self.tracer.start_as_current_span("indexer batch") as span:
+            span.set_attribute("nodus.indexer.from_block", start)
+            span.set_attribute("nodus.indexer.to_block", end)
+            chunk = await self._read(start, end, head)
+            span.set_attribute("nodus.indexer.events", len(chunk.events))
+            return chunk
 
     async def _read(self, start: int, end: int, head: int) -> _Chunk:
         """Every chain read a chunk needs, before any write: the hashes of its blocks within the

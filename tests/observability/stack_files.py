@@ -83,11 +83,3 @@ def concrete(expr: str, variables: dict[str, str]) -> str:
     }.items():
         expr = expr.replace(name, value)
     return expr
-
-
-# The domain and agent metrics (docs/metrics.md) are not implemented yet: the two tests that need
-# them are marked xfail(strict), so they fail the run the day the metrics land, to be unmarked.
-METRICS_MISSING = (
-    "the dashboards read the domain and agent metrics named in docs/metrics.md, not implemented "
-    "yet (issue 15)"
-)

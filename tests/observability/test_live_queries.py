@@ -28,7 +28,6 @@ from tests.e2e.stack import (
     until,
 )
 from tests.observability.stack_files import (
-    METRICS_MISSING,
     PanelQuery,
     alert_rules,
     concrete,
@@ -49,7 +48,6 @@ UNFED = {
     "nodus_node_reward_wei": "needs a posted epoch's allocation",
     "nodus_epoch_last_posted_timestamp_seconds": "needs a posted epoch",
     "nodus_rewards_pending_root_seconds_left": "absent while no rewards root is pending",
-    "nodus_agent_apply_failures_total": "the test's applies succeed, so no reason label exists",
 }
 METRIC_NAME = re.compile(r"\bnodus_[a-z_]+")
 
@@ -118,7 +116,6 @@ async def empty(victoria: VictoriaMetrics, queries: list[PanelQuery], node: str)
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=METRICS_MISSING)
 async def test_every_panel_and_alert_query_runs_on_live_metrics(
     lab: Lab,
     control_plane: ControlPlane,

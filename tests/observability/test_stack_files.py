@@ -9,14 +9,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from control_plane.paths import REPO_ROOT
 from tests.observability.stack_files import (
     ALERT_FILES,
     DASHBOARDS,
-    METRICS_MISSING,
     OBSERVABILITY,
     alert_rules,
     datasource_uids,
@@ -146,7 +144,6 @@ def test_alert_rules_pass_promtool() -> None:
     assert f"SUCCESS: {len(ALERT_NAMES)} rules found" in result.stdout
 
 
-@pytest.mark.xfail(strict=True, reason=METRICS_MISSING)
 def test_every_metric_the_dashboards_and_alerts_read_is_documented_in_the_readme() -> None:
     """The README lists the metric names (the contract with /metrics); a renamed metric breaks
     here before it blanks a panel."""

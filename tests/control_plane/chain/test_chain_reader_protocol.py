@@ -48,6 +48,9 @@ class FakeDistributor:
     async def total_funded(self) -> int:
         return FUNDED
 
+    async def total_claimed(self) -> int:
+        return 0
+
     async def settlement_tx(self, epoch: int, from_block: int) -> tuple[Settlement, str] | None:
         return None
 

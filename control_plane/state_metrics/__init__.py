@@ -1,0 +1,1 @@
+"""Domain state for /metrics, read from PostgreSQL (and a few chain views) at scrape time."""
