@@ -18,6 +18,11 @@ from tests.e2e.stack import ControlPlane, free_tcp_port
 from tests.e2e.subscriber_lab import SubscriberLab, build
 
 needs_tunnels = pytest.mark.skipif(not can_tunnel(), reason=SKIP_REASON)
+# The subscriber lab's node serves OpenVPN too, and `nodus up --kill-switch` uses nftables.
+needs_nft_and_openvpn = pytest.mark.skipif(
+    not all(shutil.which(tool) for tool in ("nft", "openvpn")),
+    reason="requires nft and openvpn (apt-get install nftables openvpn)",
+)
 
 
 @pytest.fixture

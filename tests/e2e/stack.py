@@ -54,6 +54,14 @@ async def until(condition: Any, seconds: float, what: str, step: float = 0.1) ->
         await asyncio.sleep(step)
 
 
+def probing(settings: Settings, *, allow_private: bool) -> Settings:
+    """The settings with the probers' private-address switch set, and rounds every 2 s."""
+    prober = settings.prober.model_copy(
+        update={"allow_private_targets": allow_private, "interval_seconds": 2.0}
+    )
+    return settings.model_copy(update={"prober": prober})
+
+
 @dataclass
 class ControlPlane:
     """`uvicorn control_plane.app:build_from_env` on a fixed local port, with the test's

@@ -33,7 +33,7 @@ from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
 from tests.control_plane.auth.conftest import bearer
-from tests.e2e.conftest import needs_tunnels
+from tests.e2e.conftest import needs_nft_and_openvpn, needs_tunnels
 from tests.e2e.lab import Lab, ping, sh, stop_process
 from tests.e2e.operator_cli import WalletHost, register_as_operator
 from tests.e2e.stack import (
@@ -55,10 +55,7 @@ from tests.support.builders import (
 
 pytestmark = [
     needs_tunnels,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("nft", "openvpn")),
-        reason="requires nft and openvpn (apt-get install nftables openvpn)",
-    ),
+    needs_nft_and_openvpn,
 ]
 
 UPLINK_NODE, BEYOND = "203.0.113.1", "203.0.113.2"

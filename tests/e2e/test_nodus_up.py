@@ -13,15 +13,13 @@ real control plane, anvil, PostgreSQL and `nodus-agent run` (tests/e2e/subscribe
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
-import pytest
 from eth_account.signers.local import LocalAccount
 
 from control_plane.chain.contracts import Deployment, Web3Client
-from tests.e2e.conftest import needs_tunnels
+from tests.e2e.conftest import needs_nft_and_openvpn, needs_tunnels
 from tests.e2e.lab import sh
 from tests.e2e.stack import until
 from tests.e2e.subscriber_lab import BEYOND, NODE, SubscriberLab
@@ -30,10 +28,7 @@ from tests.support.qr import qr_texts
 
 pytestmark = [
     needs_tunnels,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("nft", "openvpn")),
-        reason="requires nft and openvpn (apt-get install nftables openvpn)",
-    ),
+    needs_nft_and_openvpn,
 ]
 
 # Counts what leaves the client by any interface but loopback, to anything but the endpoint.

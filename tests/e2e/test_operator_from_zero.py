@@ -17,7 +17,6 @@ interface (wireguard-go), forwarding and NAT, and answers probes on its endpoint
 from __future__ import annotations
 
 import json
-import shutil
 from typing import Any
 
 import httpx
@@ -27,28 +26,17 @@ from eth_account.signers.local import LocalAccount
 from control_plane.chain.contracts import Deployment, Web3Client
 from control_plane.settings import Settings
 from tests.control_plane.auth.conftest import bearer
-from tests.e2e.conftest import needs_tunnels
+from tests.e2e.conftest import needs_nft_and_openvpn, needs_tunnels
 from tests.e2e.lab import wg_peers
 from tests.e2e.operator_cli import WalletHost
-from tests.e2e.stack import until
+from tests.e2e.stack import probing, until
 from tests.e2e.subscriber_lab import NODE, WG_PORT, SubscriberLab
 from tests.support.builders import paying_subscriber, wg_keys
 
 pytestmark = [
     needs_tunnels,
-    pytest.mark.skipif(
-        not all(shutil.which(tool) for tool in ("nft", "openvpn")),
-        reason="requires nft and openvpn (apt-get install nftables openvpn)",
-    ),
+    needs_nft_and_openvpn,
 ]
-
-
-def probing(settings: Settings, *, allow_private: bool) -> Settings:
-    """The settings with the probers' private-address switch set, and rounds every 2 s."""
-    prober = settings.prober.model_copy(
-        update={"allow_private_targets": allow_private, "interval_seconds": 2.0}
-    )
-    return settings.model_copy(update={"prober": prober})
 
 
 @pytest.fixture
