@@ -124,9 +124,10 @@ async def list_configs(
             "revoked by the node's operator (protocol turned off, node deleted): why, and what "
             "to do next",
             ConfigRevoked,
-            "this config was revoked: the node no longer serves openvpn (it serves: wireguard), "
-            "so the device no longer connects; issue a new config (POST /v1/configs with "
-            "protocol wireguard on this node, or on another node)",
+            "this config was revoked: the node's operator turned openvpn off and the node no "
+            "longer serves it (it serves: wireguard), so the device no longer connects; issue a "
+            "new config (POST /v1/configs with protocol wireguard on this node, or on another "
+            "node)",
         ),
     },
 )

@@ -390,11 +390,15 @@ def _revoked_by_operator(config: DeviceConfig, node: Node | None) -> ConfigRevok
             "`nodus up`)"
         )
     if reason == "protocol_dropped":
-        served = ", ".join(node.protocols)
+        if config.protocol in node.protocols:  # turned on again since
+            state, protocol = f"it serves {config.protocol} again now", config.protocol
+        else:
+            state = f"the node no longer serves it (it serves: {', '.join(node.protocols)})"
+            protocol = node.protocols[0]
         return ConfigRevoked(
-            f"this config was revoked: the node no longer serves {config.protocol} (it serves: "
-            f"{served}), so the device no longer connects; issue a new config (POST "
-            f"/v1/configs with protocol {node.protocols[0]} on this node, or on another node)"
+            f"this config was revoked: the node's operator turned {config.protocol} off and "
+            f"{state}, so the device no longer connects; issue a new config (POST /v1/configs "
+            f"with protocol {protocol} on this node, or on another node)"
         )
     return None
 

@@ -212,7 +212,7 @@ async def test_a_device_whose_protocol_was_dropped_is_told_why_and_what_next(
     assert fetched.status_code == 410, fetched.text
     error = fetched.json()["error"]
     assert error["code"] == "config_revoked"
-    assert "no longer serves openvpn" in error["message"]
+    assert "turned openvpn off and the node no longer serves it" in error["message"]
     assert "wireguard" in error["message"]  # what it does serve: the next step
     assert "POST /v1/configs" in error["message"]
     listed = {c["id"]: c for c in (await _listed(client, headers, include_revoked="true"))["items"]}
@@ -223,6 +223,18 @@ async def test_a_device_whose_protocol_was_dropped_is_told_why_and_what_next(
     stranger = wallet_headers(settings, operator.address)
     assert (await client.get(f"{CONFIGS}/{stranded['id']}", headers=stranger)).status_code == 404
     assert (await client.get(f"{CONFIGS}/{dropped['id']}", headers=headers)).status_code == 404
+
+    # OpenVPN back on: the old certificate stays revoked, and the device is told to get a new one.
+    back = await client.patch(
+        f"/v1/nodes/{node}",
+        json={"protocols": ["wireguard", "openvpn"]},
+        headers=wallet_headers(settings, operator.address),
+    )
+    assert back.status_code == 200, back.text
+    again = await client.get(f"{CONFIGS}/{stranded['id']}", headers=headers)
+    assert again.status_code == 410
+    assert "serves openvpn again now" in again.json()["error"]["message"]
+    assert "protocol openvpn on this node" in again.json()["error"]["message"]
 
 
 async def test_a_device_on_a_deleted_node_is_told_to_pick_another_node(
