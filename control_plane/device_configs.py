@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -30,8 +30,16 @@ class DeviceConfig(Base):
     ipv6: Mapped[str] = mapped_column(INET)
     created_at: Mapped[datetime] = mapped_column(server_default=text("now()"))
     revoked_at: Mapped[datetime | None]
+    # Why: `by_owner` (DELETE /v1/configs/{id}), `protocol_dropped` (the operator turned the
+    # config's protocol off), `node_deleted`. NULL on a revoked row: revoked before this column
+    # existed, or by the revision trigger when a node's deletion raced the issuance (0007).
+    revoked_reason: Mapped[str | None] = mapped_column(String(16))
 
     __table_args__ = (
+        CheckConstraint(
+            "revoked_reason IN ('by_owner', 'protocol_dropped', 'node_deleted')",
+            name="revoked_reason",
+        ),
         Index(
             "uq_device_configs_live_ipv4",
             "node_id",

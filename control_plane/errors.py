@@ -74,6 +74,13 @@ class EndpointInUse(Conflict):
     code = "endpoint_in_use"
 
 
+class ConfigRevoked(AppError):
+    """The device's config was revoked by its node's operator (protocol turned off, or node
+    deleted): the device must be told why and what to do, not get a 404."""
+
+    status_code, code = 410, "config_revoked"
+
+
 class PaymentRequired(AppError):
     status_code, code = 402, "payment_required"
 

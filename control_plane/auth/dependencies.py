@@ -143,10 +143,10 @@ def _node_checks(request: Request) -> OrderedDict[tuple[str, str | None], float]
     return checks
 
 
-async def _node_credential(request: Request, settings: SettingsDep) -> Principal:
-    """`current_principal` without the request's session, for the agent routes: a node
-    agent's token is a JWT (no table read); an API key (a wallet's, refused below) is looked up
-    in its own short transaction."""
+async def _sessionless_credential(request: Request, settings: SettingsDep) -> Principal:
+    """`current_principal` without the request's session, for the agent routes and routes that
+    wait on the network: a token is a JWT (no table read); an API key is looked up in its own
+    short transaction, so no pool connection is held while the route waits."""
     credential = _bearer_credential(request)
     if credential.startswith(API_KEY_PREFIX):
         async with unit_of_work(request.app.state.sessions) as session:
@@ -154,9 +154,23 @@ async def _node_credential(request: Request, settings: SettingsDep) -> Principal
     return _verified_tokens(request).principal(settings, credential)
 
 
+async def any_principal_sessionless(
+    principal: Annotated[Principal, Depends(_sessionless_credential)],
+    _w: WalletTokenScheme,
+    _k: ApiKeyScheme,
+    _n: NodeTokenScheme,
+) -> Principal:
+    """`CurrentPrincipal` for a route that waits on the network (an on-demand probe): it takes
+    no request session, so the route holds no pool connection while it waits."""
+    return principal
+
+
+SessionlessPrincipal = Annotated[Principal, Depends(any_principal_sessionless)]
+
+
 async def node_agent(
     request: Request,
-    principal: Annotated[Principal, Depends(_node_credential)],
+    principal: Annotated[Principal, Depends(_sessionless_credential)],
     _n: NodeTokenScheme,
     settings: SettingsDep,
 ) -> Principal:

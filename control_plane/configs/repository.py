@@ -197,13 +197,12 @@ class ConfigRepository:
             Subscriber, Subscriber.address == DeviceConfig.subscriber
         )
 
-    async def get_live_owned(self, config_id: uuid.UUID, subscriber: str) -> ConfigView | None:
+    async def get_owned(self, config_id: uuid.UUID, subscriber: str) -> ConfigView | None:
+        """The subscriber's config, live or revoked."""
         row = (
             await self.session.execute(
                 self._with_expiry().where(
-                    DeviceConfig.id == config_id,
-                    DeviceConfig.subscriber == subscriber,
-                    DeviceConfig.revoked_at.is_(None),
+                    DeviceConfig.id == config_id, DeviceConfig.subscriber == subscriber
                 )
             )
         ).one_or_none()
@@ -241,7 +240,7 @@ class ConfigRepository:
                 DeviceConfig.subscriber == subscriber,
                 DeviceConfig.revoked_at.is_(None),
             )
-            .values(revoked_at=func.now())
+            .values(revoked_at=func.now(), revoked_reason="by_owner")
             .returning(DeviceConfig.node_id)
         )
         return node_id

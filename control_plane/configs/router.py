@@ -16,6 +16,7 @@ from control_plane.db import Session
 from control_plane.dependencies import ServicesDep, SettingsDep, check_page_limit
 from control_plane.errors import (
     ChainUnavailable,
+    ConfigRevoked,
     Conflict,
     Forbidden,
     Invalid,
@@ -113,13 +114,30 @@ async def list_configs(
     )
 
 
-@router.get("/{config_id}", responses={401: _UNAUTHORIZED, 403: _FORBIDDEN, 404: _NOT_FOUND})
+@router.get(
+    "/{config_id}",
+    responses={
+        401: _UNAUTHORIZED,
+        403: _FORBIDDEN,
+        404: _NOT_FOUND,
+        410: error_response(
+            "revoked by the node's operator (protocol turned off, node deleted): why, and what "
+            "to do next",
+            ConfigRevoked,
+            "this config was revoked: the node's operator turned openvpn off and the node no "
+            "longer serves it (it serves: wireguard), so the device no longer connects; issue a "
+            "new config (POST /v1/configs with protocol wireguard on this node, or on another "
+            "node)",
+        ),
+    },
+)
 async def get_config(
     principal: SubscriberPrincipal, session: Session, services: ServicesDep, config_id: uuid.UUID
 ) -> ConfigOut:
     """One of your live configs with its text and `status` (`active` or `lapsed`), rebuilt
     with the node's current endpoint and keys (fetch it again after the operator changes
-    them). A revoked config is a 404."""
+    them). A config you revoked is a 404; one its node's operator revoked (its protocol
+    turned off, or the node deleted) is a 410 `config_revoked` saying why and what to do."""
     return await service.get_config(session, services, wallet_of(principal), config_id)
 
 

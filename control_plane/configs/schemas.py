@@ -69,6 +69,7 @@ class OpenVpnConfigIn(BaseModel):
 
 ConfigIn = Annotated[WireGuardConfigIn | OpenVpnConfigIn, Field(discriminator="protocol")]
 ConfigStatus = Literal["active", "lapsed", "revoked"]
+RevokedReason = Literal["by_owner", "protocol_dropped", "node_deleted"]
 
 _SUMMARY_EXAMPLE: dict[str, Any] = {
     "id": "5b0c6f3e-8a51-4c1e-9a0b-2f8d6c1e7a42",
@@ -81,6 +82,7 @@ _SUMMARY_EXAMPLE: dict[str, Any] = {
     "status": "active",
     "created_at": "2026-05-02T08:15:00Z",
     "revoked_at": None,
+    "revoked_reason": None,
 }
 
 
@@ -115,6 +117,13 @@ class ConfigSummary(BaseModel):
     )
     created_at: datetime
     revoked_at: datetime | None = Field(description="when it was revoked; null while live")
+    revoked_reason: RevokedReason | None = Field(
+        default=None,
+        description="why it was revoked: `by_owner` (you), `protocol_dropped` (the node's "
+        "operator turned its protocol off: issue a config with a protocol the node serves), "
+        "`node_deleted` (issue one on another node); null while live (or revoked before "
+        "reasons were recorded)",
+    )
 
 
 class ConfigOut(ConfigSummary):
@@ -138,7 +147,9 @@ class ConfigOut(ConfigSummary):
 
     status: Literal["active", "lapsed"] = Field(
         description="`active`: the node serves it; `lapsed`: `expires_at` has passed (renew "
-        "on-chain; an OpenVPN device then needs a new config). A revoked config is a 404 here."
+        "on-chain; an OpenVPN device then needs a new config). A config you revoked is a 404 "
+        "here; one its node's operator revoked (protocol turned off, node deleted) is a 410 "
+        "`config_revoked` saying why and what to do next."
     )
     config: str
 

@@ -30,11 +30,13 @@ from control_plane.configs.schemas import (
     ConfigStatus,
     ConfigSummary,
     OpenVpnConfigIn,
+    RevokedReason,
     WireGuardConfigIn,
 )
 from control_plane.device_configs import DeviceConfig
 from control_plane.errors import (
     ChainUnavailable,
+    ConfigRevoked,
     Conflict,
     Invalid,
     NodeKeyRefused,
@@ -223,6 +225,8 @@ def _summary_fields(view: ConfigView, now: datetime) -> dict[str, Any]:
         "status": _status(config, expires_at, now),
         "created_at": config.created_at,
         "revoked_at": config.revoked_at,
+        # As recorded (null for a revocation from before reasons were recorded).
+        "revoked_reason": _RECORDED_REASONS.get(config.revoked_reason or ""),
     }
 
 
@@ -352,16 +356,67 @@ async def list_configs(
     )
 
 
+_RECORDED_REASONS: dict[str, RevokedReason] = {
+    "by_owner": "by_owner",
+    "protocol_dropped": "protocol_dropped",
+    "node_deleted": "node_deleted",
+}
+
+
+def _revoked_reason(config: DeviceConfig, node: Node | None) -> RevokedReason | None:
+    """Why the config was revoked, as recorded; a revoked row without a reason (revoked before
+    reasons were recorded, or by the deletion race of migration 0007) is judged from the node:
+    deleted, or no longer serving the protocol, else its owner's doing."""
+    if config.revoked_at is None:
+        return None
+    recorded = _RECORDED_REASONS.get(config.revoked_reason or "")
+    if recorded is not None:
+        return recorded
+    if node is None or node.deleted_at is not None:
+        return "node_deleted"
+    if config.protocol not in node.protocols:
+        return "protocol_dropped"
+    return "by_owner"
+
+
+def _revoked_by_operator(config: DeviceConfig, node: Node | None) -> ConfigRevoked | None:
+    """The 410 a device gets for a config its node's operator took away (what happened and
+    what to do next); None for one its owner revoked (a plain 404, as for any other id)."""
+    reason = _revoked_reason(config, node)
+    if reason == "node_deleted" or node is None:
+        return ConfigRevoked(
+            "this config was revoked: its node was deleted by its operator, so the device no "
+            "longer connects; issue a new config on another node (POST /v1/configs, or "
+            "`nodus up`)"
+        )
+    if reason == "protocol_dropped":
+        if config.protocol in node.protocols:  # turned on again since
+            state, protocol = f"it serves {config.protocol} again now", config.protocol
+        else:
+            state = f"the node no longer serves it (it serves: {', '.join(node.protocols)})"
+            protocol = node.protocols[0]
+        return ConfigRevoked(
+            f"this config was revoked: the node's operator turned {config.protocol} off and "
+            f"{state}, so the device no longer connects; issue a new config (POST /v1/configs "
+            f"with protocol {protocol} on this node, or on another node)"
+        )
+    return None
+
+
 async def get_config(
     session: AsyncSession, services: Services, subscriber: str, config_id: uuid.UUID
 ) -> ConfigOut:
     """One of the subscriber's live configs with its text, rebuilt from the node's current
-    endpoint and keys. Another wallet's config is a 404."""
+    endpoint and keys. Another wallet's config, or one its owner revoked, is a 404; one its
+    node's operator revoked (protocol dropped, node deleted) is a 410 saying why and what to
+    do next."""
     subscriber = subscriber.lower()
-    view = await ConfigRepository(session).get_live_owned(config_id, subscriber)
+    view = await ConfigRepository(session).get_owned(config_id, subscriber)
     if view is None:
         raise NotFound("no such config")
     node = await NodeRepository(session).get(view.config.node_id)
+    if view.config.revoked_at is not None:
+        raise _revoked_by_operator(view.config, node) or NotFound("no such config")
     if node is None or node.deleted_at is not None:
         raise NotFound("no such config")
     (checked,), now = await _checked_views(session, services, subscriber, [view])

@@ -203,14 +203,18 @@ class NodeRepository:
 
     # The node's device configs (the table sits low: device_configs.py): revoked with the node.
     async def revoke_live_on_node(self, node_id: str, protocol: str | None = None) -> int:
-        """Revokes the node's live configs (of `protocol`, or all); how many."""
+        """Revokes the node's live configs (of `protocol`: the operator dropped it; or all: the
+        node is deleted); how many."""
         statement = update(DeviceConfig).where(
             DeviceConfig.node_id == node_id, DeviceConfig.revoked_at.is_(None)
         )
         if protocol is not None:
             statement = statement.where(DeviceConfig.protocol == protocol)
+        reason = "node_deleted" if protocol is None else "protocol_dropped"
         revoked = await self.session.scalars(
-            statement.values(revoked_at=func.now()).returning(DeviceConfig.id)
+            statement.values(revoked_at=func.now(), revoked_reason=reason).returning(
+                DeviceConfig.id
+            )
         )
         return len(revoked.all())
 

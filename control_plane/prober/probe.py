@@ -14,9 +14,10 @@ cannot point the prober into the prober's own network. Redirects are not followe
 proxies are ignored and at most a few KiB of the answer are read.
 
 Why an attempt failed (the sample's `error`, the last failure of the round): `invalid_target`,
-`dns`, `private_address`, `connect_timeout`, `refused` (no connection), `timeout` (no answer in
-time), `protocol_error`, `http_error` (not a 2xx), `too_large`, and the proof's `unsigned`,
-`wrong_node`, `stale_nonce` and `bad_signature`.
+`dns`, `private_address`, `connect_timeout`, `refused` (no connection), `timeout` (no whole
+answer within the timeout, however the node paces it), `protocol_error`, `http_error` (not a
+2xx), `too_large`, and the proof's `unsigned`, `wrong_node`, `stale_nonce` and
+`bad_signature`.
 """
 
 from __future__ import annotations
@@ -83,18 +84,23 @@ async def _attempt(
     nonce = new_nonce()
     started = time.perf_counter()
     try:
-        request = client.stream(
-            "GET", url, params={"nonce": nonce}, headers=headers, timeout=request_timeout
-        )
-        async with request as response:
-            if not 200 <= response.status_code < 300:
-                return None, "http_error"
-            body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    return None, "too_large"
-            elapsed = time.perf_counter() - started
+        # httpx's timeout bounds each read; this bounds the attempt, so a node trickling its
+        # answer cannot stretch a round (or an on-demand probe) past samples x timeout.
+        async with asyncio.timeout(request_timeout):
+            request = client.stream(
+                "GET", url, params={"nonce": nonce}, headers=headers, timeout=request_timeout
+            )
+            async with request as response:
+                if not 200 <= response.status_code < 300:
+                    return None, "http_error"
+                body = bytearray()
+                async for chunk in response.aiter_raw():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        return None, "too_large"
+                elapsed = time.perf_counter() - started
+    except TimeoutError:
+        return None, "timeout"
     except httpx.ConnectTimeout:
         return None, "connect_timeout"
     except httpx.TimeoutException:

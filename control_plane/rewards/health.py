@@ -5,7 +5,8 @@ reads the same samples scoring trusts (probers not revoked, signatures checked o
 on-demand probe runs the probers' own code (nonce, signed proof) against the node now; it is
 not stored: a sample is a round, and an extra answered "round" per request would let a node
 pad its uptime. Here, not in the prober domain, because the probe-measured score parts come
-from the rewards formula. Raises AppErrors; never commits."""
+from the rewards formula. Raises AppErrors; never commits (the on-demand probe reads in its own
+short transaction, see `probe_now`)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.auth.rate_limit import TokenBucketLimiter
 from control_plane.chain.client import ChainReader
+from control_plane.db import unit_of_work
 from control_plane.errors import Forbidden, NotFound, RateLimited
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
@@ -184,7 +186,7 @@ class ProbeCaller:
 
 
 async def probe_now(
-    session: AsyncSession,
+    sessions: async_sessionmaker[AsyncSession],
     chain: ChainReader,
     prober_settings: ProberSettings,
     limiter: TokenBucketLimiter,
@@ -193,12 +195,17 @@ async def probe_now(
 ) -> ProbeNowOut:
     """Probes the node once, now, for its agent or its operator (else Forbidden, checked after
     NotFound for a node not live here). One probe per node per limiter period (RateLimited
-    with Retry-After); a node not Active on-chain is not probed (its reason says so)."""
-    nodes = NodeRepository(session)
-    node = await nodes.get(node_id)
-    if node is None or node.deleted_at is not None:
-        raise NotFound("no such node here: register it with the API first (POST /v1/nodes)")
-    mirrored = await nodes.chain_state(node_id)
+    with Retry-After); a node not Active on-chain is not probed (its reason says so).
+
+    Its own short read transaction, ended before the chain read and the probe: a probe waits
+    on the node for up to samples x timeout, and holding a pool connection meanwhile would let
+    a few dozen slow nodes take the whole pool."""
+    async with unit_of_work(sessions) as session:
+        nodes = NodeRepository(session)
+        node = await nodes.get(node_id)
+        if node is None or node.deleted_at is not None:
+            raise NotFound("no such node here: register it with the API first (POST /v1/nodes)")
+        mirrored = await nodes.chain_state(node_id)
     if not caller.may_probe(node, mirrored):
         raise Forbidden("only the node's operator or its agent can ask for a probe")
     wait = limiter.take(node_id)

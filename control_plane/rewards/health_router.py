@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from control_plane.auth.dependencies import CurrentPrincipal, node_agent, wallet_of
+from control_plane.auth.dependencies import SessionlessPrincipal, node_agent, wallet_of
 from control_plane.auth.rate_limit import TokenBucketLimiter
 from control_plane.db import Session
-from control_plane.dependencies import ChainDep, NodeIdPath, SettingsDep
+from control_plane.dependencies import ChainDep, NodeIdPath, ServicesDep, SettingsDep
 from control_plane.errors import (
     ChainUnavailable,
     Forbidden,
@@ -93,8 +93,8 @@ def _limiter(request: Request, interval: float) -> TokenBucketLimiter:
 )
 async def probe_node(
     request: Request,
-    principal: CurrentPrincipal,
-    session: Session,
+    principal: SessionlessPrincipal,
+    services: ServicesDep,
     settings: SettingsDep,
     chain: ChainDep,
     prober_settings: ProberSettingsDep,
@@ -112,4 +112,6 @@ async def probe_node(
     else:
         caller = health.ProbeCaller(operator=wallet_of(principal))
     limiter = _limiter(request, prober_settings.on_demand_interval_seconds)
-    return await health.probe_now(session, chain, prober_settings, limiter, node_id.lower(), caller)
+    return await health.probe_now(
+        services.sessions, chain, prober_settings, limiter, node_id.lower(), caller
+    )

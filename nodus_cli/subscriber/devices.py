@@ -54,11 +54,17 @@ async def list_devices(api: ApiSession, *, include_revoked: bool = False) -> lis
     return found
 
 
+# Revocations the device's owner did not make (the API's `revoked_reason`).
+TAKEN_AWAY: Final = ("protocol_dropped", "node_deleted")
+
+
 def device_line(item: JsonObject) -> str:
     """One device as a line of rich markup (the API's values escaped, never markup)."""
     node = escape(str(item.get("node_id", "")))
     addresses = escape(", ".join(str(a) for a in item.get("address", [])))
     plain = str(item["status"])
+    if item.get("revoked_reason") in TAKEN_AWAY:
+        addresses += f"  ({escape(str(item['revoked_reason']).replace('_', ' '))})"
     style = {"active": "green", "lapsed": "yellow", "revoked": "red"}.get(plain, "default")
     status = f"[{style}]{escape(plain)}[/{style}]" + " " * max(0, 7 - len(plain))
     device, protocol = escape(str(item.get("id"))), escape(str(item.get("protocol")))
@@ -70,7 +76,7 @@ def devices(include_revoked: AllOption = False, *, options: Options) -> None:
     """List your devices (the configs issued to your wallet).
 
     Each: id, status (active; lapsed: the subscription ended, `nodus renew`; revoked, with
-    --all), protocol, node and tunnel addresses.
+    --all, and why when its node's operator did it), protocol, node and tunnel addresses.
 
     Examples:
 
@@ -91,6 +97,11 @@ def devices(include_revoked: AllOption = False, *, options: Options) -> None:
             console.print(device_line(item))
         if any(item["status"] == "lapsed" for item in items):
             err_console.print("[yellow]lapsed devices work again after: nodus renew[/yellow]")
+        if any(item.get("revoked_reason") in TAKEN_AWAY for item in items):
+            err_console.print(
+                "[yellow]some devices were revoked by their node's operator (protocol turned "
+                "off, or node deleted): get a new config with nodus up[/yellow]"
+            )
 
     run(main)
 

@@ -3,6 +3,8 @@ real control plane in a subprocess. Skipped without root and /dev/net/tun."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -11,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from control_plane.chain.contracts import Deployment, Web3Client
+from control_plane.paths import REPO_ROOT
 from control_plane.settings import Settings
+from tests.database import admin_database_url, scratch_database
 from tests.e2e.lab import SKIP_REASON, Lab, can_tunnel
 from tests.e2e.netns_forward import Forwarders
 from tests.e2e.stack import ControlPlane, free_tcp_port
@@ -23,6 +27,36 @@ needs_nft_and_openvpn = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("nft", "openvpn")),
     reason="requires nft and openvpn (apt-get install nftables openvpn)",
 )
+
+
+@pytest.fixture
+def dev_database() -> Iterator[str]:
+    """A scratch database for a `scripts/dev` run (never the developer's)."""
+    with admin_database_url() as admin_url, scratch_database(admin_url) as url:
+        yield url
+
+
+def scripts_dev_env(tmp_path: Path, database_url: str, **extra: str) -> dict[str, str]:
+    """`scripts/dev`'s environment on free ports, with the state directory and deployments
+    file under `tmp_path` (the developer's .nodus and deployments/ are never touched)."""
+    return {
+        **os.environ,
+        "NODUS_API_PORT": str(free_tcp_port()),
+        "NODUS_ANVIL_PORT": str(free_tcp_port()),
+        "NODUS_DEV_STATE_DIR": str(tmp_path / "state"),
+        "NODUS_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
+        "NODUS_DATABASE_URL": database_url,
+        **extra,
+    }
+
+
+async def start_scripts_dev(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """A `scripts/dev` run in its own session, its output in `log`."""
+    with log.open("wb") as out:
+        return await asyncio.create_subprocess_exec(
+            str(REPO_ROOT / "scripts" / "dev"), stdout=out, stderr=asyncio.subprocess.STDOUT,
+            env=env, cwd=REPO_ROOT, start_new_session=True,
+        )  # fmt: skip
 
 
 @pytest.fixture

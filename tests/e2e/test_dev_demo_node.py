@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +21,9 @@ import pytest
 
 from control_plane.paths import REPO_ROOT
 from control_plane.tunnel.addresses import Pools, default_pools
-from tests.database import admin_database_url, scratch_database
-from tests.e2e.conftest import needs_tunnels
+from tests.e2e.conftest import needs_tunnels, scripts_dev_env, start_scripts_dev
 from tests.e2e.lab import Lab, ping, sh, stop_process
-from tests.e2e.stack import free_tcp_port, until
+from tests.e2e.stack import until
 
 pytestmark = [
     needs_tunnels,
@@ -34,25 +31,12 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def dev_database() -> Iterator[str]:
-    with admin_database_url() as admin_url, scratch_database(admin_url) as url:
-        yield url
-
-
 async def test_scripts_dev_runs_a_demo_node_that_a_subscriber_connects_to(
     lab: Lab, dev_database: str, tmp_path: Path
 ) -> None:
-    api_port, anvil_port = free_tcp_port(), free_tcp_port()
+    env = scripts_dev_env(tmp_path, dev_database)
+    api_port, anvil_port = env["NODUS_API_PORT"], env["NODUS_ANVIL_PORT"]
     state = tmp_path / "state"
-    env = {
-        **os.environ,
-        "NODUS_API_PORT": str(api_port),
-        "NODUS_ANVIL_PORT": str(anvil_port),
-        "NODUS_DEV_STATE_DIR": str(state),
-        "NODUS_DEPLOYMENTS_DIR": str(tmp_path / "deployments"),
-        "NODUS_DATABASE_URL": dev_database,
-    }
     cli_env = {
         **env,
         "NODUS_API_URL": f"http://127.0.0.1:{api_port}",
@@ -65,11 +49,7 @@ async def test_scripts_dev_runs_a_demo_node_that_a_subscriber_connects_to(
     runs: list[asyncio.subprocess.Process] = []
 
     async def start_run(log: Path) -> asyncio.subprocess.Process:
-        with log.open("wb") as out:
-            run = await asyncio.create_subprocess_exec(
-                str(dev), stdout=out, stderr=asyncio.subprocess.STDOUT, env=env, cwd=REPO_ROOT,
-                start_new_session=True,
-            )  # fmt: skip
+        run = await start_scripts_dev(env, log)
         runs.append(run)
         return run
 

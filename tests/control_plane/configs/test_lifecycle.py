@@ -185,6 +185,80 @@ async def test_dropping_a_protocol_revokes_its_configs(
     assert await _revision(settings, node) == before + 1
 
 
+async def test_a_device_whose_protocol_was_dropped_is_told_why_and_what_next(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    operator: LocalAccount,
+    node: str,
+    subscriber: LocalAccount,
+) -> None:
+    """The operator turns OpenVPN off: the device fetching its config learns that the node no
+    longer serves OpenVPN and how to get a working one (410 `config_revoked`), not a bare 404
+    that reads like a typo; the list says why it was revoked. A config its owner revoked stays
+    a plain 404."""
+    headers = wallet_headers(settings, subscriber.address)
+    stranded = (await issue(client, settings, subscriber, openvpn(node))).json()
+    dropped = (await issue(client, settings, subscriber, wireguard(node))).json()
+    assert (await client.delete(f"{CONFIGS}/{dropped['id']}", headers=headers)).status_code == 204
+
+    response = await client.patch(
+        f"/v1/nodes/{node}",
+        json={"protocols": ["wireguard"]},
+        headers=wallet_headers(settings, operator.address),
+    )
+    assert response.status_code == 200, response.text
+
+    fetched = await client.get(f"{CONFIGS}/{stranded['id']}", headers=headers)
+    assert fetched.status_code == 410, fetched.text
+    error = fetched.json()["error"]
+    assert error["code"] == "config_revoked"
+    assert "turned openvpn off and the node no longer serves it" in error["message"]
+    assert "wireguard" in error["message"]  # what it does serve: the next step
+    assert "POST /v1/configs" in error["message"]
+    listed = {c["id"]: c for c in (await _listed(client, headers, include_revoked="true"))["items"]}
+    assert listed[stranded["id"]]["status"] == "revoked"
+    assert listed[stranded["id"]]["revoked_reason"] == "protocol_dropped"
+    assert listed[dropped["id"]]["revoked_reason"] == "by_owner"
+    # Another wallet still cannot tell the config exists; the owner's own revocation is a 404.
+    stranger = wallet_headers(settings, operator.address)
+    assert (await client.get(f"{CONFIGS}/{stranded['id']}", headers=stranger)).status_code == 404
+    assert (await client.get(f"{CONFIGS}/{dropped['id']}", headers=headers)).status_code == 404
+
+    # OpenVPN back on: the old certificate stays revoked, and the device is told to get a new one.
+    back = await client.patch(
+        f"/v1/nodes/{node}",
+        json={"protocols": ["wireguard", "openvpn"]},
+        headers=wallet_headers(settings, operator.address),
+    )
+    assert back.status_code == 200, back.text
+    again = await client.get(f"{CONFIGS}/{stranded['id']}", headers=headers)
+    assert again.status_code == 410
+    assert "serves openvpn again now" in again.json()["error"]["message"]
+    assert "protocol openvpn on this node" in again.json()["error"]["message"]
+
+
+async def test_a_device_on_a_deleted_node_is_told_to_pick_another_node(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    operator: LocalAccount,
+    node: str,
+    subscriber: LocalAccount,
+) -> None:
+    headers = wallet_headers(settings, subscriber.address)
+    config = (await issue(client, settings, subscriber, wireguard(node))).json()
+    deleted = await client.delete(
+        f"/v1/nodes/{node}", headers=wallet_headers(settings, operator.address)
+    )
+    assert deleted.status_code == 204, deleted.text
+
+    fetched = await client.get(f"{CONFIGS}/{config['id']}", headers=headers)
+    assert fetched.status_code == 410, fetched.text
+    assert fetched.json()["error"]["code"] == "config_revoked"
+    assert "another node" in fetched.json()["error"]["message"]
+    listed = (await _listed(client, headers, include_revoked="true"))["items"]
+    assert [(c["id"], c["revoked_reason"]) for c in listed] == [(config["id"], "node_deleted")]
+
+
 async def test_the_config_follows_the_nodes_endpoint(
     client: httpx.AsyncClient,
     settings: Settings,

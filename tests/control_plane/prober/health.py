@@ -10,7 +10,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,6 +26,8 @@ class HealthServer:
     delay: float = 0.0
     requests: int = 0
     prover: HealthProver | None = None
+    # Set when a request has arrived (a test can act while the server holds its answer).
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     def serve_as(self, node_id: str, agent: LocalAccount) -> None:
         """Sign answers as `node_id`'s agent with `agent` (what the node agent does)."""
@@ -43,6 +45,7 @@ class HealthServer:
                 except (asyncio.IncompleteReadError, ConnectionError):
                     return
                 self.requests += 1
+                self.arrived.set()
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 answer: dict[str, Any] = {"status": "ok" if self.status == 200 else "down"}

@@ -156,6 +156,51 @@ async def test_a_slow_node_times_out() -> None:
     assert results["n"].rtt_us == ()
 
 
+async def test_a_node_trickling_its_answer_times_out_at_the_timeout() -> None:
+    """The timeout bounds a whole attempt, not each read: a node that sends its headers and
+    then a byte now and then (each read well within the timeout) would otherwise hold the
+    round (and the on-demand probe's request) for as long as it likes."""
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        handlers.add(task)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100000\r\n\r\n")
+            while True:
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        # A guard far above the 0.3 s the attempt may take (the trickle alone lasts 200 s).
+        results = await asyncio.wait_for(
+            probe_all(
+                [Target("n", health_url(f"127.0.0.1:{port}"), new_address())],
+                attempts=1,
+                request_timeout=0.3,
+                concurrency=1,
+                allow_private=True,
+            ),
+            timeout=30,
+        )
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        server.close()
+        await server.wait_closed()
+    assert results["n"].error == "timeout"
+    assert results["n"].rtt_us == ()
+
+
 async def test_a_revoked_prober_stops_and_its_samples_stop_counting(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:

@@ -5,6 +5,7 @@ with the agent's own code."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from control_plane.prober.service import run_probe_round
 from control_plane.prober.settings import ProberSettings
 from control_plane.settings import Settings
 from node_agent.health import HealthProver, start_health_server
-from tests.control_plane.prober.health import closed_port
+from tests.control_plane.prober.health import closed_port, health_server
 from tests.control_plane.rewards.support import (
     CHAIN_ID,
     Prober,
@@ -173,6 +174,40 @@ async def test_the_agent_gets_one_probe_now_and_then_waits(
     assert again.status_code == 429
     assert again.json()["error"]["code"] == "rate_limited"
     assert 1 <= int(again.headers["retry-after"]) <= local_probes.on_demand_interval_seconds
+
+
+@pytest.mark.parametrize("credential", ["wallet token", "API key"])
+async def test_a_probe_now_holds_no_database_connection_while_it_waits_on_the_node(
+    app: FastAPI,
+    api: httpx.AsyncClient,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    credential: str,
+) -> None:
+    """A probe waits on the node (up to samples x timeout). The request must not hold one of
+    the pool's connections (in an open transaction) meanwhile: operators asking for a few
+    dozen slow nodes at once would otherwise take the whole pool, and every other request
+    would wait for a connection and fail with 503. An API key is checked in the database, in a
+    transaction of its own."""
+    slow_probes = ProberSettings(allow_private_targets=True, samples=1, timeout_seconds=10.0)
+    app.dependency_overrides[get_prober_settings] = lambda: slow_probes
+    operator = new_address()
+    headers = wallet_headers(settings, operator)
+    if credential == "API key":
+        created = await api.post("/v1/api-keys", json={"name": "ops"}, headers=headers)
+        assert created.status_code == 201, created.text
+        headers = {"authorization": f"Bearer {created.json()['key']}"}
+    async with health_server(delay=1.5) as slow:
+        async with transaction(sessions) as session:
+            node = await add_node(session, operator=operator, endpoint=slow.endpoint)
+        request = asyncio.create_task(_probe(api, node, headers))
+        await asyncio.wait_for(slow.arrived.wait(), timeout=30)
+        held = app.state.engine.pool.checkedout()
+        response = await request
+
+    assert response.status_code == 200, response.text
+    assert response.json()["reason"] == "unsigned"  # the node answered, without its proof
+    assert held == 0
 
 
 async def test_the_operator_may_ask_and_failures_name_their_reason(
