@@ -49,7 +49,7 @@ from tests.support.devchain import Anvil
 from tests.support.own_chain import own_chain
 
 TRIALS = int(os.environ.get("NODUS_REORG_TRIALS", "200"))
-"""The issue asks for 200 (about 75 s on 2 cores); NODUS_REORG_TRIALS changes it."""
+"""The issue asks for 200 (168 s alone on 2 cores); NODUS_REORG_TRIALS changes it."""
 SUBSCRIBERS = 4
 MAX_DEPTH = 6
 

@@ -108,7 +108,9 @@ async def test_two_replicas_propose_and_accept_each_epoch_once(
                 epoch: int = await distributor.functions.currentEpoch().call()
                 return epoch >= EPOCHS
 
-            await until(accepted_enough, DEADLINE_S, f"{EPOCHS} accepted epochs", step=0.5)
+            # Where to look when it times out: each replica logs why an epoch was not posted.
+            waited_for = f"{EPOCHS} accepted epochs (replica logs in {tmp_path})"
+            await until(accepted_enough, DEADLINE_S, waited_for, step=0.5)
         finally:
             for replica in replicas:
                 await replica.stop()
