@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,38 +20,13 @@ from control_plane.settings import Settings
 from tests.control_plane.chain.support import ORACLE
 from tests.control_plane.rewards_posting.support import published
 from tests.e2e.stack import ControlPlane, free_tcp_port
-from tests.support.devchain import Anvil, deploy, dev_account, running_anvil
+from tests.support.devchain import dev_account
+from tests.support.own_chain import own_chain, short_window
 
 CHALLENGE_SECONDS = 5
-# The window must outlast a governance round (TimingGuard): shorten the round too.
-SHORT_GOVERNANCE = {
-    "NODUS_VOTING_DELAY": "1",
-    "NODUS_VOTING_PERIOD": "1",
-    "NODUS_TIMELOCK_DELAY": "1",
-}
 POLL_DEADLINE_S = 60.0  # generous: the outcome is asserted, not the time it took
 
-
-@pytest.fixture(scope="module")
-def anvil() -> Iterator[Anvil]:
-    with running_anvil() as node:
-        yield node
-
-
-@pytest.fixture(scope="module")
-def deployments_dir(anvil: Anvil, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out_dir: Path = tmp_path_factory.mktemp("deployments-short-window")
-    deploy(
-        anvil.rpc_url,
-        out_dir,
-        {"NODUS_CHALLENGE_PERIOD": str(CHALLENGE_SECONDS), **SHORT_GOVERNANCE},
-    )
-    return out_dir
-
-
-@pytest.fixture(scope="module")
-def deployment(deployments_dir: Path) -> Deployment:
-    return Deployment.for_chain(31337, deployments_dir)
+anvil, deployments_dir, deployment = own_chain("short-window", short_window(CHALLENGE_SECONDS))
 
 
 async def test_a_root_is_accepted_after_its_window_with_no_other_transaction(
