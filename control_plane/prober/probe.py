@@ -18,6 +18,9 @@ Why an attempt failed (the sample's `error`, the last failure of the round): `in
 answer within the timeout, however the node paces it), `protocol_error`, `http_error` (not a
 2xx), `too_large`, and the proof's `unsigned`, `wrong_node`, `stale_nonce` and
 `bad_signature`.
+
+Traced (when the caller passes a tracer): a `probe` span per node with its outcome, and a
+`probe attempt` client span per request, so a round's trace shows which node was slow and why.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry.trace import NoOpTracer, Span, SpanKind, Tracer
 
 from control_plane.addresses import IPAddress, is_global
 from control_plane.prober.proof import MAX_ANSWER_BYTES, check_answer, new_nonce
@@ -124,9 +128,31 @@ async def probe_target(
     attempts: int,
     request_timeout: float,
     allow_private: bool,
+    tracer: Tracer | None = None,
 ) -> ProbeResult:
     """`attempts` timed GETs of the target; an attempt answers if it gets a 2xx whose proof of
     service is the node's."""
+    tracer = tracer or NoOpTracer()
+    with tracer.start_as_current_span(
+        "probe", attributes={"nodus.node_id": target.node_id, "url.full": target.url}
+    ) as span:
+        result = await _probe_target(
+            client, target, attempts, request_timeout, allow_private, tracer
+        )
+        span.set_attribute("nodus.probe.attempts", result.attempts)
+        span.set_attribute("nodus.probe.answered", len(result.rtt_us))
+        span.set_attribute("nodus.probe.outcome", "ok" if result.rtt_us else str(result.error))
+        return result
+
+
+async def _probe_target(
+    client: httpx.AsyncClient,
+    target: Target,
+    attempts: int,
+    request_timeout: float,
+    allow_private: bool,
+    tracer: Tracer,
+) -> ProbeResult:
     parts = urlsplit(target.url)
     if parts.scheme != "http" or parts.hostname is None or parts.port is None:
         return ProbeResult(attempts, (), "invalid_target")
@@ -146,12 +172,24 @@ async def probe_target(
     rtts: list[int] = []
     error: str | None = None
     for _ in range(attempts):
-        rtt, problem = await _attempt(client, target, url, headers, request_timeout)
+        with tracer.start_as_current_span(
+            "probe attempt",
+            kind=SpanKind.CLIENT,
+            attributes={"http.request.method": "GET", "url.full": url},
+        ) as span:
+            rtt, problem = await _attempt(client, target, url, headers, request_timeout)
+            _record_attempt(span, rtt, problem)
         if rtt is not None:
             rtts.append(rtt)
         else:
             error = problem
     return ProbeResult(attempts, tuple(rtts), error)
+
+
+def _record_attempt(span: Span, rtt_us: int | None, problem: str | None) -> None:
+    span.set_attribute("nodus.probe.outcome", "ok" if rtt_us is not None else str(problem))
+    if rtt_us is not None:
+        span.set_attribute("nodus.probe.rtt_us", rtt_us)
 
 
 async def probe_all(
@@ -161,6 +199,7 @@ async def probe_all(
     request_timeout: float,
     concurrency: int,
     allow_private: bool,
+    tracer: Tracer | None = None,
 ) -> dict[str, ProbeResult]:
     """Probes every target, at most `concurrency` at once; results by node id."""
     semaphore = asyncio.Semaphore(concurrency)
@@ -178,6 +217,7 @@ async def probe_all(
                     attempts=attempts,
                     request_timeout=request_timeout,
                     allow_private=allow_private,
+                    tracer=tracer,
                 )
                 return target.node_id, result
 

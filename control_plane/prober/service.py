@@ -15,6 +15,7 @@ from datetime import datetime
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.errors import Forbidden, Invalid, NotFound, Unauthorized
@@ -85,6 +86,7 @@ async def run_probe_round(
     prober_settings: ProberSettings,
     *,
     now: int | None = None,
+    tracer: Tracer | None = None,
 ) -> RoundReport:
     """One round of `account`'s prober: every live node Active on-chain, a few samples each,
     signed and stored. A revoked prober does nothing."""
@@ -101,6 +103,7 @@ async def run_probe_round(
         request_timeout=prober_settings.timeout_seconds,
         concurrency=prober_settings.concurrency,
         allow_private=prober_settings.allow_private_targets,
+        tracer=tracer,
     )
     signed: list[tuple[Sample, str]] = []
     for node_id, result in sorted(results.items()):
@@ -121,7 +124,9 @@ async def probe_round(services: Services, session: AsyncSession) -> None:
     if not prober_settings.enabled:
         return
     account = control_plane_prober(services.settings, prober_settings)
-    await run_probe_round(session, services.settings.chain_id, account, prober_settings)
+    await run_probe_round(
+        session, services.settings.chain_id, account, prober_settings, tracer=services.tracer
+    )
 
 
 async def targets(session: AsyncSession, chain_id: int) -> ProbeTargetsOut:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from opentelemetry.trace import Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from control_plane.auth.rate_limit import TokenBucketLimiter
@@ -192,6 +193,7 @@ async def probe_now(
     limiter: TokenBucketLimiter,
     node_id: str,
     caller: ProbeCaller,
+    tracer: Tracer | None = None,
 ) -> ProbeNowOut:
     """Probes the node once, now, for its agent or its operator (else Forbidden, checked after
     NotFound for a node not live here). One probe per node per limiter period (RateLimited
@@ -230,6 +232,7 @@ async def probe_now(
         request_timeout=prober_settings.timeout_seconds,
         concurrency=1,
         allow_private=prober_settings.allow_private_targets,
+        tracer=tracer,
     )
     result = results[node_id]
     reason = reasons.OK if result.rtt_us else (result.error or reasons.NO_ANSWER)

@@ -113,5 +113,11 @@ async def probe_node(
         caller = health.ProbeCaller(operator=wallet_of(principal))
     limiter = _limiter(request, prober_settings.on_demand_interval_seconds)
     return await health.probe_now(
-        services.sessions, chain, prober_settings, limiter, node_id.lower(), caller
+        services.sessions,
+        chain,
+        prober_settings,
+        limiter,
+        node_id.lower(),
+        caller,
+        tracer=services.tracer,
     )

@@ -30,6 +30,7 @@ from control_plane.prober.service import (
 from control_plane.prober.settings import ProberSettings
 from control_plane.prober.signing import Sample, canonical_sample, sign_sample, verify_sample
 from control_plane.settings import Settings
+from tests.control_plane.metrics.traced import attributes, named, recording
 from tests.control_plane.prober.health import closed_port, health_server
 from tests.control_plane.rewards.support import CHAIN_ID, Prober, add_node, new_address, transaction
 
@@ -337,3 +338,39 @@ async def test_redirects_are_not_followed() -> None:
             await server.wait_closed()
         assert elsewhere.requests == 0
     assert results["n"].error == "http_error"
+
+
+async def test_a_traced_round_shows_each_node_and_attempt_with_its_outcome(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    provider, exported = recording()
+    agent: LocalAccount = Account.create()
+    async with health_server() as up:
+        async with transaction(sessions) as session:
+            live = await add_node(
+                session, operator=new_address(), endpoint=up.endpoint, agent=agent.address
+            )
+            down = await add_node(
+                session, operator=new_address(), endpoint=f"127.0.0.1:{closed_port()}"
+            )
+        up.serve_as(live, agent)
+        async with transaction(sessions) as session:
+            await run_probe_round(
+                session, CHAIN_ID, Prober().account, LOCAL, tracer=provider.get_tracer("test")
+            )
+    probes = {attributes(span)["nodus.node_id"]: span for span in named(exported, "probe")}
+    assert attributes(probes[live])["nodus.probe.outcome"] == "ok"
+    assert attributes(probes[live])["nodus.probe.answered"] == 3
+    assert attributes(probes[down])["nodus.probe.outcome"] == "refused"
+    tries = named(exported, "probe attempt")
+    assert len(tries) == 6
+    by_parent = {
+        node: [
+            span
+            for span in tries
+            if span.parent is not None and span.parent.span_id == probe.context.span_id
+        ]
+        for node, probe in probes.items()
+    }
+    assert [attributes(span)["nodus.probe.outcome"] for span in by_parent[down]] == ["refused"] * 3
+    assert all(int(str(attributes(span)["nodus.probe.rtt_us"])) > 0 for span in by_parent[live])
