@@ -24,6 +24,10 @@ class ChainReadCache:
         self.max_expiries = max_expiries
         self._expiries: dict[tuple[int, str], tuple[float, int]] = {}
         self._prices: dict[int, tuple[float, int]] = {}
+        self._genesis: tuple[float, str] | None = None
+        # The genesis whose chain this process refused to mirror (NODUS_ON_CHAIN_CHANGE=refuse),
+        # so the refusal is logged once, not on every indexer run.
+        self.refused_genesis: str | None = None
 
     async def expiry(self, chain: ChainReader, address: str, max_age: float, *, now: float) -> int:
         """`expiresAt(address)` in unix seconds (0 if never paid). Only a positive answer is
@@ -60,6 +64,16 @@ class ChainReadCache:
             return cached[1]  # prices change rarely (a governance vote): the last one stands
         self._prices[chain.chain_id] = (now, price)
         return price
+
+    async def genesis_hash(self, chain: ChainReader, max_age: float) -> str:
+        """Block 0's hash, read at most every `max_age` seconds: a restarted dev chain has a
+        new one, so the indexer re-checks the mirror's chain identity with it."""
+        now = time.monotonic()
+        if self._genesis is not None and now - self._genesis[0] < max_age:
+            return self._genesis[1]
+        genesis = (await chain.block_hash(0)).lower()
+        self._genesis = (now, genesis)
+        return genesis
 
     def forget_expiries(self) -> None:
         """After a reorg, a cached read may describe a chain that no longer exists."""

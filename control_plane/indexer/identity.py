@@ -4,13 +4,20 @@ for: the chain id, the genesis block's hash (a restarted dev chain has a new one
 same id and addresses) and the deployment's addresses. On a mismatch it refuses to start
 (`NODUS_ON_CHAIN_CHANGE=refuse`, the default), or (`reset`, what `scripts/dev` sets) empties every
 table that describes the old chain and lets the indexer rebuild the mirror from the
-deployment's start block."""
+deployment's start block.
+
+The check is repeated while the process runs (`identity_still_holds`, before every indexer
+run, with block 0's hash re-read every RECHECK_SECONDS): a control plane that started while the
+chain was unreachable, or whose dev chain was restarted under it, records, resets or stops
+mirroring then, instead of serving the gone chain's rows.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -22,7 +29,12 @@ from control_plane.db import unit_of_work
 from control_plane.errors import ChainUnavailable
 from control_plane.indexer.models import ChainIdentity
 
+if TYPE_CHECKING:
+    from control_plane.jobs import Services
+
 log = logging.getLogger("nodus.indexer.identity")
+
+RECHECK_SECONDS: Final = 30.0
 
 # Tables that do not describe a chain: the schema's version, the identity itself, the job
 # schedule, and what belongs to wallets or the admin whatever the chain (sign-in, API keys,
@@ -147,3 +159,35 @@ async def ensure_chain_identity(
                 .values(id=1, **values)
                 .on_conflict_do_update(index_elements=[ChainIdentity.id], set_=values)
             )
+
+
+async def identity_still_holds(services: Services, session: AsyncSession) -> bool:
+    """Whether the indexer may go on: the recorded identity is still the chain's (re-checked
+    with block 0's hash at most every RECHECK_SECONDS). On a change it records, resets or
+    refuses as at start-up; a refusal stops the indexer (logged once) until the operator acts.
+    An unreachable chain answers True: the indexer's own reads fail and it resumes later."""
+    deployment = services.chain.deployment
+    try:
+        genesis = await services.chain_reads.genesis_hash(services.chain, RECHECK_SECONDS)
+    except ChainUnavailable:
+        return True
+    stored = await session.scalar(select(ChainIdentity).where(ChainIdentity.id == 1))
+    if (
+        stored is not None
+        and stored.genesis_hash == genesis
+        and stored.deployment == deployment_fingerprint(deployment)
+    ):
+        return True
+    if services.chain_reads.refused_genesis == genesis:
+        return False
+    try:
+        await ensure_chain_identity(
+            services.sessions, services.chain, deployment, services.settings.on_chain_change
+        )
+    except ChainChanged as exc:
+        services.chain_reads.refused_genesis = genesis
+        log.error("chain sync stopped: %s", exc)
+        return False
+    except ChainUnavailable:
+        return True
+    return True

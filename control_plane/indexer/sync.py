@@ -47,6 +47,7 @@ from control_plane.chain.client import (
 from control_plane.chain.clock import later_of_clock_and
 from control_plane.chain.contracts import Deployment, load_abi
 from control_plane.errors import ChainUnavailable
+from control_plane.indexer.identity import identity_still_holds
 from control_plane.indexer.repository import ChainRepository
 from control_plane.jobs import Services
 from control_plane.subscriptions.expiry import (
@@ -202,6 +203,8 @@ class _Chunk:
 
 async def sync_chain(services: Services, session: AsyncSession) -> None:
     """The chain-sync job. A chain failure ends the run, keeping what it indexed."""
+    if not await identity_still_holds(services, session):
+        return
     report = SyncReport()
     try:
         await index_chain(services, session, report)
