@@ -128,6 +128,7 @@ def main() -> None:
                         "py-spy during P2; raw stacks go to DIR, shares to the report")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="P8 and R9's length")
+    parser.add_argument("--soak-polls", type=int, default=10_000, help="P8's parked long-polls")
     args = parser.parse_args()
     only = {key.strip().upper() for key in args.only.split(",")}
     started_load = load_average()
@@ -154,7 +155,8 @@ def main() -> None:
         peak = soak.p2_peak("\n".join(["## P2: ", *sections["P2"].lines])) or soak.p2_peak(
             "\n".join(["## P2: ", *(kept or previous_sections(REPORT)).get("P2", [])])
         )
-        soak.measure_soaks(sections, args.quick, only, minutes, peak)
+        polls = min(args.soak_polls, 200) if args.quick else args.soak_polls
+        soak.measure_soaks(sections, polls, only, minutes, peak)
     write(args.out, sections, started_load, args.quick, kept)
     print(f"bench: wrote {os.path.relpath(args.out)}", file=sys.stderr)
 

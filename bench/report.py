@@ -64,19 +64,15 @@ def previous_sections(path: Path) -> dict[str, list[str]]:
         while lines and not lines[0].strip():
             lines.pop(0)
         body = "\n".join(lines).rstrip()
-        if key in SECTIONS and body and "Not run in this run" not in body:
-            if (
-                date
-                and load
-                and "from a later run" not in body
-                and "from an earlier run" not in body
-            ):
-                note = (
-                    f"This section is from an earlier run ({date.group(1)}, load average "
-                    f"{load.group(1).strip()} at its start)."
-                )
-                body = note + "\n\n" + body
-            kept[key] = body.split("\n")
+        if key not in SECTIONS or not body or body.startswith(("Not run", "Not measured")):
+            continue
+        if date and load and not body.startswith(("This section is from", "Kept from")):
+            note = (
+                f"Kept from the previous bench/report.md (its header: {date.group(1)}, load "
+                f"average {load.group(1).strip()} at the start)."
+            )
+            body = note + "\n\n" + body
+        kept[key] = body.split("\n")
     return kept
 
 

@@ -40,7 +40,11 @@ from tests.support.builders import agent_of, node_headers, wallet_headers
 
 LONG_POLL_SECONDS = 60
 RSS_SAMPLE_SECONDS = 5.0
-RAMP_CONNECTS = 200  # connections opened at once while the polls are parked
+# Agents connecting and taking their first set at once during the ramp. All 10,000 at once
+# queue on the server's 30 pooled database connections (a first poll checks the token against
+# the chain mirror and reads the set) past the 10 s pool timeout: 503s and retries (a herd of
+# reconnecting agents meets the same; they retry with backoff).
+RAMP_AGENTS = 50
 
 
 def raise_fd_limit() -> int:
@@ -90,6 +94,18 @@ async def seed(stack: Stack, nodes: int, subscribers: int) -> Seeded:
                 "INSERT INTO subscribers (address, expires_at) VALUES ($1, $2)",
                 [(address, expires) for address in addresses],
             )
+            # And the payment behind each expiry: the indexer re-reads from the chain (and
+            # lowers) an expiry that no indexed payment confirms after two minutes.
+            await connection.executemany(
+                "INSERT INTO payments (chain_id, tx_hash, log_index, block_number, block_hash, "
+                "subscriber, payer, months, amount, expires_at) "
+                "VALUES ($1, $2, 0, 1, $3, $4, $4, 1, 0, $5)",
+                [
+                    (stack.settings.chain_id, "0x" + secrets.token_hex(32), "0x" + "00" * 32,
+                     address, expires)
+                    for address in addresses
+                ],
+            )  # fmt: skip
     finally:
         await connection.close()
     tokens = [
@@ -127,9 +143,18 @@ async def _agent(
     """One node agent: polls with diffs, parks, re-polls at once after each answer."""
     since: int | None = None
     history: str | None = None
-    async with ramp:
+    async with ramp:  # connect and take the first (whole) set a few at a time: see RAMP_AGENTS
         reader, writer = await asyncio.open_connection(host, port)
-    stats.connected += 1
+        stats.connected += 1
+        writer.write(
+            f"GET /v1/agent/peers?diff=true&wait=0 HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        status, body = await _read_response(reader)
+        stats.answers[status] += 1
+        if status == 200:
+            answer = json.loads(body)
+            since, history = answer["revision"], answer.get("history")
     try:
         while True:
             query = "diff=true&wait=0"
@@ -169,42 +194,49 @@ class Issued:
     statuses: Counter[str] = field(default_factory=Counter)
 
 
+ISSUING_CONNECTIONS = 64
+
+
 async def _issue_at_rate(
     api_url: str, seeded: Seeded, per_second: float, seconds: float, issued: Issued
 ) -> None:
-    """Open loop: one POST /v1/configs every 1/per_second s (each in its own task, so a slow
-    answer does not delay the next), round-robin over nodes and wallets."""
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64, keepalive_expiry=3)
-    async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=limits) as http:
+    """Open loop: one POST /v1/configs due every 1/per_second s, round-robin over nodes and
+    wallets, sent by 64 connections (one httpx client each, as in P2). A latency counts from
+    when the request was due, so time queued for a free connection while the server is behind
+    is in it, as a user would see it."""
+    due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
 
-        async def one(n: int) -> None:
-            body = {
-                "node_id": seeded.node_ids[n % len(seeded.node_ids)],
-                "protocol": "wireguard",
-                "public_key": random_wg_key(),
-            }
-            headers = seeded.wallets[n % len(seeded.wallets)]
-            started = time.perf_counter()
-            try:
-                response = await http.post("/v1/configs", json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                issued.statuses[type(exc).__name__] += 1
-                return
-            issued.latencies.append(time.perf_counter() - started)
-            issued.statuses[str(response.status_code)] += 1
+    async def connection() -> None:
+        # keep-alive shorter than uvicorn's 5 s: never send on a connection it is closing
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=3)
+        async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=one) as http:
+            while (job := await due.get()) is not None:
+                n, at = job
+                body = {
+                    "node_id": seeded.node_ids[n % len(seeded.node_ids)],
+                    "protocol": "wireguard",
+                    "public_key": random_wg_key(),
+                }
+                headers = seeded.wallets[n % len(seeded.wallets)]
+                try:
+                    response = await http.post("/v1/configs", json=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    issued.statuses[type(exc).__name__] += 1
+                    continue
+                issued.latencies.append(time.perf_counter() - at)
+                issued.statuses[str(response.status_code)] += 1
 
-        tasks: set[asyncio.Task[None]] = set()
-        start = time.perf_counter()
-        total = int(per_second * seconds)
-        for n in range(total):
-            delay = start + n / per_second - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            task = asyncio.create_task(one(n))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-        if tasks:
-            await asyncio.wait(tasks)
+    senders = [asyncio.create_task(connection()) for _ in range(ISSUING_CONNECTIONS)]
+    start = time.perf_counter()
+    for n in range(int(per_second * seconds)):
+        at = start + n / per_second
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait((n, at))
+    for _ in senders:
+        due.put_nowait(None)
+    await asyncio.gather(*senders)
 
 
 def _rss_kib(pid: int) -> int:
@@ -249,7 +281,7 @@ async def soak(
     stats = PollStats()
     url = urlsplit(api_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    ramp = asyncio.Semaphore(RAMP_CONNECTS)
+    ramp = asyncio.Semaphore(RAMP_AGENTS)
     started = time.perf_counter()
     agents = [
         asyncio.create_task(_agent(host, port, token, stats, ramp))
@@ -352,15 +384,15 @@ P8_TARGET = (
 
 
 def measure_soaks(
-    sections: dict[str, Section], quick: bool, only: set[str], minutes: float, peak: float | None
+    sections: dict[str, Section], polls: int, only: set[str], minutes: float, peak: float | None
 ) -> None:
-    """P8 then R9, each against a fresh control plane process on one stack."""
+    """P8 (`polls` agents parked) then R9, each against a fresh control plane process on one
+    stack."""
     from bench.stack import running_stack, uvicorn_server, wait_indexed
     from control_plane.agent.feed import MAX_WAITERS
     from control_plane.paths import REPO_ROOT
 
     limit = raise_fd_limit()
-    polls = 200 if quick else 10_000
     issues_per_minute = 1_000
     r9_rate = (peak or 0) / 2
     r9_issues = r9_rate * 60 * minutes if "R9" in only else 0

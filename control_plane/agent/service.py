@@ -57,7 +57,7 @@ async def peer_set(
     (while the feed is live). A `since` ahead of the revision we know is checked against the
     database once (this replica may not have heard of the change yet); if the database is behind
     it too (restored, or a confused agent) the agent gets the full set to start over from.
-    No session is taken from the request: only a full set opens one, of its own."""
+    No session is taken from the request: only a full set or a diff opens one, of its own."""
     if since is not None:
         revision = await _known_revision(feed, node_id)
         if revision < since:

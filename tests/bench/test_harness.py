@@ -50,8 +50,8 @@ def test_a_run_of_some_sections_keeps_the_others_from_the_previous_report(tmp_pa
     p2 = report.split("## P2: ")[1].split("\n## ")[0]
     assert "new P1 figures" in p1
     assert "old P1 figures" not in report
-    assert "This section is from an earlier run (" in p2
-    assert "load average 1.00 / 1.00 / 1.00 at its start" in p2
+    assert "Kept from the previous bench/report.md (its header: " in p2
+    assert "load average 1.00 / 1.00 / 1.00 at the start" in p2
     assert "| 100 nodes, 1,000 configs | 110 |" in p2
     assert "Not run in this run" in report.split("## P8: ")[1].split("\n## ")[0]
     assert p2_peak(report) == 110  # R9's rate is half of it; a before/after row is not ours
