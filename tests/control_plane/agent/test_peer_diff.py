@@ -22,6 +22,9 @@ PEERS = "/v1/agent/peers"
 
 
 async def poll(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:
+    """One poll; with `since`, a long-poll (the change's NOTIFY may still be on its way)."""
+    if "since" in params:
+        params = {"wait": 30, **params}
     response = await client.get(PEERS, params=params, headers=headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
