@@ -12,10 +12,12 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import epoch, external, http_load, indexer, profile
-from bench.report import SECTIONS, Section, load_average, write
+from bench import connect, epoch, external, http_load, indexer, profile, soak
+from bench.report import SECTIONS, Section, load_average, previous_sections, write
 from bench.stack import Server, build_fixture, running_stack, source_of, uvicorn_server
 from control_plane.paths import REPO_ROOT
+
+REPORT = REPO_ROOT / "bench" / "report.md"
 
 TITLES = {
     "P1": "unchanged agent poll vs bare FastAPI",
@@ -26,13 +28,7 @@ TITLES = {
     "P6": "receipt gas of the hot calls",
     "P7": "indexer catch-up vs naive per-block polling",
     "P8": "10,000 parked long-polls plus 1,000 issuances a minute",
-}
-NOT_YET = {
-    "P3": "Not measured yet: it needs a node agent and a WireGuard tunnel in network namespaces "
-    "(tests/e2e/lab.py) timed from the receipt; the lab is not wired into this harness yet.",
-    "P8": "Not measured yet: a 10-minute soak with 10,000 parked long-polls needs 10,000 node "
-    "tokens (10,000 nodes registered on-chain) and a client holding 10,000 connections; too "
-    "long for a shared 2-core machine and not built yet.",
+    "R9": "soak at half the peak issuance rate",
 }
 
 
@@ -130,19 +126,21 @@ def main() -> None:
     parser.add_argument("--only", default=",".join(SECTIONS), help="e.g. P1,P2")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="sample the server with "
                         "py-spy during P2; raw stacks go to DIR, shares to the report")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "report.md")
+    parser.add_argument("--out", type=Path, default=REPORT)
+    parser.add_argument("--soak-minutes", type=float, default=10.0, help="P8 and R9's length")
+    parser.add_argument("--soak-polls", type=int, default=10_000, help="P8's parked long-polls")
     args = parser.parse_args()
     only = {key.strip().upper() for key in args.only.split(",")}
     started_load = load_average()
     sections = {key: Section(key, TITLES[key]) for key in SECTIONS}
+    kept = previous_sections(args.out) if not args.quick else {}
     runners: dict[str, Callable[[], None]] = {
+        "P3": lambda: connect.measure_p3(sections["P3"], args.quick),
         "P4": lambda: external.measure_p4(sections["P4"], args.quick),
         "P5": lambda: epoch.measure_p5(sections["P5"], args.quick),
         "P6": lambda: external.measure_p6(sections["P6"]),
         "P7": lambda: indexer.measure_p7(sections["P7"], args.quick),
     }
-    for key, text in NOT_YET.items():
-        sections[key].add(text)
     if only & {"P1", "P2"}:
         print("bench: P1, P2 (HTTP)", file=sys.stderr)
         http_benchmarks(sections, args.quick, args.before, only, args.profile)
@@ -150,10 +148,16 @@ def main() -> None:
         if key in only:
             print(f"bench: {key}", file=sys.stderr)
             run()
-    for key in SECTIONS:
-        if key not in only and not sections[key].lines:
-            sections[key].add("Not run in this run (`--only`).")
-    write(args.out, sections, started_load, args.quick)
+    if only & {"P8", "R9"}:
+        print("bench: P8, R9 (soaks)", file=sys.stderr)
+        minutes = min(args.soak_minutes, 0.5) if args.quick else args.soak_minutes
+        # Half of the peak issuance rate: this run's P2, else the report's.
+        peak = soak.p2_peak("\n".join(["## P2: ", *sections["P2"].lines])) or soak.p2_peak(
+            "\n".join(["## P2: ", *(kept or previous_sections(REPORT)).get("P2", [])])
+        )
+        polls = min(args.soak_polls, 200) if args.quick else args.soak_polls
+        soak.measure_soaks(sections, polls, only, minutes, peak)
+    write(args.out, sections, started_load, args.quick, kept)
     print(f"bench: wrote {os.path.relpath(args.out)}", file=sys.stderr)
 
 

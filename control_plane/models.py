@@ -15,7 +15,7 @@ from control_plane.indexer.models import (
 from control_plane.jobs import JobRun
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
-from control_plane.revisions import RevisionBump
+from control_plane.revisions import PeerChange, RevisionBump
 from control_plane.rewards.posting.models import RewardLeaf, RewardPublication
 from control_plane.rewards.score_models import NodeScoreRecord, OperatorAllocation, ScoredEpoch
 from control_plane.subscriptions.models import Payment, Subscriber
@@ -37,6 +37,7 @@ __all__ = [
     "OperatorAllocation",
     "OutboxTx",
     "Payment",
+    "PeerChange",
     "PeerMetric",
     "ProbeSample",
     "Prober",

@@ -26,6 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -262,8 +263,15 @@ class Agent:
 
     async def _poll_and_apply(self, failures: int, span: Span) -> int:
         wait = self.config.control_plane.poll_wait_seconds
+        # A diff is asked only against the set we hold at exactly `poll_since` (not after a
+        # refused answer or a failed apply moved one of them): anything else fetches it whole.
+        base = self.desired
+        if base is None or base.revision != self.poll_since or base.history is None:
+            base = None
         try:
-            body = await self.client.poll_peers(self.poll_since, wait)
+            body = await self.client.poll_peers(
+                self.poll_since, wait, diff=True, history=None if base is None else base.history
+            )
         except Unavailable as exc:
             self._lost(f"unreachable: {exc}")
             span.set_attribute("nodus.outcome", "unreachable")
@@ -275,9 +283,14 @@ class Agent:
             await self._enforce_expiry()
             return failures + 1
         try:
-            answer = parse_poll_answer(body, self.config.pools)
+            answer = parse_poll_answer(body, self.config.pools, base)
         except InvalidPayload as exc:
             self._reached()
+            if body.get("diff_since") is not None and self.desired is not None:
+                # A diff that does not apply: judge the whole set instead, at once.
+                log.warning("refused a diff (%s); asking for the whole set", exc)
+                self.desired = replace(self.desired, history=None)
+                return failures
             revision = body.get("revision")
             revision = revision if isinstance(revision, int) and revision >= 0 else None
             self.rejected = (revision, str(exc))
@@ -322,11 +335,12 @@ class Agent:
         self.poll_since = answer.revision
         now_live = {identity_of(peer) for peer in self.applied}
         log.info(
-            "applied revision %d: %d peers (+%d -%d)",
+            "applied revision %d: %d peers (+%d -%d)%s",
             answer.revision,
             len(now_live),
             len(now_live - previous),
             len(previous - now_live),
+            "" if answer.diff_since is None else f", a diff since {answer.diff_since}",
         )
         return 0
 

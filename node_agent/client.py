@@ -123,13 +123,20 @@ class ControlPlaneClient:
 
     # --- the agent API -------------------------------------------------------------------------
 
-    async def poll_peers(self, since: int | None, wait: int) -> dict[str, Any]:
+    async def poll_peers(
+        self, since: int | None, wait: int, *, diff: bool = False, history: str | None = None
+    ) -> dict[str, Any]:
         """GET /v1/agent/peers: the desired set (or `changed: false`), waiting up to `wait`
-        seconds for a change after `since`. Returns the JSON body as it came (the caller
-        validates it before trusting any of it)."""
-        params: dict[str, int] = {"wait": wait}
+        seconds for a change after `since`. With `diff`, answers carry the node's history, and
+        with `history` (the one our set at `since` is from) they may be a diff against that set.
+        Returns the JSON body as it came (the caller validates it before trusting any of it)."""
+        params: dict[str, int | str] = {"wait": wait}
         if since is not None:
             params["since"] = since
+        if diff:
+            params["diff"] = "true"
+            if history is not None and since is not None:
+                params["history"] = history
         timeout = httpx.Timeout(
             self.options.request_timeout_seconds,
             read=wait + self.options.request_timeout_seconds,
@@ -238,7 +245,7 @@ class ControlPlaneClient:
         method: str,
         path: str,
         *,
-        params: Mapping[str, int] | None = None,
+        params: Mapping[str, int | str] | None = None,
         json: object = None,
         timeouts: httpx.Timeout | None = None,
         auth: bool = True,

@@ -26,10 +26,14 @@ Peer = WireGuardPeer | OpenVpnPeer
 
 @dataclass(frozen=True, slots=True)
 class DesiredSet:
-    """A revision of the node's desired set; `peers` is complete (never a delta)."""
+    """A revision of the node's desired set; `peers` is complete (a diff from the control plane
+    is applied onto the previous set before it becomes one). `history`: the control plane's id
+    of the revision history it belongs to (None: unknown, e.g. restored from disk), which a diff
+    request sends back."""
 
     revision: int
     peers: tuple[Peer, ...]
+    history: str | None = None
 
 
 def protocol_of(peer: Peer) -> str:

@@ -16,6 +16,7 @@ import base64
 import binascii
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,9 +37,12 @@ class PollAnswer:
     revision: int
     changed: bool
     desired: DesiredSet | None  # None when `changed` is false: keep the set you have
+    diff_since: int | None = None  # the answer was a diff against the set at this revision
 
 
-def parse_poll_answer(body: object, pools: Pools) -> PollAnswer:
+def parse_poll_answer(body: object, pools: Pools, base: DesiredSet | None = None) -> PollAnswer:
+    """The answer as a complete set. A diff (`diff_since`) is applied onto `base`, which must
+    be the set at that revision; the result is checked whole, like a full set."""
     if not isinstance(body, dict):
         raise InvalidPayload("the answer is not a JSON object")
     revision = body.get("revision")
@@ -52,7 +56,67 @@ def parse_poll_answer(body: object, pools: Pools) -> PollAnswer:
         if peers is not None:
             raise InvalidPayload("peers: must be null when changed is false")
         return PollAnswer(revision, False, None)
-    return PollAnswer(revision, True, DesiredSet(revision, parse_peers(peers, pools)))
+    history = body.get("history")
+    if history is not None and (not isinstance(history, str) or not 1 <= len(history) <= 64):
+        raise InvalidPayload("history: not a string of 1-64 characters")
+    diff_since = body.get("diff_since")
+    if diff_since is None:
+        return PollAnswer(revision, True, DesiredSet(revision, parse_peers(peers, pools), history))
+    if base is None or diff_since != base.revision or history != base.history:
+        raise InvalidPayload(f"a diff against revision {diff_since!r}, which is not our set")
+    if not isinstance(peers, list) or len(peers) > MAX_PEERS:
+        raise InvalidPayload("peers: not a list (of at most 1,000,000)")
+    merged = {_identity(peer): peer for peer in base.peers}
+    for key in _removed(body.get("removed")):
+        merged.pop(key, None)
+    for index, item in enumerate(peers):
+        try:
+            peer = parse_peer(item, pools)
+        except InvalidPayload as exc:
+            raise InvalidPayload(f"peers[{index}]: {exc}") from None
+        merged[_identity(peer)] = peer
+    applied = tuple(merged.values())
+    _check_unique(applied)
+    return PollAnswer(revision, True, DesiredSet(revision, applied, history), diff_since)
+
+
+def _identity(peer: Peer) -> tuple[str, str]:
+    if isinstance(peer, WireGuardPeer):
+        return ("wireguard", peer.public_key)
+    return ("openvpn", peer.cert_serial)
+
+
+def _removed(value: object) -> list[tuple[str, str]]:
+    if not isinstance(value, list) or len(value) > MAX_PEERS:
+        raise InvalidPayload("removed: not a list (of at most 1,000,000)")
+    keys: list[tuple[str, str]] = []
+    for index, item in enumerate(value):
+        protocol = item.get("protocol") if isinstance(item, dict) else None
+        key = (
+            item.get("public_key" if protocol == "wireguard" else "cert_serial")
+            if protocol
+            else None
+        )
+        if protocol not in ("wireguard", "openvpn") or not isinstance(key, str):
+            raise InvalidPayload(f"removed[{index}]: not a wireguard key or openvpn serial")
+        keys.append((protocol, key))
+    return keys
+
+
+def _check_unique(peers: Sequence[Peer], *, indexed: bool = False) -> None:
+    """No key, serial or address twice (`indexed`: errors name the peer's index)."""
+    identities: set[tuple[str, str]] = set()
+    addresses: set[str] = set()
+    for index, peer in enumerate(peers):
+        where = f"peers[{index}]: " if indexed else ""
+        identity = _identity(peer)
+        if identity in identities:
+            raise InvalidPayload(f"{where}{identity[1]} appears twice")
+        identities.add(identity)
+        for address in peer.allowed_ips:
+            if address in addresses:
+                raise InvalidPayload(f"{where}{address} is given to two peers")
+            addresses.add(address)
 
 
 def parse_peers(peers: object, pools: Pools) -> tuple[Peer, ...]:
@@ -61,22 +125,12 @@ def parse_peers(peers: object, pools: Pools) -> tuple[Peer, ...]:
     if len(peers) > MAX_PEERS:
         raise InvalidPayload(f"peers: more than {MAX_PEERS}")
     parsed: list[Peer] = []
-    identities: set[str] = set()
-    addresses: set[str] = set()
     for index, item in enumerate(peers):
         try:
-            peer = parse_peer(item, pools)
+            parsed.append(parse_peer(item, pools))
         except InvalidPayload as exc:
             raise InvalidPayload(f"peers[{index}]: {exc}") from None
-        identity = peer.public_key if isinstance(peer, WireGuardPeer) else peer.cert_serial
-        if identity in identities:
-            raise InvalidPayload(f"peers[{index}]: {identity} appears twice")
-        identities.add(identity)
-        for address in peer.allowed_ips:
-            if address in addresses:
-                raise InvalidPayload(f"peers[{index}]: {address} is given to two peers")
-            addresses.add(address)
-        parsed.append(peer)
+    _check_unique(parsed, indexed=True)
     return tuple(parsed)
 
 

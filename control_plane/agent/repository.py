@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,9 +19,11 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import Heartbeat, PeerMetric
@@ -32,6 +36,26 @@ from control_plane.subscriptions.models import Subscriber
 class NodeRevision:
     revision: int
     deleted: bool
+    history: uuid.UUID  # the peer log's history (revisions.py)
+
+
+@dataclass(frozen=True, slots=True)
+class TouchedConfig:
+    """A config the peer log names since the diff's base: its peer (None: not in the set now,
+    `identity` says what to remove; both None: a config that never had a peer identity)."""
+
+    peer: PeerRow | None
+    identity: tuple[str, str] | None  # (protocol, public key or certificate serial)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDiff:
+    """The node at `revision` and, when a diff since the asked revision is exact (same history,
+    log not compacted past it, node live, not ahead), the configs changed since; else None."""
+
+    revision: int
+    history: uuid.UUID
+    touched: list[TouchedConfig] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +85,15 @@ async def all_revisions(session: AsyncSession) -> dict[str, int]:
 
 async def node_revision(session: AsyncSession, node_id: str) -> NodeRevision | None:
     row = (
-        await session.execute(select(Node.revision, Node.deleted_at).where(Node.id == node_id))
+        await session.execute(
+            select(Node.revision, Node.deleted_at, Node.peer_history).where(Node.id == node_id)
+        )
     ).one_or_none()
     if row is None:
         return None
-    return NodeRevision(revision=int(row.revision), deleted=row.deleted_at is not None)
+    return NodeRevision(
+        revision=int(row.revision), deleted=row.deleted_at is not None, history=row.peer_history
+    )
 
 
 async def desired_peers(session: AsyncSession, node_id: str, now: datetime) -> list[PeerRow]:
@@ -103,6 +131,78 @@ async def desired_peers(session: AsyncSession, node_id: str, now: datetime) -> l
         )
         for row in rows
     ]
+
+
+# One statement, so one snapshot: the node's revision, its log's history and floor, and the
+# current state of every config the log names in (since, revision]. The configs are read as of
+# that revision exactly (every change to the set commits with its bump), so the diff is exact.
+# The predicate of "in the set" is `desired_peers`'s.
+_PEER_DIFF = text(
+    """
+    WITH node AS (
+        SELECT revision, peer_history, peer_log_from, deleted_at FROM nodes WHERE id = :node_id
+    ), touched AS (
+        SELECT DISTINCT c.config_id FROM peer_changes c, node
+        WHERE c.node_id = :node_id AND c.revision > :since AND c.revision <= node.revision
+          AND node.peer_history = :history AND node.peer_log_from <= :since
+          AND node.deleted_at IS NULL
+    )
+    SELECT node.revision, node.peer_history, node.peer_log_from,
+           node.deleted_at IS NOT NULL AS deleted, t.config_id, t.protocol, t.public_key,
+           t.cert_serial, t.ipv4, t.ipv6, t.expires_at, t.live
+    FROM node LEFT JOIN (
+        SELECT touched.config_id, d.protocol, d.public_key, d.cert_serial,
+               host(d.ipv4) AS ipv4, host(d.ipv6) AS ipv6, s.expires_at,
+               d.revoked_at IS NULL AND s.expires_at IS NOT NULL AND s.expires_at > :now AS live
+        FROM touched
+        JOIN device_configs d ON d.id = touched.config_id
+        LEFT JOIN subscribers s ON s.address = lower(d.subscriber)
+    ) AS t ON true
+    """
+)
+
+
+async def peer_diff(
+    session: AsyncSession, node_id: str, since: int, history: uuid.UUID, now: datetime
+) -> PeerDiff | None:
+    """The node's changes since `since` in `history` (see PeerDiff); None if no such node."""
+    rows = (
+        await session.execute(
+            _PEER_DIFF, {"node_id": node_id, "since": since, "history": history, "now": now}
+        )
+    ).all()
+    if not rows:
+        return None
+    head = rows[0]
+    revision, current = int(head.revision), head.peer_history
+    exact = current == history and int(head.peer_log_from) <= since <= revision and not head.deleted
+    if not exact:
+        return PeerDiff(revision, current, None)
+    touched = [_touched(row) for row in rows if row.config_id is not None]
+    return PeerDiff(revision, current, touched)
+
+
+def _touched(row: Row[Any]) -> TouchedConfig:
+    identity = (
+        row.public_key
+        if row.protocol == "wireguard"
+        else row.cert_serial
+        if row.protocol == "openvpn"
+        else None
+    )
+    if identity is None:
+        return TouchedConfig(None, None)
+    peer = None
+    if row.live:
+        peer = PeerRow(
+            protocol=row.protocol,
+            public_key=row.public_key,
+            cert_serial=row.cert_serial,
+            ipv4=row.ipv4,
+            ipv6=row.ipv6,
+            expires_at=row.expires_at,
+        )
+    return TouchedConfig(peer, (row.protocol, identity))
 
 
 async def record_heartbeat_time(session: AsyncSession, node_id: str) -> int | None:

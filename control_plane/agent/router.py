@@ -3,6 +3,7 @@ takes a node-agent token and serves only the token's own node."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -82,14 +83,32 @@ async def get_peers(
             max_length=66, pattern=NODE_ID, description="Optional; must be the token's own node."
         ),
     ] = None,
+    diff: Annotated[
+        bool,
+        Query(
+            description="You can apply a diff: changed answers carry `history`, and with `since` "
+            "and `history` they are a diff when the control plane still has every change since "
+            "(else the whole set). Absent: always the whole set."
+        ),
+    ] = False,
+    history: Annotated[
+        uuid.UUID | None,
+        Query(description="With diff=true and since: the history your set at `since` is from."),
+    ] = None,
 ) -> PeerSet:
     """The node's desired peer set and its monotonic revision. Answers at once when the
     revision is past `since` (or `since` is absent); otherwise waits up to `wait` seconds for a
     change, then answers `{"revision": since, "changed": false, "peers": null}`: keep your set.
-    Each peer carries its subscriber's expiry: remove it then even if this API is unreachable."""
+    Each peer carries its subscriber's expiry: remove it then even if this API is unreachable.
+    With `diff=true`, see `history`, `diff_since` and `removed` in the answer's schema."""
     if wait > settings.long_poll_max_seconds:
         raise Invalid(f"wait: at most {settings.long_poll_max_seconds} seconds")
-    return await service.peer_set(feed, services, _own_node(principal, node_id), since, wait)
+    if history is not None and not diff:
+        raise Invalid("history: only with diff=true")
+    if history is not None and since is None:
+        raise Invalid("history: a diff needs since, the revision your set is at")
+    ask = service.DiffAsk(history) if diff else None
+    return await service.peer_set(feed, services, _own_node(principal, node_id), since, wait, ask)
 
 
 @router.get("/pools", responses=_ERRORS)

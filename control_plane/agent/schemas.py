@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from control_plane.patterns import (
     CERT_SERIAL,
@@ -88,9 +98,28 @@ class OpenVpnPeer(BaseModel):
 Peer = Annotated[WireGuardPeer | OpenVpnPeer, Field(discriminator="protocol")]
 
 
+class RemovedWireGuardPeer(BaseModel):
+    protocol: Literal["wireguard"] = "wireguard"
+    public_key: str = Field(pattern=WIREGUARD_KEY)
+
+
+class RemovedOpenVpnPeer(BaseModel):
+    protocol: Literal["openvpn"] = "openvpn"
+    cert_serial: str = Field(pattern=CERT_SERIAL)
+
+
+RemovedPeer = Annotated[RemovedWireGuardPeer | RemovedOpenVpnPeer, Field(discriminator="protocol")]
+
+
 class PeerSet(BaseModel):
     """The node's desired peer set at `revision`, or, when nothing changed after `since`,
-    `changed: false` and `peers: null` (keep the set you have: null never means "no peers")."""
+    `changed: false` and `peers: null` (keep the set you have: null never means "no peers").
+
+    With `diff=true` a changed answer also carries `history`; if `since` and `history` were sent
+    and the control plane still has every change after `since` in that history, the answer is a
+    diff: `diff_since` is `since`, `peers` holds only the peers added or changed after it
+    (replace yours with the same key or serial) and `removed` the ones to drop. Without
+    `diff_since` the answer is the whole set. The three fields are absent unless `diff=true`."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -114,6 +143,21 @@ class PeerSet(BaseModel):
                     ],
                 },
                 {"revision": 42, "changed": False, "peers": None},
+                {
+                    "revision": 43,
+                    "changed": True,
+                    "history": "6f1c2b9e-3d4a-4c55-9a57-2f0e8d1b7c64",
+                    "diff_since": 42,
+                    "peers": [
+                        {
+                            "protocol": "wireguard",
+                            "public_key": "k1c5Vb0V3lq7Yh0I6Jc8C4z0xWm7i2n8mB1bYVh2r3E=",
+                            "allowed_ips": ["10.8.0.4/32", "fd00:8::4/128"],
+                            "expires_at": "2030-03-31T12:00:00Z",
+                        }
+                    ],
+                    "removed": [{"protocol": "openvpn", "cert_serial": "5f3a9c0e11"}],
+                },
             ]
         }
     )
@@ -123,6 +167,30 @@ class PeerSet(BaseModel):
     )
     changed: bool = Field(description="False when the revision is still `since`.")
     peers: list[Peer] | None
+    history: uuid.UUID | None = Field(
+        default=None,
+        description="With diff=true: the node's revision history; send it back with `since` to "
+        "get a diff (a new history, after a change the log does not itemize, means a whole set).",
+    )
+    diff_since: int | None = Field(
+        default=None,
+        ge=0,
+        le=INT64_MAX,
+        description="Present when this answer is a diff against your set at this revision.",
+    )
+    removed: list[RemovedPeer] | None = Field(
+        default=None, description="In a diff: the peers to remove (absent from the set now)."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_diff_fields(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]  # noqa: ANN202 (unannotated: the schema stays the model's)
+        """An agent that did not ask for diffs gets the old shape: the three fields only when
+        set."""
+        data = handler(self)
+        for name in ("history", "diff_since", "removed"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
 
 # --- POST /v1/agent/heartbeat ------------------------------------------------------------------

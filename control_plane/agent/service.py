@@ -4,6 +4,8 @@ stores. Raises AppErrors; never commits (the request owns the transaction)."""
 from __future__ import annotations
 
 import ipaddress
+import uuid
+from dataclasses import dataclass
 from datetime import UTC
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +22,9 @@ from control_plane.agent.schemas import (
     NodePools,
     OpenVpnPeer,
     PeerSet,
+    RemovedOpenVpnPeer,
+    RemovedPeer,
+    RemovedWireGuardPeer,
     WireGuardPeer,
 )
 from control_plane.db import unit_of_work
@@ -28,21 +33,31 @@ from control_plane.jobs import Services
 from control_plane.tunnel.addresses import Pools
 
 
+@dataclass(frozen=True, slots=True)
+class DiffAsk:
+    """The agent can apply a diff (`diff=true`); `history`: the one its set at `since` is from."""
+
+    history: uuid.UUID | None
+
+
 async def peer_set(
     feed: PeerFeed,
     services: Services,
     node_id: str,
     since: int | None,
     wait: int,
+    diff: DiffAsk | None = None,
 ) -> PeerSet:
     """The node's desired set if its revision is not `since` (or `since` is absent); otherwise
     waits up to `wait` seconds for it to move, and answers `changed: false` if it did not.
+    With `diff`, a changed answer is a diff against the set at `since` when the peer log can
+    give an exact one (revisions.py), else the whole set; both carry the history.
 
     A poll whose revision is still `since` is answered from the feed's memory: no SQL at all
     (while the feed is live). A `since` ahead of the revision we know is checked against the
     database once (this replica may not have heard of the change yet); if the database is behind
     it too (restored, or a confused agent) the agent gets the full set to start over from.
-    No session is taken from the request: only a full set opens one, of its own."""
+    No session is taken from the request: only a full set or a diff opens one, of its own."""
     if since is not None:
         revision = await _known_revision(feed, node_id)
         if revision < since:
@@ -57,7 +72,11 @@ async def peer_set(
             revision = await _known_revision(feed, node_id)
         if revision == since:
             return PeerSet(revision=since, changed=False, peers=None)
-    return await _full_set(feed, services, node_id)
+        if diff is not None and diff.history is not None:
+            answer = await _diff(feed, services, node_id, since, diff.history)
+            if answer is not None:
+                return answer
+    return await _full_set(feed, services, node_id, with_history=diff is not None)
 
 
 async def _known_revision(feed: PeerFeed, node_id: str) -> int:
@@ -80,7 +99,44 @@ async def _database_revision(feed: PeerFeed, node_id: str) -> int:
     return node.revision
 
 
-async def _full_set(feed: PeerFeed, services: Services, node_id: str) -> PeerSet:
+async def _diff(
+    feed: PeerFeed, services: Services, node_id: str, since: int, history: uuid.UUID
+) -> PeerSet | None:
+    """The diff since `since`, or None when only the whole set is exact."""
+    async with feed.reads, unit_of_work(feed.sessions) as session:
+        now = await services.clock.now(services.chain, services.settings.chain_clock_seconds)
+        found = await repository.peer_diff(session, node_id, since, history, now)
+    if found is None:
+        raise NotFound("no such node")
+    feed.observe(node_id, found.revision)
+    if found.touched is None:
+        return None
+    peers = [_peer(t.peer) for t in found.touched if t.peer is not None]
+    kept = {
+        (p.protocol, p.public_key if isinstance(p, WireGuardPeer) else p.cert_serial) for p in peers
+    }
+    removed: dict[tuple[str, str], RemovedPeer] = {}
+    for touched in found.touched:
+        if touched.peer is None and touched.identity is not None and touched.identity not in kept:
+            protocol, identity = touched.identity
+            removed[touched.identity] = (
+                RemovedWireGuardPeer(public_key=identity)
+                if protocol == "wireguard"
+                else RemovedOpenVpnPeer(cert_serial=identity)
+            )
+    return PeerSet(
+        revision=found.revision,
+        changed=True,
+        peers=peers,
+        history=found.history,
+        diff_since=since,
+        removed=list(removed.values()),
+    )
+
+
+async def _full_set(
+    feed: PeerFeed, services: Services, node_id: str, *, with_history: bool = False
+) -> PeerSet:
     # The revision is read before the peers. Under READ COMMITTED each statement sees the
     # latest commits, so the peers can only be newer than the revision (the agent then gets them
     # again on its next poll), never older (which would hide a change behind its revision).
@@ -92,7 +148,10 @@ async def _full_set(feed: PeerFeed, services: Services, node_id: str) -> PeerSet
         now = await services.clock.now(services.chain, services.settings.chain_clock_seconds)
         rows = [] if node.deleted else await repository.desired_peers(session, node_id, now)
     feed.observe(node_id, node.revision)
-    return PeerSet(revision=node.revision, changed=True, peers=[_peer(row) for row in rows])
+    peers = [_peer(row) for row in rows]
+    if with_history:
+        return PeerSet(revision=node.revision, changed=True, peers=peers, history=node.history)
+    return PeerSet(revision=node.revision, changed=True, peers=peers)
 
 
 def _peer(row: PeerRow) -> WireGuardPeer | OpenVpnPeer:

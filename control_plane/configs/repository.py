@@ -49,10 +49,10 @@ class Inserted:
 
 # One statement: the first candidate host index whose address no live config on the node holds
 # is inserted if the node is not deleted, the subscriber is under the device limit and the key
-# is not live on the node; with it, a bump of the node's revision at commit (revisions.py: no
-# node row lock before the COMMIT). ON CONFLICT DO NOTHING covers every unique index (a
-# concurrent insert took the address, the key or the serial): no row comes back, nothing is
-# bumped, and the caller finds out why.
+# is not live on the node; with it, a bump of the node's revision at commit that logs the config
+# (revisions.py: no node row lock before the COMMIT). ON CONFLICT DO NOTHING covers every unique
+# index (a concurrent insert took the address, the key or the serial): no row comes back,
+# nothing is bumped, and the caller finds out why.
 _INSERT_AT_FREE_ADDRESS = text(
     """
     WITH inserted AS (
@@ -84,10 +84,11 @@ _INSERT_AT_FREE_ADDRESS = text(
         ORDER BY c.n
         LIMIT 1
         ON CONFLICT DO NOTHING
-        RETURNING created_at, host(ipv4) AS ipv4, host(ipv6) AS ipv6
+        RETURNING id, created_at, host(ipv4) AS ipv4, host(ipv6) AS ipv6
     ),
     bump AS (
-        INSERT INTO revision_bumps (node_id) SELECT CAST(:node_id AS varchar) FROM inserted
+        INSERT INTO revision_bumps (node_id, config_id)
+        SELECT CAST(:node_id AS varchar), id FROM inserted
         RETURNING id
     )
     SELECT created_at, ipv4, ipv6 FROM inserted

@@ -430,4 +430,4 @@ async def revoke_config(session: AsyncSession, subscriber: str, config_id: uuid.
     node_id = await ConfigRepository(session).revoke_owned(config_id, subscriber.lower())
     if node_id is None:
         raise NotFound("no such config")
-    await bump_revision(session, node_id)
+    await bump_revision(session, node_id, [config_id])

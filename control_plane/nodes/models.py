@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Integer, LargeBinary, String, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, Integer, LargeBinary, String, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, CIDR
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -33,6 +34,10 @@ class Node(Base):
     openvpn_tls_crypt_key_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     # Monotonic revision of the node's desired peer set; bumped by every change to it.
     revision: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The revision log's history id and floor (revisions.py): a peer diff since a revision is
+    # served only within the same history and from `peer_log_from` on.
+    peer_history: Mapped[uuid.UUID] = mapped_column(server_default=text("gen_random_uuid()"))
+    peer_log_from: Mapped[int] = mapped_column(BigInteger, server_default="0")
     last_heartbeat_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())

@@ -124,11 +124,13 @@ async def record_expiry(
 
 
 async def bump_nodes_of(session: AsyncSession, subscribers: Sequence[str]) -> list[str]:
-    """Bumps, once each, the revision of every node holding a live config of `subscribers`;
-    returns those nodes."""
-    nodes = await SubscriberRepository(session).nodes_with_live_configs(subscribers)
+    """Bumps, once each, the revision of every node holding a live config of `subscribers`,
+    logging those configs (their expiry, or their place in the set, changed); returns the
+    nodes."""
+    configs = await SubscriberRepository(session).live_configs_by_node(subscribers)
+    nodes = list(configs)
     for node_id in nodes:  # sorted: concurrent bumpers lock nodes in the same order
-        await bump_revision(session, node_id)
+        await bump_revision(session, node_id, configs[node_id])
     if nodes:
         log.info("peer sets changed", extra={"subscribers": len(subscribers), "nodes": len(nodes)})
     return nodes

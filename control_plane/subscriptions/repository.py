@@ -3,6 +3,7 @@ subscribers' expiries. Never commits."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -148,15 +149,17 @@ class SubscriberRepository:
             .values(lapse_processed_until=Subscriber.expires_at)
         )
 
-    async def nodes_with_live_configs(self, subscribers: Sequence[str]) -> list[str]:
-        """Nodes holding a live (unrevoked) config of any of `subscribers`, sorted (the order in
-        which their revisions are bumped, so concurrent bumpers never deadlock)."""
+    async def live_configs_by_node(self, subscribers: Sequence[str]) -> dict[str, list[uuid.UUID]]:
+        """The live (unrevoked) configs of any of `subscribers`, by node, the nodes sorted (the
+        order in which their revisions are bumped, so concurrent bumpers never deadlock)."""
         if not subscribers:
-            return []
-        rows = await self.session.scalars(
-            select(DeviceConfig.node_id)
+            return {}
+        rows = await self.session.execute(
+            select(DeviceConfig.node_id, DeviceConfig.id)
             .where(DeviceConfig.subscriber.in_(subscribers), DeviceConfig.revoked_at.is_(None))
-            .distinct()
-            .order_by(DeviceConfig.node_id)
+            .order_by(DeviceConfig.node_id, DeviceConfig.id)
         )
-        return list(rows)
+        by_node: dict[str, list[uuid.UUID]] = {}
+        for node_id, config_id in rows:
+            by_node.setdefault(node_id, []).append(config_id)
+        return by_node

@@ -131,6 +131,13 @@ def _text(path: Path) -> str:
 
 
 def _print(*series: tuple[str, list[float]]) -> None:
+    """Medians, min and max; with NODUS_BENCH_JSON set, every value also goes to that file
+    (scripts/bench's P3 reads it)."""
+    out = os.environ.get("NODUS_BENCH_JSON")
+    if out:
+        path = Path(out)
+        known = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**known, **dict(series)}))
     for name, values in series:
         print(
             f"  {name:18} median {statistics.median(values):.2f} s  "

@@ -111,3 +111,46 @@ def test_duplicates_are_refused() -> None:
 def test_malformed_answers_are_refused(body: Any) -> None:
     with pytest.raises(InvalidPayload):
         parse_poll_answer(body, POOLS)
+
+
+def test_a_diff_applies_onto_the_set_it_is_against() -> None:
+    k2, k3, k4 = wg_key(), wg_key(), wg_key()
+    whole = answer(wg_peer(2, key=k2), wg_peer(3, key=k3))
+    base = parse_poll_answer({**whole, "history": "h1"}, POOLS).desired
+    assert base is not None
+    moved = {**wg_peer(3, key=k3), "expires_at": "2031-01-01T00:00:00Z"}
+    diff = {
+        **answer(moved, wg_peer(4, key=k4), revision=5),
+        "history": "h1",
+        "diff_since": 3,
+        "removed": [{"protocol": "wireguard", "public_key": k2}],
+    }
+
+    parsed = parse_poll_answer(diff, POOLS, base)
+
+    assert parsed.diff_since == 3
+    assert parsed.desired is not None
+    assert parsed.desired.revision == 5
+    assert parsed.desired.history == "h1"
+    keys = [peer.public_key for peer in parsed.desired.peers if isinstance(peer, WireGuardPeer)]
+    assert keys == [k3, k4]
+    assert parsed.desired.peers[0].expires_at.year == 2031
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"diff_since": 2}, "not our set"),  # against another revision
+        ({"history": "h2"}, "not our set"),  # another history
+        ({"peers": [{**wg_peer(9), "allowed_ips": ["10.8.0.2/32"]}]}, "given to two peers"),
+        ({"removed": [{"protocol": "wireguard"}]}, r"removed\[0\]"),
+        ({"removed": None}, "removed: not a list"),
+    ],
+)
+def test_a_diff_that_does_not_fit_is_refused(changes: dict[str, Any], reason: str) -> None:
+    base = parse_poll_answer({**answer(wg_peer(2)), "history": "h1"}, POOLS).desired
+    diff = {**answer(revision=4), "history": "h1", "diff_since": 3, "removed": [], **changes}
+    with pytest.raises(InvalidPayload, match=reason):
+        parse_poll_answer(diff, POOLS, base)
+    with pytest.raises(InvalidPayload, match="not our set"):
+        parse_poll_answer(diff | {"diff_since": 3, "history": "h1"}, POOLS, None)

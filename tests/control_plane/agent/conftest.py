@@ -130,7 +130,7 @@ class World:
         async with unit_of_work(self.sessions) as session:
             session.add(config)
             await session.flush()
-            await bump_revision(session, node_id)
+            await bump_revision(session, node_id, [config.id])
         return config
 
     async def revoke(self, config: DeviceConfig) -> int:
@@ -140,7 +140,7 @@ class World:
                 .where(DeviceConfig.id == config.id)
                 .values(revoked_at=datetime.now(UTC))
             )
-            return await bump_revision(session, config.node_id)
+            return await bump_revision(session, config.node_id, [config.id])
 
     async def bump(self, node_id: str) -> int:
         async with unit_of_work(self.sessions) as session:

@@ -113,7 +113,9 @@ async def test_a_deletion_committed_between_an_issue_and_its_commit_revokes_the_
             "0x" + "ab" * 20,
             base64.b64encode(secrets.token_bytes(32)).decode(),
         )
-        await issuing.execute("INSERT INTO revision_bumps (node_id) VALUES ($1)", node)
+        await issuing.execute(
+            "INSERT INTO revision_bumps (node_id, config_id) VALUES ($1, $2)", node, config_id
+        )
         async with deleting.transaction():
             await deleting.execute("UPDATE nodes SET deleted_at = now() WHERE id = $1", node)
             await deleting.execute(

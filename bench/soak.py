@@ -1,0 +1,449 @@
+"""P8 and R9: soaks against one control plane (one uvicorn worker) on the bench stack.
+
+P8: every seeded node's agent parks a long-poll (`GET /v1/agent/peers?since=...&wait=60`,
+asking for diffs, re-polling as soon as one answers), while configs are issued at a fixed
+rate (1,000 a minute) spread over those nodes, for `--soak-minutes`. R9: issuance alone at half
+the peak P2 measured, for as long. Both report errors, the issuance latency (p50, p99) and the
+server's resident memory from its first sample after the ramp to the end.
+
+The nodes are seeded straight into the database: the control plane's rows and the indexer's
+mirror of NodeRegistry (Active, with an agent key), as the indexer would write them for nodes
+registered on-chain; each agent's token is minted as agent login issues it (the principal with
+the node and its agent key, `tests.support.builders.node_headers`), because 10,000 on-chain
+registrations and sign-ins would take longer than the soak. Subscribers are seeded the same way
+(the mirror's expiry, which issuance reads). The long-polls are raw HTTP/1.1 on one asyncio
+loop, one keep-alive connection per agent."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import resource
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from bench.profile import cpu_seconds
+from bench.report import Section
+from bench.stack import Stack, random_wg_key
+from control_plane.agent.feed import asyncpg_dsn
+from control_plane.tunnel.addresses import default_pools
+from tests.support.builders import agent_of, node_headers, wallet_headers
+
+LONG_POLL_SECONDS = 60
+RSS_SAMPLE_SECONDS = 5.0
+# Agents connecting and taking their first set at once during the ramp. All 10,000 at once
+# queue on the server's 30 pooled database connections (a first poll checks the token against
+# the chain mirror and reads the set) past the 10 s pool timeout: 503s and retries (a herd of
+# reconnecting agents meets the same; they retry with backoff).
+RAMP_AGENTS = 50
+
+
+def raise_fd_limit() -> int:
+    """The soft limit on open files raised to the hard one (servers started after inherit it)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+@dataclass
+class Seeded:
+    node_ids: list[str]
+    node_tokens: list[str]
+    wallets: list[dict[str, str]]  # request headers of paying subscribers
+
+
+async def seed(stack: Stack, nodes: int, subscribers: int) -> Seeded:
+    """`nodes` WireGuard nodes (rows here and in the chain mirror, Active) and `subscribers`
+    paid for 30 days, in the mirror."""
+    node_ids = ["0x" + secrets.token_hex(32) for _ in range(nodes)]
+    operator = "0x" + secrets.token_hex(20)
+    agents = [agent_of(node_id).address.lower() for node_id in node_ids]
+    addresses = ["0x" + secrets.token_hex(20) for _ in range(subscribers)]
+    connection = await asyncpg.connect(asyncpg_dsn(stack.settings.database_url))
+    try:
+        async with connection.transaction():
+            await connection.executemany(
+                "INSERT INTO nodes (id, operator, protocols, endpoint, country, "
+                "wireguard_public_key, ipv4_pool, ipv6_pool, revision) "
+                "VALUES ($1, $2, ARRAY['wireguard'], $3, 'DE', $4, $5::cidr, $6::cidr, 0)",
+                [
+                    (node_id, operator, f"10.{i // 250 % 250}.{i % 250}.1:51820",
+                     random_wg_key(), *default_pools(node_id))
+                    for i, node_id in enumerate(node_ids)
+                ],
+            )  # fmt: skip
+            await connection.executemany(
+                "INSERT INTO chain_nodes (node_id, operator, agent, stake, status, active, "
+                "updated_block) VALUES ($1, $2, $3, 100000000000000000000, 'active', true, 0)",
+                [
+                    (node_id, operator, agent)
+                    for node_id, agent in zip(node_ids, agents, strict=True)
+                ],
+            )
+            expires = datetime.now(UTC) + timedelta(days=30)
+            await connection.executemany(
+                "INSERT INTO subscribers (address, expires_at) VALUES ($1, $2)",
+                [(address, expires) for address in addresses],
+            )
+            # And the payment behind each expiry: the indexer re-reads from the chain (and
+            # lowers) an expiry that no indexed payment confirms after two minutes.
+            await connection.executemany(
+                "INSERT INTO payments (chain_id, tx_hash, log_index, block_number, block_hash, "
+                "subscriber, payer, months, amount, expires_at) "
+                "VALUES ($1, $2, 0, 1, $3, $4, $4, 1, 0, $5)",
+                [
+                    (stack.settings.chain_id, "0x" + secrets.token_hex(32), "0x" + "00" * 32,
+                     address, expires)
+                    for address in addresses
+                ],
+            )  # fmt: skip
+    finally:
+        await connection.close()
+    tokens = [
+        node_headers(stack.settings, node_id)["authorization"].removeprefix("Bearer ")
+        for node_id in node_ids
+    ]
+    wallets = [wallet_headers(stack.settings, address) for address in addresses]
+    return Seeded(node_ids, tokens, wallets)
+
+
+@dataclass
+class PollStats:
+    connected: int = 0
+    answers: Counter[int] = field(default_factory=Counter)  # by status
+    changed: int = 0
+    diffs: int = 0
+    failures: Counter[str] = field(default_factory=Counter)  # connection errors by kind
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def _agent(
+    host: str, port: int, token: str, stats: PollStats, ramp: asyncio.Semaphore
+) -> None:
+    """One node agent: polls with diffs, parks, re-polls at once after each answer."""
+    since: int | None = None
+    history: str | None = None
+    async with ramp:  # connect and take the first (whole) set a few at a time: see RAMP_AGENTS
+        reader, writer = await asyncio.open_connection(host, port)
+        stats.connected += 1
+        writer.write(
+            f"GET /v1/agent/peers?diff=true&wait=0 HTTP/1.1\r\nhost: {host}\r\n"
+            f"authorization: Bearer {token}\r\n\r\n".encode()
+        )
+        status, body = await _read_response(reader)
+        stats.answers[status] += 1
+        if status == 200:
+            answer = json.loads(body)
+            since, history = answer["revision"], answer.get("history")
+    try:
+        while True:
+            query = "diff=true&wait=0"
+            if since is not None:
+                query = f"since={since}&diff=true&wait={LONG_POLL_SECONDS}"
+                if history is not None:
+                    query += f"&history={history}"
+            writer.write(
+                f"GET /v1/agent/peers?{query} HTTP/1.1\r\nhost: {host}\r\n"
+                f"authorization: Bearer {token}\r\n\r\n".encode()
+            )
+            try:
+                status, body = await _read_response(reader)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                stats.failures[type(exc).__name__] += 1
+                writer.close()
+                reader, writer = await asyncio.open_connection(host, port)
+                continue
+            stats.answers[status] += 1
+            if status != 200:
+                await asyncio.sleep(1)
+                continue
+            answer = json.loads(body)
+            if answer["changed"]:
+                stats.changed += 1
+                stats.diffs += answer.get("diff_since") is not None
+                history = answer.get("history", history)
+            since = answer["revision"]
+    finally:
+        stats.connected -= 1
+        writer.close()
+
+
+@dataclass
+class Issued:
+    latencies: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+
+
+ISSUING_CONNECTIONS = 64
+
+
+async def _issue_at_rate(
+    api_url: str, seeded: Seeded, per_second: float, seconds: float, issued: Issued
+) -> None:
+    """Open loop: one POST /v1/configs due every 1/per_second s, round-robin over nodes and
+    wallets, sent by 64 connections (one httpx client each, as in P2). A latency counts from
+    when the request was due, so time queued for a free connection while the server is behind
+    is in it, as a user would see it."""
+    due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
+
+    async def connection() -> None:
+        # keep-alive shorter than uvicorn's 5 s: never send on a connection it is closing
+        one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=3)
+        async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=one) as http:
+            while (job := await due.get()) is not None:
+                n, at = job
+                body = {
+                    "node_id": seeded.node_ids[n % len(seeded.node_ids)],
+                    "protocol": "wireguard",
+                    "public_key": random_wg_key(),
+                }
+                headers = seeded.wallets[n % len(seeded.wallets)]
+                try:
+                    response = await http.post("/v1/configs", json=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    issued.statuses[type(exc).__name__] += 1
+                    continue
+                issued.latencies.append(time.perf_counter() - at)
+                issued.statuses[str(response.status_code)] += 1
+
+    senders = [asyncio.create_task(connection()) for _ in range(ISSUING_CONNECTIONS)]
+    start = time.perf_counter()
+    for n in range(int(per_second * seconds)):
+        at = start + n / per_second
+        delay = at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        due.put_nowait((n, at))
+    for _ in senders:
+        due.put_nowait(None)
+    await asyncio.gather(*senders)
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def _sample_rss(pid: int, samples: list[int]) -> None:
+    while True:
+        samples.append(_rss_kib(pid))
+        await asyncio.sleep(RSS_SAMPLE_SECONDS)
+
+
+@dataclass
+class SoakResult:
+    label: str
+    minutes: float
+    polls: int
+    per_second: float
+    issued: Issued
+    poll_stats: PollStats | None
+    rss_kib: list[int]
+    server_cpu_seconds: float
+    parked_at_start: int
+    ramp_seconds: float
+
+
+async def soak(
+    label: str,
+    api_url: str,
+    server_pid: int,
+    seeded: Seeded,
+    polls: int,
+    per_second: float,
+    minutes: float,
+) -> SoakResult:
+    """`polls` agents parked (the first `polls` seeded nodes), then issuance at `per_second`
+    for `minutes`, the server's RSS sampled throughout."""
+    stats = PollStats()
+    url = urlsplit(api_url)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    ramp = asyncio.Semaphore(RAMP_AGENTS)
+    started = time.perf_counter()
+    agents = [
+        asyncio.create_task(_agent(host, port, token, stats, ramp))
+        for token in seeded.node_tokens[:polls]
+    ]
+    # Parked: every agent connected and answered once (its first, full, poll).
+    deadline = time.monotonic() + 600
+    while polls and (stats.connected < polls or stats.answers.total() < polls):
+        if time.monotonic() > deadline or any(a.done() for a in agents):
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(5 if polls else 0)  # the last ones park
+    ramp_seconds = time.perf_counter() - started
+    parked_at_start = stats.connected
+    rss: list[int] = []
+    sampler = asyncio.create_task(_sample_rss(server_pid, rss))
+    issued = Issued()
+    cpu_before = cpu_seconds(server_pid)
+    try:
+        await _issue_at_rate(api_url, seeded, per_second, minutes * 60, issued)
+        rss.append(_rss_kib(server_pid))
+    finally:
+        sampler.cancel()
+        for task in agents:
+            task.cancel()
+        await asyncio.gather(sampler, *agents, return_exceptions=True)
+    for task in agents:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            stats.failures[type(task.exception()).__name__] += 1
+    return SoakResult(
+        label, minutes, polls, per_second, issued, stats if polls else None, rss,
+        cpu_seconds(server_pid) - cpu_before, parked_at_start, ramp_seconds,
+    )  # fmt: skip
+
+
+def _ms(values: list[float], share: float) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    return f"{1000 * ordered[min(len(ordered) - 1, int(len(ordered) * share))]:,.0f} ms"
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:,.0f} MiB"
+
+
+def report(section: Section, result: SoakResult, target: str) -> None:
+    issued = result.issued
+    total = sum(issued.statuses.values())
+    errors = total - issued.statuses.get("201", 0)
+    rows = [
+        ("issuances", f"{total:,} at {result.per_second:.1f}/s for {result.minutes:g} min"),
+        ("issuance errors (not 201)", f"{errors:,}"),
+        ("issuance statuses", ", ".join(f"{k}: {v:,}" for k, v in sorted(issued.statuses.items()))),
+        ("issuance p50 / p99 / max", f"{_ms(issued.latencies, 0.5)} / "
+         f"{_ms(issued.latencies, 0.99)} / {_ms(issued.latencies, 1.0)}"),
+    ]  # fmt: skip
+    if result.poll_stats is not None:
+        polls = result.poll_stats
+        answers = ", ".join(f"{k}: {v:,}" for k, v in sorted(polls.answers.items()))
+        failures = ", ".join(f"{k}: {v:,}" for k, v in sorted(polls.failures.items())) or "0"
+        rows += [
+            ("long-polls parked after the ramp", f"{result.parked_at_start:,} of {result.polls:,} "
+             f"(ramp {result.ramp_seconds:.0f} s)"),
+            ("poll answers by status", answers),
+            ("poll answers with a change / of them diffs", f"{polls.changed:,} / {polls.diffs:,}"),
+            ("poll connection errors", failures),
+        ]  # fmt: skip
+    if result.rss_kib:
+        first, last, peak = result.rss_kib[0], result.rss_kib[-1], max(result.rss_kib)
+        rows += [
+            ("server RSS after the ramp / at the end / peak",
+             f"{_mib(first)} / {_mib(last)} / {_mib(peak)}"),
+            ("server RSS growth", f"{(last - first) / first:+.1%}"),
+        ]  # fmt: skip
+    cpu = result.server_cpu_seconds
+    share = cpu / (result.minutes * 60)
+    rows.append(("server CPU during the issuance", f"{cpu:,.0f} s ({share:.0%} of a core)"))
+    section.table(("measure", "value"), rows)
+    section.add(target, "")
+
+
+def p2_peak(report_text: str) -> float | None:
+    """The highest configs/s of P2's runs of this code in an existing report, if any."""
+    if "## P2: " not in report_text:
+        return None
+    p2 = report_text.split("## P2: ", 1)[1].split("\n## ", 1)[0]
+    rates = []
+    for line in p2.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) >= 2 and "configs" in cells[0] and " at " not in cells[0]:
+            with contextlib.suppress(ValueError):
+                rates.append(float(cells[1].replace(",", "")))
+    return max(rates) if rates else None
+
+
+P8_TARGET = (
+    "Target on 2 quiet cores: 0 errors, p99 of issuance at most 100 ms, RSS growth at most 10%."
+)
+
+
+def measure_soaks(
+    sections: dict[str, Section], polls: int, only: set[str], minutes: float, peak: float | None
+) -> None:
+    """P8 (`polls` agents parked) then R9, each against a fresh control plane process on one
+    stack."""
+    from bench.stack import running_stack, uvicorn_server, wait_indexed
+    from control_plane.agent.feed import MAX_WAITERS
+    from control_plane.paths import REPO_ROOT
+
+    limit = raise_fd_limit()
+    issues_per_minute = 1_000
+    r9_rate = (peak or 0) / 2
+    r9_issues = r9_rate * 60 * minutes if "R9" in only else 0
+    p8_issues = issues_per_minute * minutes if "P8" in only else 0
+    # Each wallet may hold NODUS_DEVICE_LIMIT (20) configs: enough wallets for every issue.
+    subscribers = max(100, int((r9_issues + p8_issues) / 15) + 1)
+    with running_stack() as stack:
+        env = {**stack.env, "NODUS_ARTIFACTS_DIR": str(REPO_ROOT / "contracts" / "out")}
+        serve = functools.partial(
+            uvicorn_server, "control_plane.app:build_from_env", env, REPO_ROOT, factory=True
+        )
+        parked = min(polls, MAX_WAITERS)
+        with serve() as api:
+            # Seeded once the indexer has read the deployment's blocks: its first run re-reads
+            # every mirrored node's state from the chain (the minimum stake was set), which
+            # would mark nodes the chain does not know inactive.
+            asyncio.run(wait_indexed(stack))
+            seeded = asyncio.run(seed(stack, polls, subscribers))
+            if "P8" in only:
+                rate = issues_per_minute / 60
+                run = soak("P8", api.url, api.process.pid, seeded, parked, rate, minutes)
+                result = asyncio.run(run)
+        if "P8" in only:
+            section = sections["P8"]
+            if polls > MAX_WAITERS:
+                cap = f"The control plane parks at most {MAX_WAITERS:,} long-polls per replica"
+                section.add(f"{cap} (agent/feed.py MAX_WAITERS); measured at that cap.", "")
+            report(section, result, P8_TARGET)
+            section.add(
+                f"{polls:,} nodes and {subscribers:,} paying wallets seeded into the database and "
+                "its chain mirror (bench/soak.py says why), one agent token each as agent login "
+                f"mints it; one asyncio process holds the {parked:,} keep-alive connections (open "
+                f"files raised to {limit:,}), each agent asking for diffs and re-polling at once; "
+                "issuance is open-loop, spread over the nodes (each wakes that node's parked "
+                "poll). One uvicorn worker; RSS sampled every 5 s from the end of the ramp. "
+                f"Shortened runs: `--soak-minutes` (this run: {minutes:g}).",
+                "",
+            )
+        if "R9" in only:
+            section = sections["R9"]
+            if peak is None:
+                section.add("Not measured: no P2 figure to halve (run P2 first, or with it).")
+                return
+            with serve() as api:
+                run = soak("R9", api.url, api.process.pid, seeded, 0, r9_rate, minutes)
+                result = asyncio.run(run)
+            report(section, result, "Issue 14's R9: errors and RSS growth at half the peak.")
+            section.add(
+                f"Half of P2's peak ({peak:,.0f} configs/s, the best P2 run of this code in the "
+                f"report) is {r9_rate:,.1f}/s, open-loop, over {polls:,} seeded nodes and "
+                f"{subscribers:,} seeded wallets, on a fresh control plane process (one uvicorn "
+                f"worker), {minutes:g} min.",
+                "",
+            )
