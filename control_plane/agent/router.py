@@ -74,7 +74,9 @@ async def get_peers(
         Query(
             ge=0,
             description="Seconds to wait for a change after `since` (0 to the "
-            "long_poll_max_seconds setting, 60 by default).",
+            "long_poll_max_seconds setting, 60 by default). With no change, the answer "
+            "comes after a random time between 3/4 of `wait` and `wait`, so agents that "
+            "parked together come back spread out.",
         ),
     ] = 0,
     node_id: Annotated[

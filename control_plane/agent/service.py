@@ -4,6 +4,7 @@ stores. Raises AppErrors; never commits (the request owns the transaction)."""
 from __future__ import annotations
 
 import ipaddress
+import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC
@@ -32,6 +33,17 @@ from control_plane.errors import NotFound, RateLimited, ShuttingDown
 from control_plane.jobs import Services
 from control_plane.tunnel.addresses import Pools
 
+# An unchanged long-poll is answered after a random part of the last quarter of `wait`, so
+# agents that parked together (a replica's restart, a ramp) come back spread out instead of as a
+# herd that re-checks every token at once (P8 in bench/report.md; Consul spreads its blocking
+# queries the same way).
+LONG_POLL_SPREAD = 0.25
+
+
+def spread_wait(wait: float, rng: random.Random) -> float:
+    """How long this poll parks: between (1 - LONG_POLL_SPREAD) * wait and wait."""
+    return wait * (1.0 - LONG_POLL_SPREAD * rng.random())
+
 
 @dataclass(frozen=True, slots=True)
 class DiffAsk:
@@ -47,9 +59,11 @@ async def peer_set(
     since: int | None,
     wait: int,
     diff: DiffAsk | None = None,
+    rng: random.Random | None = None,
 ) -> PeerSet:
     """The node's desired set if its revision is not `since` (or `since` is absent); otherwise
-    waits up to `wait` seconds for it to move, and answers `changed: false` if it did not.
+    waits up to `wait` seconds for it to move (spread_wait: at least 3/4 of it), and answers
+    `changed: false` if it did not.
     With `diff`, a changed answer is a diff against the set at `since` when the peer log can
     give an exact one (revisions.py), else the whole set; both carry the history.
 
@@ -64,7 +78,8 @@ async def peer_set(
             revision = await _database_revision(feed, node_id)
         if revision == since and wait > 0:
             try:
-                await feed.wait_past(node_id, since, wait)
+                parked = spread_wait(wait, rng or random.SystemRandom())
+                await feed.wait_past(node_id, since, parked)
             except FeedBusy as exc:
                 raise RateLimited(str(exc), headers={"Retry-After": "5"}) from exc
             if feed.closing:  # woken by shutdown: another replica answers the retry

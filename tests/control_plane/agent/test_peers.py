@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from control_plane.agent.feed import PeerFeed
+from control_plane.agent.service import spread_wait
 from control_plane.settings import Settings
 from tests.control_plane.agent.conftest import World, new_address, node_token, until, wallet_token
 
@@ -297,3 +299,14 @@ async def test_unchanged_polls_answer_the_routes_bytes_until_the_revision_moves(
     bad = await client.get(f"{PEERS}?since={moved}&wait=0&since=1", headers=headers)
     assert bad.status_code == 200  # a repeated parameter is the route's to read (its last)
     assert (await client.get(f"{PEERS}?since=-1", headers=headers)).status_code == 422
+
+
+def test_unchanged_long_polls_come_back_spread_over_the_last_quarter_of_wait() -> None:
+    """Agents that parked together (a replica restarted, a fleet ramped up) must not all come
+    back in the same second and re-check their tokens at once (P8's herd)."""
+    rng = random.Random(7)
+    parked = [spread_wait(60, rng) for _ in range(1000)]
+    assert all(45.0 <= seconds <= 60.0 for seconds in parked)
+    assert min(parked) < 46.0
+    assert max(parked) > 59.0
+    assert len({round(seconds) for seconds in parked}) >= 15  # every second of the window
