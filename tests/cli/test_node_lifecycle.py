@@ -123,7 +123,9 @@ async def test_status_shows_the_latest_scores_and_health_verdicts_with_their_rea
     # A prober's signed rounds over the last half hour: the first 20 answered, the last 10
     # timed out; the epoch is built and recorded as the epoch job does.
     prober = Prober()
-    end = datetime.now(UTC).replace(microsecond=0)
+    # Rounded up: the epoch covers nodes created before its end, and the node was created
+    # within this second (rounding down left it out when both fell in the same second).
+    end = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     start = end - timedelta(minutes=30)
     async with transaction(services.sessions) as session:
         await prober.allow(session)
