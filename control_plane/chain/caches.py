@@ -25,9 +25,10 @@ class ChainReadCache:
         self._expiries: dict[tuple[int, str], tuple[float, int]] = {}
         self._prices: dict[int, tuple[float, int]] = {}
         self._genesis: tuple[float, str] | None = None
-        # The genesis whose chain this process refused to mirror (NODUS_ON_CHAIN_CHANGE=refuse),
-        # so the refusal is logged once, not on every indexer run.
-        self.refused_genesis: str | None = None
+        # The genesis this process last checked the mirror's identity against, and whether the
+        # indexer may go on with it: checked once per genesis (a refusal logged once), not on
+        # every indexer run.
+        self.identity_verdict: tuple[str, bool] | None = None
 
     async def expiry(self, chain: ChainReader, address: str, max_age: float, *, now: float) -> int:
         """`expiresAt(address)` in unix seconds (0 if never paid). Only a positive answer is

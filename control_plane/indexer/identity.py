@@ -163,31 +163,33 @@ async def ensure_chain_identity(
 
 async def identity_still_holds(services: Services, session: AsyncSession) -> bool:
     """Whether the indexer may go on: the recorded identity is still the chain's (re-checked
-    with block 0's hash at most every RECHECK_SECONDS). On a change it records, resets or
-    refuses as at start-up; a refusal stops the indexer (logged once) until the operator acts.
-    An unreachable chain answers True: the indexer's own reads fail and it resumes later."""
+    with block 0's hash at most every RECHECK_SECONDS; the database only when that hash is new
+    to this process). On a change it records, resets or refuses as at start-up; a refusal stops
+    the indexer (logged once) until the operator acts. An unreachable chain answers True: the
+    indexer's own reads fail and it resumes later."""
     deployment = services.chain.deployment
+    cache = services.chain_reads
     try:
-        genesis = await services.chain_reads.genesis_hash(services.chain, RECHECK_SECONDS)
+        genesis = await cache.genesis_hash(services.chain, RECHECK_SECONDS)
     except ChainUnavailable:
         return True
+    if cache.identity_verdict is not None and cache.identity_verdict[0] == genesis:
+        return cache.identity_verdict[1]
     stored = await session.scalar(select(ChainIdentity).where(ChainIdentity.id == 1))
+    holds = True
     if (
-        stored is not None
-        and stored.genesis_hash == genesis
-        and stored.deployment == deployment_fingerprint(deployment)
+        stored is None
+        or stored.genesis_hash != genesis
+        or stored.deployment != deployment_fingerprint(deployment)
     ):
-        return True
-    if services.chain_reads.refused_genesis == genesis:
-        return False
-    try:
-        await ensure_chain_identity(
-            services.sessions, services.chain, deployment, services.settings.on_chain_change
-        )
-    except ChainChanged as exc:
-        services.chain_reads.refused_genesis = genesis
-        log.error("chain sync stopped: %s", exc)
-        return False
-    except ChainUnavailable:
-        return True
-    return True
+        try:
+            await ensure_chain_identity(
+                services.sessions, services.chain, deployment, services.settings.on_chain_change
+            )
+        except ChainChanged as exc:
+            log.error("chain sync stopped: %s", exc)
+            holds = False
+        except ChainUnavailable:
+            return True  # not checked: asked again next run
+    cache.identity_verdict = (genesis, holds)
+    return holds
