@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -25,6 +24,7 @@ from control_plane.agent.feed import PeerFeed
 from control_plane.agent.openvpn_router import router as openvpn_router
 from control_plane.agent.router import router as agent_router
 from control_plane.agent.unchanged_poll import UnchangedPollShortcut
+from control_plane.auth.node_credentials import NodeCredentials
 from control_plane.auth.router import router as auth_router
 from control_plane.auth.tokens import VerifiedTokens
 from control_plane.body_limit import BodyLimitMiddleware
@@ -156,7 +156,7 @@ def create_app(
     # Per-replica caches of the node agents' credentials (auth/dependencies.py), which the
     # unchanged-poll shortcut reads too.
     app.state.verified_tokens = VerifiedTokens()
-    app.state.node_credential_checks = OrderedDict()
+    app.state.node_credentials = NodeCredentials(settings.node_token_recheck_seconds)
     app.add_middleware(UnchangedPollShortcut, state=app.state)
     _install_observability(app, metrics)
     if tracer_provider is not None:

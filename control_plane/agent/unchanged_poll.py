@@ -1,16 +1,15 @@
 """The agent's most frequent request answered before FastAPI routes it: an unchanged poll
 (`GET /v1/agent/peers?since=<the current revision>&wait=0`, or without `wait`) is a lookup of
-an already verified token, of the node check `node_agent` passed moments ago, and a compare with
-the feed's in-memory revision. No session, no query, no dependency resolution.
+an already verified token, of its node in the chain mirror's snapshot (auth/node_credentials.py),
+and a compare with the feed's in-memory revision. No session, no query, no dependency resolution.
 
 Anything else falls through to the route, which answers as it always did: a token this replica
-has not verified yet (the route verifies and remembers it), a node check that is due, a feed
+has not verified yet (the route verifies and remembers it), a snapshot that is due, a feed
 that is not live, a revision that moved, `wait` > 0, `node_id`, any other parameter or any
 malformed one. The answer's bytes are the route's own (`PeerSet` with `changed: false`)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from starlette.datastructures import State
@@ -48,7 +47,7 @@ def _since(query: bytes) -> int | None:
 class UnchangedPollShortcut:
     def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
-        self.state = state  # the FastAPI app's state: feed, verified tokens, node checks
+        self.state = state  # the FastAPI app's state: feed, verified tokens, node credentials
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = self._unchanged(scope) if scope["type"] == "http" else None
@@ -84,14 +83,16 @@ class UnchangedPollShortcut:
                 break
         feed = getattr(self.state, "feed", None)
         tokens = getattr(self.state, "verified_tokens", None)
-        checks = getattr(self.state, "node_credential_checks", None)
-        if token is None or feed is None or tokens is None or checks is None or feed.closing:
+        credentials = getattr(self.state, "node_credentials", None)
+        if token is None or feed is None or tokens is None or credentials is None or feed.closing:
             return None
         principal = tokens.known(token)
         if principal is None or principal.node_id is None or not principal.has(Role.NODE):
             return None
-        if checks.get((principal.node_id, principal.agent), 0.0) <= time.monotonic():
-            return None  # the node's chain-backed check is due: the route runs it
+        if not credentials.fresh():
+            return None  # the chain mirror's snapshot is due: the route reads it
+        if credentials.refusal(principal.node_id, principal.agent) is not None:
+            return None  # the route answers the 401 with its reason
         if feed.revision(principal.node_id.lower()) != since:
             return None
         return PeerSet(revision=since, changed=False, peers=None).model_dump_json().encode()

@@ -6,8 +6,6 @@ API keys (see auth/api_keys.py). Every failure is a 401 without detail on which 
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -16,12 +14,14 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from control_plane.auth import repository
 from control_plane.auth.api_keys import principal_for_api_key
+from control_plane.auth.node_credentials import NodeCredentials
 from control_plane.auth.principal import Principal, Role
 from control_plane.auth.tokens import VerifiedTokens
 from control_plane.db import Session, unit_of_work
 from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.openapi import api_key_scheme, node_token_scheme, wallet_token_scheme
+from control_plane.settings import Settings
 
 API_KEY_PREFIX = "nds_"
 
@@ -128,19 +128,12 @@ def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
     return wallet_dependency
 
 
-# Node tokens found backed by the chain, per replica: (node id, agent) -> when to look again.
-# Bounded: the least recently checked entry goes first.
-MAX_CACHED_NODE_CHECKS = 100_000
-
-
-def _node_checks(request: Request) -> OrderedDict[tuple[str, str | None], float]:
-    checks: OrderedDict[tuple[str, str | None], float] | None = getattr(
-        request.app.state, "node_credential_checks", None
-    )
-    if checks is None:
-        checks = OrderedDict()
-        request.app.state.node_credential_checks = checks
-    return checks
+def _node_credentials(request: Request, settings: Settings) -> NodeCredentials:
+    credentials: NodeCredentials | None = getattr(request.app.state, "node_credentials", None)
+    if credentials is None:
+        credentials = NodeCredentials(settings.node_token_recheck_seconds)
+        request.app.state.node_credentials = credentials
+    return credentials
 
 
 async def _sessionless_credential(request: Request, settings: SettingsDep) -> Principal:
@@ -178,36 +171,16 @@ async def node_agent(
     indexer mirrors it must show the agent key that signed in, and the node not exiting or
     withdrawn. So an agent key change or an exit ends the token within one indexer run (plus
     `node_token_recheck_seconds`, how long a passed check is reused so an idle long-poll stays
-    free of SQL), not at its expiry. A node the indexer has not seen yet passes: its token came
-    from a live chain read moments ago, and an exit or key change is indexed after the
-    registration. Takes no session from the request: a poll with nothing new opens none."""
+    free of SQL), not at its expiry. The mirror is read for every node at once, at most once per
+    that time per replica (auth/node_credentials.py), never per poll. A node the indexer has not
+    seen yet passes. Takes no session from the request: a poll with nothing new opens none."""
     if not principal.has(Role.NODE) or principal.node_id is None:
         raise Forbidden(f"this needs the {Role.NODE} role")
-    key = (principal.node_id, principal.agent)
-    checks = _node_checks(request)
-    now = time.monotonic()
-    if checks.get(key, 0.0) > now:
-        checks.move_to_end(key)
-        return principal
-    async with unit_of_work(request.app.state.sessions) as session:
-        on_chain = await repository.chain_node(session, principal.node_id)
-    if on_chain is not None:
-        if principal.agent is None or on_chain.agent.lower() != principal.agent.lower():
-            checks.pop(key, None)
-            raise Unauthorized(
-                "the node's agent key changed on-chain; sign in again with the new key",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if on_chain.status != "active" or not on_chain.active:
-            checks.pop(key, None)
-            raise Unauthorized(
-                f"the node is no longer Active on-chain (status {on_chain.status!r})",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-    checks[key] = now + settings.node_token_recheck_seconds
-    checks.move_to_end(key)
-    while len(checks) > MAX_CACHED_NODE_CHECKS:
-        checks.popitem(last=False)
+    credentials = _node_credentials(request, settings)
+    await credentials.ensure_fresh(request.app.state.sessions)
+    refusal = credentials.refusal(principal.node_id, principal.agent)
+    if refusal is not None:
+        raise Unauthorized(refusal, headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 

@@ -77,13 +77,14 @@ async def operates_active_node(session: AsyncSession, address: str) -> bool:
     return bool((await session.execute(statement)).scalar_one())
 
 
-async def chain_node(session: AsyncSession, node_id: str) -> ChainNode | None:
-    """The node as the indexer last saw it in NodeRegistry (None: not indexed yet)."""
-    return await session.scalar(
-        select(ChainNode)
-        .where(ChainNode.node_id == node_id)
-        .execution_options(populate_existing=True)
-    )
+_CHAIN_NODE_STATES = select(ChainNode.node_id, ChainNode.agent, ChainNode.status, ChainNode.active)
+
+
+async def chain_node_states(session: AsyncSession) -> list[tuple[str, str, str, bool]]:
+    """Every node the indexer mirrors: its id, agent key, NodeRegistry status and whether it is
+    Active (the node-token snapshot of auth/node_credentials.py)."""
+    rows = await session.execute(_CHAIN_NODE_STATES)
+    return [(node_id, agent, status, active) for node_id, agent, status, active in rows]
 
 
 # --- node-agent challenges --------------------------------------------------------------------
