@@ -33,7 +33,7 @@ from control_plane.chain.contracts import Deployment
 from control_plane.configs.router import router as configs_router
 from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
-from control_plane.errors import install_error_handlers
+from control_plane.error_handlers import install_error_handlers
 from control_plane.indexer.identity import ensure_chain_identity
 from control_plane.instruments import Metrics
 from control_plane.jobs import Job, Services, start_scheduler

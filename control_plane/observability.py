@@ -13,7 +13,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from control_plane.errors import unexpected_error_response
+from control_plane.error_handlers import unexpected_error_response
 from control_plane.logging_setup import request_id_var
 
 MAX_REQUEST_ID = 64

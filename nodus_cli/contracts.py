@@ -8,9 +8,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.table import Table
-from web3 import AsyncWeb3
 
-from control_plane.chain.contracts import Deployment, DeploymentError
 from nodus_cli.support.exits import ExitCode
 from nodus_cli.support.options import Options, shared_options
 
@@ -20,6 +18,8 @@ console = Console()
 @shared_options("rpc_url", "deployments_dir")
 def contracts(*, options: Options) -> None:
     """Show the deployed contracts of the chain at RPC_URL and whether each has code."""
+    from control_plane.chain.contracts import DeploymentError
+
     try:
         rows = asyncio.run(_contract_rows(options.rpc_url, options.deployments_dir))
     except DeploymentError as exc:
@@ -34,6 +34,10 @@ def contracts(*, options: Options) -> None:
 
 
 async def _contract_rows(rpc_url: str, deployments_dir: Path) -> list[tuple[str, str, bool]]:
+    from web3 import AsyncWeb3
+
+    from control_plane.chain.contracts import Deployment
+
     w3 = AsyncWeb3(AsyncWeb3.AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": 10}))
     deployment = Deployment.for_chain(await w3.eth.chain_id, deployments_dir)
     codes = await asyncio.gather(*(w3.eth.get_code(a) for a in deployment.addresses.values()))

@@ -6,11 +6,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 
 from nodus_cli.support.chain import Chain, connect, rpc, run
 from nodus_cli.support.options import Options, shared_options
@@ -29,6 +27,9 @@ from nodus_cli.support.wallet import (
     load_account,
 )
 
+if TYPE_CHECKING:  # eth_account loads only when a command runs
+    from eth_account.signers.local import LocalAccount
+
 ForceOption = Annotated[
     bool, typer.Option("--force", help="Replace an existing keystore (its key is lost).")
 ]
@@ -44,6 +45,8 @@ def _write_keystore(account: LocalAccount, force: bool) -> Path:
     password = keystore_password(f"the new keystore {path}", confirm=True)
     if not password:
         raise UsageError("the keystore password is empty", "choose a non-empty password")
+    from eth_account import Account
+
     keystore: dict[str, Any] = Account.encrypt(account.key, password)
     write_private(path, json.dumps(keystore))
     return path
@@ -74,6 +77,8 @@ def new(force: ForceOption = False, *, options: Options) -> None:
     """
 
     async def main() -> None:
+        from eth_account import Account
+
         account: LocalAccount = Account.create()
         path = _write_keystore(account, force)
         _written(

@@ -9,14 +9,15 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Final
-
-from eth_account.signers.local import LocalAccount
+from typing import TYPE_CHECKING, Final
 
 from nodus_cli.connect.api import SubscriberApi
 from nodus_cli.support.chain import connect, rpc, send
 from nodus_cli.support.exits import CliError, PaymentNeeded, Unreachable
 from nodus_cli.support.output import err_console, format_nds
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 API_SEES_PAYMENT_S: Final = 60.0
 

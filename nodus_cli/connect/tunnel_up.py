@@ -21,8 +21,10 @@ from nodus_cli.tunnel.teardown import tear_down
 
 HANDSHAKE_S: Final = 20.0
 # A first handshake that reached the node before its agent added this device is retried by
-# WireGuard only after REKEY_TIMEOUT (5 s); re-setting the peer sends a new one at once.
-NUDGE_S: Final = 1.0
+# WireGuard only after REKEY_TIMEOUT (5 s); re-setting the peer sends a new one at once. The
+# waits between re-sets double from NUDGE_S, so a slow path's answer is not cut off each time.
+NUDGE_S: Final = 0.5
+HANDSHAKE_POLL_S: Final = 0.05
 OPENVPN_CONNECT_S: Final = 30.0
 
 
@@ -58,7 +60,8 @@ async def bring_up_and_prove(
             store.save(state)
             servers = config.dns
             transport, port = "udp", int(config.endpoints[0].rsplit(":", 1)[1])
-            nudge = functools.partial(wireguard.set_peers, interface, config, store.directory)
+            if config.keepalive:  # else only traffic starts a handshake: nothing to wait for
+                nudge = functools.partial(wireguard.set_peers, interface, config, store.directory)
         else:
             require_tools("ip", "openvpn")
             pid_file = store.directory / f"{interface}.pid"
@@ -115,19 +118,21 @@ async def _prove(
             f"cannot prove the tunnel: the API {api_url} is on this host, so its answer never "
             "crosses the tunnel (use the API's network address)"
         )
-    started = time.monotonic()
-    deadline, next_nudge = started + HANDSHAKE_S, started + NUDGE_S
+    deadline = time.monotonic() + HANDSHAKE_S
     last = "no answer"
     with err_console.status(f"waiting for the handshake and GET /v1/whoami through {interface}…"):
+        # The handshake first: a request sent before it would wait out its own timeout (2 s)
+        # before a lost first handshake is noticed.
+        if nudge is not None and not await _handshake(interface, nudge, deadline):
+            raise TunnelError(
+                f"no handshake with the node after {HANDSHAKE_S:.0f} s: the node may not have "
+                "your key yet, or UDP is blocked"
+            )
         while time.monotonic() < deadline:
             try:
                 seen = await proof.whoami(api_url, seconds=2)
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 last = str(exc) or type(exc).__name__
-                if nudge is not None and time.monotonic() >= next_nudge:
-                    if not await wireguard.latest_handshake(interface):
-                        await nudge()
-                    next_nudge = time.monotonic() + NUDGE_S
                 await asyncio.sleep(0.2)
                 continue
             verdict = proof.judge(seen, before, node_addresses)
@@ -138,6 +143,22 @@ async def _prove(
     if protocol == "wireguard" and await wireguard.latest_handshake(interface):
         hint = "the handshake worked but nothing came back: the node may not forward"
     raise TunnelError(f"the tunnel carries no traffic after {HANDSHAKE_S:.0f} s ({last}); {hint}")
+
+
+async def _handshake(interface: str, nudge: Callable[[], Awaitable[None]], deadline: float) -> bool:
+    """Waits for the first WireGuard handshake (PersistentKeepalive starts it once the peer is
+    set), re-setting the peer while none has come back; False at the deadline."""
+    wait = NUDGE_S
+    next_nudge = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if await wireguard.latest_handshake(interface):
+            return True
+        if time.monotonic() >= next_nudge:
+            await nudge()
+            wait *= 2
+            next_nudge = time.monotonic() + wait
+        await asyncio.sleep(HANDSHAKE_POLL_S)
+    return False
 
 
 def _read(path: Path) -> str:

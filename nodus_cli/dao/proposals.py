@@ -7,13 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-from eth_typing import ChecksumAddress, HexStr
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
-from web3.types import EventData
+from eth_typing import HexStr
 
 from nodus_cli.support.chain import Chain, get_logs, rpc
 from nodus_cli.support.output import (
@@ -25,8 +22,15 @@ from nodus_cli.support.output import (
     short_hex,
 )
 
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
+    from web3.types import EventData
+
 PENDING, ACTIVE, CANCELED, DEFEATED, SUCCEEDED, QUEUED, EXPIRED, EXECUTED = range(8)
-ORACLE_ROLE: Final = keccak(text="ORACLE_ROLE")
+# keccak256("ORACLE_ROLE"), written out so that eth_utils loads only when a command runs.
+ORACLE_ROLE: Final = bytes.fromhex(
+    "68e79a7bf1e0bc45d0a330c573bc367f9cf464fd326078812f301165fbda4ef1"
+)
 
 
 class Support(StrEnum):
@@ -62,6 +66,8 @@ class Proposal:
 
     @property
     def description_hash(self) -> bytes:
+        from eth_utils.crypto import keccak
+
         return keccak(text=self.description)
 
     def operation(self) -> tuple[list[ChecksumAddress], list[int], list[bytes], bytes]:
@@ -122,6 +128,8 @@ async def find_proposal(chain: Chain, proposal_id: int) -> Proposal:
 
     The event does not index the id, so logs are scanned newest first, starting at the last
     block before the proposal's snapshot (it was created at or before that time)."""
+    from eth_utils.address import to_checksum_address
+
     governor = chain.contract("NodusGovernor")
     snapshot = int(await rpc(chain, governor.functions.proposalSnapshot(proposal_id).call()))
     if snapshot == 0:
@@ -227,6 +235,8 @@ async def governance_round(chain: Chain) -> int:
 
 async def oracle_holders(chain: Chain) -> list[ChecksumAddress]:
     """Who holds ORACLE_ROLE now (AccessControl does not enumerate: from RoleGranted logs)."""
+    from eth_utils.address import to_checksum_address
+
     rewards = chain.contract("RewardDistributor")
     latest = int(await rpc(chain, chain.w3.eth.block_number))
     granted = await get_logs(

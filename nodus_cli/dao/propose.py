@@ -8,16 +8,11 @@ Bounds of the contracts' setters are read from the contracts' public constants.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
-from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from rich.markup import escape
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from web3.types import TxParams, Wei
 
 from nodus_cli.dao.proposals import (
     ORACLE_ROLE,
@@ -45,6 +40,10 @@ from nodus_cli.support.parsing import (
     text_to_bytes32,
 )
 from nodus_cli.support.wallet import load_account
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3.types import TxParams
 
 propose_app = typer.Typer(
     help="Create a proposal with one typed action (or raw calldata); prints its id.",
@@ -86,6 +85,8 @@ async def _propose_async(
     build: ActionBuilder,
     check: InputCheck | None,
 ) -> None:
+    from eth_utils.crypto import keccak
+
     chain = await connect(options.rpc_url, options.deployments_dir)
     if check is not None:
         await check(chain)
@@ -139,6 +140,9 @@ async def _propose_async(
 async def _simulate(chain: Chain, actions: list[Action]) -> None:
     """Runs each action as the timelock would, now: a proposal that cannot execute is refused
     before it costs a governance round (`--force` skips this)."""
+    from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+    from web3.types import Wei
+
     timelock = chain.deployment.addresses["TimelockController"]
     for i, action in enumerate(actions, 1):
         call: TxParams = {
@@ -450,6 +454,7 @@ def propose_raw(
     options: Options,
 ) -> None:
     """Propose any call the timelock should make: target, calldata and ETH value."""
+    from eth_utils.address import to_checksum_address
 
     async def build(chain: Chain) -> list[Action]:
         address = to_checksum_address(target)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 from rich.markup import escape
 from rich.table import Table
 
@@ -20,6 +18,9 @@ from nodus_cli.dao.proposals import (
 from nodus_cli.support.chain import PROPOSAL_STATES, Chain, connect, rpc, run
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import CliError, console, err_console, format_nds, format_time
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,8 @@ class ProposalStatus:
 
 
 async def proposal_status(chain: Chain, proposal_id: int) -> ProposalStatus:
+    from eth_utils.address import to_checksum_address
+
     governor = chain.contract("NodusGovernor")
     state = await proposal_state(chain, proposal_id)
     against, for_, abstain = await rpc(chain, governor.functions.proposalVotes(proposal_id).call())

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from eth_utils.address import to_checksum_address
 from rich.markup import escape
 
 from nodus_cli.dao.proposals import (
@@ -50,6 +49,7 @@ def delegate(
     """Delegate your NDS voting power (to yourself by default).
 
     NDS only votes once delegated, and only in proposals created after the delegation."""
+    from eth_utils.address import to_checksum_address
 
     async def main() -> None:
         chain = await connect(options.rpc_url, options.deployments_dir)

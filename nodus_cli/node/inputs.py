@@ -9,15 +9,14 @@ from typing import Annotated, Final
 
 import typer
 
-from control_plane.patterns import WIREGUARD_KEY
-from control_plane.tunnel.grammar import canonical_endpoint, parse_country
 from nodus_cli.support.parsing import parse_bytes32
 
 PROTOCOLS: Final = ("wireguard", "openvpn")
-_WIREGUARD_KEY = re.compile(WIREGUARD_KEY)
 
 
 def parse_endpoint_option(text: str) -> str:
+    from control_plane.tunnel.grammar import canonical_endpoint
+
     try:
         return canonical_endpoint(text.strip())
     except ValueError as exc:
@@ -25,6 +24,8 @@ def parse_endpoint_option(text: str) -> str:
 
 
 def parse_country_option(text: str) -> str:
+    from control_plane.tunnel.grammar import parse_country
+
     try:
         return parse_country(text.strip())
     except ValueError as exc:
@@ -43,8 +44,11 @@ def parse_protocols(text: str) -> str:
 
 
 def parse_wireguard_key(text: str) -> str:
+    # The API's own grammar (control_plane.patterns loads pydantic: only when a key is checked).
+    from control_plane.patterns import WIREGUARD_KEY
+
     value = text.strip()
-    if not _WIREGUARD_KEY.fullmatch(value):
+    if not re.fullmatch(WIREGUARD_KEY, value):
         raise typer.BadParameter(
             f"{text!r} is not a WireGuard public key (44 characters of base64, as `wg pubkey` "
             "prints it; `nodus-agent init` prints the node's)"

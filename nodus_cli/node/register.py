@@ -12,15 +12,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 from rich.markup import escape
 
-from control_plane.chain.contracts import node_id_of
 from nodus_cli.node.inputs import (
     CountryOption,
     EndpointOption,
@@ -33,6 +29,10 @@ from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import CliError, console, err_console, format_nds
 from nodus_cli.support.parsing import parse_address, parse_bytes32, parse_nds
 from nodus_cli.support.session import ApiNotFound, ApiSession
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
 
 POLL_S: Final = 1.0
 # What POST /v1/nodes answers while the API's chain reader has not seen the registration yet.
@@ -108,6 +108,10 @@ def register(
     --protocols wireguard --agent 0xAgent... --salt 0x... --wireguard-key 'AbC...='
     --key-file ~/.nodus/operator.key
     """
+    from eth_utils.address import to_checksum_address
+
+    from control_plane.chain.contracts import node_id_of
+
     if endpoint is None or country is None or protocols is None:
         raise _usage("--endpoint, --country and --protocols are required")
     served = protocols.split(",")
@@ -192,6 +196,8 @@ async def _on_chain(
     stake: int | None,
 ) -> None:
     """approve + register, each skipped when already done."""
+    from control_plane.chain.contracts import node_id_of
+
     registry = chain.contract("NodeRegistry")
     token = chain.contract("NDSToken")
     node_id = bytes.fromhex(node_id_of(account.address, salt)[2:])

@@ -4,13 +4,13 @@ caller is its operator before a transaction is built."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
-
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
+from typing import TYPE_CHECKING, Final
 
 from nodus_cli.support.chain import Chain, rpc
 from nodus_cli.support.output import CliError, hex0x
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 
 STATUSES: Final = ("none", "active", "exiting", "withdrawn")
 ZERO_ADDRESS: Final = "0x" + "00" * 20
@@ -33,6 +33,8 @@ class ChainNode:
 
 
 async def read_node(chain: Chain, node_id: bytes) -> ChainNode:
+    from eth_utils.address import to_checksum_address
+
     registry = chain.contract("NodeRegistry")
     operator, agent, stake, status, unbonding_end, metadata_uri = await rpc(
         chain, registry.functions.getNode(node_id).call()

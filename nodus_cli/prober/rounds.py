@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from rich.console import Console
 
-from control_plane.prober.probe import Target, probe_all
-from control_plane.prober.settings import ProberSettings
-from control_plane.prober.signing import Sample, sign_sample
 from nodus_cli.support.exits import ExitCode
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+    from control_plane.prober.settings import ProberSettings
 
 console = Console()
 
@@ -58,6 +58,8 @@ class RoundOutcome:
 
 
 def _account(key: str | None) -> LocalAccount:
+    from eth_account import Account
+
     if not key:
         console.print("[red]error:[/red] set the prober's key: --key or NODUS_PROBER_KEY")
         raise typer.Exit(code=ExitCode.USAGE)
@@ -93,6 +95,9 @@ async def run_once(
     now: int | None = None,
 ) -> RoundOutcome:
     """One round against the control plane behind `http` (its base URL set)."""
+    from control_plane.prober.probe import Target, probe_all
+    from control_plane.prober.signing import Sample, sign_sample
+
     state = state if state is not None else ProberState()
     response = await http.get("/v1/probes/targets")
     response.raise_for_status()
@@ -141,6 +146,7 @@ async def run_once(
 
 
 async def _loop(url: str, account: LocalAccount, settings: ProberSettings, once: bool) -> None:
+
     state = ProberState()
     async with httpx.AsyncClient(base_url=url, timeout=30, trust_env=False) as http:
         while True:
@@ -202,6 +208,8 @@ def run(
     once: Annotated[bool, typer.Option(help="one round, then exit")] = False,
 ) -> None:
     """Probe every node each round and post the signed samples to the control plane."""
+    from control_plane.prober.settings import ProberSettings
+
     account = _account(key)
     settings = ProberSettings(
         interval_seconds=interval,

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import httpx
 import typer
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 
 from nodus_cli.rewards.recompute import parse_wei as _wei
 from nodus_cli.support.exits import Unreachable
@@ -21,6 +19,9 @@ from nodus_cli.support.output import (
 from nodus_cli.support.parsing import parse_address
 from nodus_cli.support.session import api_message
 from nodus_cli.support.wallet import load_account
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 
 API_TIMEOUT_S: Final = 30.0
 
@@ -107,6 +108,8 @@ async def fetch_rewards(api_url: str, address: str) -> Rewards | None:
 
 
 def address_of(address: str | None, key_file: Path | None) -> ChecksumAddress:
+    from eth_utils.address import to_checksum_address
+
     if address:
         return to_checksum_address(address)
     try:

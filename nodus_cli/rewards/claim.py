@@ -4,13 +4,11 @@ proof from the control plane, checked against the chain's current root first."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 from rich.markup import escape
 from rich.table import Table
 
-from control_plane.rewards.formula.merkle import RewardTree
 from nodus_cli.rewards.api import (
     AddressOption,
     Rewards,
@@ -28,6 +26,9 @@ from nodus_cli.support.output import (
     format_time,
 )
 from nodus_cli.support.wallet import load_account
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 
 # --- show ---------------------------------------------------------------------------------
 
@@ -130,6 +131,9 @@ def claim(
     """Claim everything unclaimed, with the Merkle proof from the API.
 
     Sent with your key; the NDS always go to the operator (--address, by default your own)."""
+    from eth_utils.address import to_checksum_address
+
+    from control_plane.rewards.formula.merkle import RewardTree
 
     async def main() -> None:
         chain = await connect(options.rpc_url, options.deployments_dir)

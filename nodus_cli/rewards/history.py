@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from eth_typing import ChecksumAddress
 from rich.table import Table
-from web3.types import EventData
 
 from nodus_cli.rewards.api import (
     AddressOption,
@@ -23,6 +22,10 @@ from nodus_cli.support.output import (
     hex0x,
     short_hex,
 )
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
+    from web3.types import EventData
 
 # --- history ------------------------------------------------------------------------------
 

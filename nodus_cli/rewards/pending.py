@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from eth_utils.crypto import keccak
 
 from nodus_cli.rewards.api import API_TIMEOUT_S, fetch_rewards
 from nodus_cli.rewards.recompute import parse_leaves
@@ -30,6 +29,8 @@ class PendingReward:
 async def pending_reward(chain: Chain, api_url: str, address: str) -> PendingReward | None:
     """The pending root's reward for `address`; None without a pending root or without a leaf
     for the address in it. CliError when the published data does not match the chain."""
+    from eth_utils.crypto import keccak
+
     distributor = chain.contract("RewardDistributor")
     _root, data_hash, _total, epoch, valid_at = await rpc(
         chain, distributor.functions.pendingRoot().call()

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import typer
-from eth_utils.crypto import keccak
 from rich.markup import escape
 from rich.table import Table
 
-from control_plane.rewards.formula.merkle import RewardTree
 from nodus_cli.rewards.api import (
     api_get,
 )
@@ -53,6 +51,10 @@ async def _published(api_url: str, epoch: int) -> bytes:
 
 async def verify_epoch(chain: Chain, api_url: str, epoch: int) -> Verification:
     """Every check of `epoch`'s published data against the chain and against recomputation."""
+    from eth_utils.crypto import keccak
+
+    from control_plane.rewards.formula.merkle import RewardTree
+
     records = await epoch_records(chain)
     matching = [r for r in records if r.epoch == epoch]
     if not matching:

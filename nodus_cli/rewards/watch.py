@@ -16,10 +16,9 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from eth_account.signers.local import LocalAccount
 from rich.markup import escape
 
 from nodus_cli.rewards.verify import verify_epoch
@@ -28,6 +27,9 @@ from nodus_cli.support.exits import ExitCode
 from nodus_cli.support.options import Options, shared_options
 from nodus_cli.support.output import CliError, console, err_console, format_time, hex0x
 from nodus_cli.support.wallet import load_account
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 DEFAULT_INTERVAL_S: Final = 30
 

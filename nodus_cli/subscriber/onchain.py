@@ -6,13 +6,14 @@ time each could execute."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
-
-from eth_typing import ChecksumAddress
-from web3.contract import AsyncContract
+from typing import TYPE_CHECKING, Any, Final
 
 from nodus_cli.dao.proposals import ACTIVE, PENDING, QUEUED, SUCCEEDED
 from nodus_cli.support.chain import PROPOSAL_STATES, Chain, get_logs, rpc
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
+    from web3.contract import AsyncContract
 
 # The states in which a proposal may still execute.
 OPEN_STATES: Final = (PENDING, ACTIVE, SUCCEEDED, QUEUED)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-from eth_account.signers.local import LocalAccount
-from web3.types import TxReceipt
 
 from nodus_cli.subscriber.onchain import Subscription, read_subscription
 from nodus_cli.support.chain import Chain, connect, events_in, rpc, run, send
@@ -31,6 +29,10 @@ from nodus_cli.support.output import (
 )
 from nodus_cli.support.parsing import parse_nds
 from nodus_cli.support.wallet import load_account
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3.types import TxReceipt
 
 # A permit or ETH purchase that is not mined within this is void (the chain's clock).
 DEADLINE_S: Final = 20 * 60

@@ -10,31 +10,26 @@ import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-import aiohttp
 import typer
-from eth_account.signers.local import LocalAccount
 from rich.markup import escape
-from web3 import AsyncWeb3
-from web3.contract import AsyncContract
-from web3.contract.async_contract import AsyncContractEvent, AsyncContractFunction
-from web3.exceptions import (
-    ContractCustomError,
-    ContractLogicError,
-    ContractPanicError,
-    TimeExhausted,
-    Web3Exception,
-    Web3RPCError,
-)
-from web3.logs import DISCARD
-from web3.types import EventData, TxParams, TxReceipt, Wei
 
-from control_plane.chain.contracts import Deployment, DeploymentError, Web3Client, contract
-from control_plane.chain.reverts import RevertDecoder, revert_bytes
-from nodus_cli.support.exits import ExitCode, Unreachable
+from nodus_cli.support.exits import Unreachable, UsageError
 from nodus_cli.support.output import CliError, err_console, hex0x
 from nodus_cli.tunnel.state import KILL_SWITCH_NEXT_STEP, kill_switch_is_on
+
+# web3, aiohttp and the contracts' ABIs load only when a command reaches the chain (inside the
+# functions below): `nodus --help`, `nodus up` and the API-only commands never need them.
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from web3.contract import AsyncContract
+    from web3.contract.async_contract import AsyncContractEvent, AsyncContractFunction
+    from web3.exceptions import Web3RPCError
+    from web3.types import EventData, TxParams, TxReceipt
+
+    from control_plane.chain.contracts import Deployment, Web3Client
+    from control_plane.chain.reverts import RevertDecoder
 
 T = TypeVar("T")
 
@@ -70,9 +65,6 @@ def run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
         if next_step:
             err_console.print(f"[bold]next:[/bold] {escape(next_step)}")
         raise typer.Exit(code=exc.exit_code) from None
-    except DeploymentError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(code=ExitCode.USAGE) from None
 
 
 # --- the chain ----------------------------------------------------------------------------
@@ -86,12 +78,17 @@ class Chain:
     rpc_url: str
     chain_id: int
     deployment: Deployment
-    reverts: RevertDecoder = field(default_factory=lambda: RevertDecoder(missing_ok=True))
+    reverts: RevertDecoder = field(default_factory=lambda: _revert_decoder())
     # The contracts' public constants read so far (this invocation's cache).
     constants: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def contract(self, name: str) -> AsyncContract:
-        return contract(self.w3, self.deployment, name)
+        from control_plane.chain.contracts import DeploymentError, contract
+
+        try:
+            return contract(self.w3, self.deployment, name)
+        except DeploymentError as exc:  # no artifact: a setup problem, not a refusal
+            raise UsageError(str(exc)) from None
 
     async def constant(self, name: str, getter: str) -> int:
         """A public constant of contract `name` (`MAX_CHALLENGE_PERIOD`), read through its
@@ -112,7 +109,19 @@ class Chain:
         return int(block["timestamp"])
 
 
+def _revert_decoder() -> RevertDecoder:
+    from control_plane.chain.reverts import RevertDecoder
+
+    return RevertDecoder(missing_ok=True)
+
+
 async def connect(rpc_url: str, deployments_dir: Path, *, rpc_timeout: float = 30.0) -> Chain:
+    import aiohttp
+    from web3 import AsyncWeb3
+    from web3.exceptions import Web3Exception
+
+    from control_plane.chain.contracts import Deployment, DeploymentError
+
     w3: Web3Client = AsyncWeb3(
         AsyncWeb3.AsyncHTTPProvider(rpc_url, request_kwargs={"timeout": rpc_timeout})
     )
@@ -124,12 +133,18 @@ async def connect(rpc_url: str, deployments_dir: Path, *, rpc_timeout: float = 3
             f"cannot reach the chain at {rpc_url}: {_reason(exc)}",
             "start the chain's node, or point --rpc-url (NODUS_RPC_URL) at a reachable one",
         ) from None
-    deployment = Deployment.for_chain(chain_id, deployments_dir)
+    try:
+        deployment = Deployment.for_chain(chain_id, deployments_dir)
+    except DeploymentError as exc:
+        raise UsageError(str(exc)) from None
     return Chain(w3=w3, rpc_url=rpc_url, chain_id=chain_id, deployment=deployment)
 
 
 async def rpc(chain: Chain, call: Awaitable[T]) -> T:
     """Awaits a read; a dropped connection becomes a CliError, a revert a decoded one."""
+    import aiohttp
+    from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+
     try:
         return await call
     except (ContractCustomError, ContractLogicError) as exc:
@@ -161,6 +176,8 @@ PROPOSAL_STATES: Final = (
 def decode_custom_error(data: str | bytes, decoder: RevertDecoder) -> str:
     """`0x<selector><args>` -> `Name(arg=value, ...)` using every Nodus ABI (OpenZeppelin's
     errors included); unknown data is returned as hex."""
+    from control_plane.chain.reverts import revert_bytes
+
     raw = revert_bytes(data)
     found = decoder.decode(raw)
     if found is None:
@@ -187,6 +204,8 @@ def _show_error_arg(error: str, arg: str, value: object) -> str:
 
 
 def describe_revert(exc: Exception, decoder: RevertDecoder) -> str:
+    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+
     if isinstance(exc, ContractCustomError):
         data = exc.data if isinstance(exc.data, (str, bytes)) else str(exc.message)
         return decode_custom_error(data, decoder)
@@ -214,6 +233,10 @@ async def send(
     checks that it succeeded. A call the chain would revert is not sent: the decoded reason is
     the error. Gas comes from an estimate plus 20% and FRESH_SLOT_GAS of headroom; fees from the
     node."""
+    import aiohttp
+    from web3.exceptions import ContractCustomError, ContractLogicError, TimeExhausted, Web3RPCError
+    from web3.types import Wei
+
     w3 = chain.w3
     nonce = await rpc(chain, w3.eth.get_transaction_count(account.address, "pending"))
     params: TxParams = {
@@ -267,6 +290,8 @@ def _rpc_message(exc: Web3RPCError) -> str:
 
 def events_in(receipt: TxReceipt, event: AsyncContractEvent) -> list[EventData]:
     """The logs of `event` in `receipt` (others ignored)."""
+    from web3.logs import DISCARD
+
     return list(event.process_receipt(receipt, errors=DISCARD))
 
 
@@ -282,6 +307,9 @@ async def get_logs(
 ) -> list[EventData]:
     """`event`'s logs in [from_block, to_block], in chunks (halved when the node refuses a
     range); with `stop`, scanning ends at the first chunk for which it returns True."""
+    import aiohttp
+    from web3.exceptions import Web3RPCError
+
     found: list[EventData] = []
     chunk = LOG_CHUNK_BLOCKS
     lo, hi = from_block, to_block

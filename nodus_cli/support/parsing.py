@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, Inexact, InvalidOperation, localcontext
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import typer
-from eth_typing import ChecksumAddress
-from eth_utils.address import is_checksum_address, to_checksum_address
 
 from nodus_cli.support.output import WEI_PER_NDS
+
+if TYPE_CHECKING:
+    from eth_typing import ChecksumAddress
 
 UINT256_MAX: Final = 2**256 - 1
 
@@ -47,6 +48,8 @@ def parse_nds(text: str) -> int:
 
 def parse_address(text: str) -> ChecksumAddress:
     """0x + 40 hex digits; a mixed-case address must carry a valid EIP-55 checksum."""
+    from eth_utils.address import is_checksum_address, to_checksum_address
+
     value = text.strip()
     if not _ADDRESS.fullmatch(value):
         raise typer.BadParameter(

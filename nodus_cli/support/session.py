@@ -11,8 +11,10 @@ Usage (every command that needs the API, `nodus up` included):
         api.address                                         # the wallet (checksummed)
         await api.login(force=True)                         # `nodus login`
 
-- Sign-in is SIWE (EIP-4361, the `siwe` library): GET /v1/auth/nonce, sign the message with the
-  wallet's key (EIP-191), POST /v1/auth/login. It happens only when the cached token is missing,
+- Sign-in is SIWE (EIP-4361): GET /v1/auth/nonce, sign the message with the wallet's key
+  (EIP-191), POST /v1/auth/login. The message is written by `siwe_message` (the `siwe` library,
+  which the API verifies with, loads web3 and compiles its grammar at import: over half a second
+  of every sign-in for eight lines of text). It happens only when the cached token is missing,
   expires within `RENEW_MARGIN_S`, or the API answers 401 (then once more, and the request is
   retried once). The keystore is decrypted only then: a cached token needs no password.
 - The token cache is `$XDG_CONFIG_HOME/nodus/tokens.json` (mode 0600; a cache readable by others
@@ -33,18 +35,18 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
-from eth_account.messages import encode_defunct
-from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
-from siwe import SiweMessage
 
 from nodus_cli.support.exits import CliError, PaymentNeeded, Unreachable
 from nodus_cli.support.output import err_console
 from nodus_cli.support.paths import TOKENS_NAME, config_dir, write_private
 from nodus_cli.support.wallet import address_of_key, load_account
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
 
 API_TIMEOUT_S: Final = 30.0
 # A token this close to its expiry (at most a tenth of its lifetime) is renewed before use, so
@@ -144,6 +146,23 @@ def _iso(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def siwe_message(
+    *,
+    domain: str,
+    address: str,
+    statement: str,
+    uri: str,
+    chain_id: int,
+    nonce: str,
+    issued_at: str,
+) -> str:
+    """The EIP-4361 message (version 1, no optional fields), as `siwe`'s `prepare_message`
+    writes it (tests/cli/test_session.py compares the two)."""
+    header = f"{domain} wants you to sign in with your Ethereum account:\n{address}\n"
+    fields = f"URI: {uri}\nVersion: 1\nChain ID: {chain_id}\nNonce: {nonce}\nIssued At: {issued_at}"
+    return f"{header}\n{statement}\n\n{fields}" if statement else f"{header}\n\n{fields}"
+
+
 class ApiSession:
     """One invocation's client of the API, signed in as the user's wallet when needed."""
 
@@ -194,19 +213,20 @@ class ApiSession:
             cached = self._cache.get(self._cache_key)
             if cached is not None and cached.fresh(time.time()):
                 return cached
+        from eth_account.messages import encode_defunct  # only for a sign-in
+
         account = self.account
         with err_console.status(f"signing in to {self.api_url} as {self.address}…"):
             nonce = _object(await self._send("GET", "/v1/auth/nonce", token=None), "nonce")
-            message = SiweMessage(
+            message = siwe_message(
                 domain=nonce["domain"],
                 address=account.address,
                 statement=nonce["statement"],
                 uri=nonce["uri"],
-                version="1",
                 chain_id=int(nonce["chain_id"]),
                 nonce=nonce["nonce"],
                 issued_at=_iso(datetime.now(UTC)),
-            ).prepare_message()
+            )
             signature = account.sign_message(encode_defunct(text=message)).signature.to_0x_hex()
             started = time.time()
             answer = _object(

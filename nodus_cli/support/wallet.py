@@ -11,16 +11,17 @@ import re
 import stat
 import sys
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress
-from eth_utils.address import to_checksum_address
 
 from nodus_cli.support.output import UsageError
 from nodus_cli.support.paths import default_keystore
+
+# eth_account loads only when a key is used (inside the functions below).
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from eth_typing import ChecksumAddress
 
 NO_KEY_NEXT_STEP: Final = (
     "run `nodus account new` (or `nodus account import`), or pass --key-file PATH, or set "
@@ -65,6 +66,8 @@ def address_of_key(key_file: Path | None) -> ChecksumAddress:
             keystore = None
         stated = keystore.get("address") if keystore else None
         if isinstance(stated, str) and re.fullmatch(r"(0x)?[0-9a-fA-F]{40}", stated):
+            from eth_utils.address import to_checksum_address
+
             return to_checksum_address(stated if stated.startswith("0x") else "0x" + stated)
     return load_account(key_file).address
 
@@ -92,6 +95,8 @@ def account_from_hex(text: str, source: str) -> LocalAccount:
     value = value[2:] if value[:2].lower() == "0x" else value
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise UsageError(f"{source} does not hold a private key (expected 64 hex digits)")
+    from eth_account import Account
+
     try:
         account: LocalAccount = Account.from_key(bytes.fromhex(value))
     except Exception:  # eth-keys rejects zero or out-of-range keys; its message is not needed
@@ -131,6 +136,8 @@ def _keystore(raw: str) -> dict[str, Any] | None:
 
 
 def _account_from_keystore(path: Path, keystore: dict[str, Any]) -> LocalAccount:
+    from eth_account import Account
+
     passphrase = keystore_password(str(path))
     try:
         key = Account.decrypt(keystore, passphrase)

@@ -56,6 +56,8 @@ class WireGuardConfig:
     mtu: int | None
     setconf: str  # the text `wg setconf` reads
     endpoints: list[str] = field(default_factory=list)
+    # PersistentKeepalive set: the peer starts a handshake as soon as it is set, without traffic.
+    keepalive: bool = False
 
 
 def _checked(value: str, parse_as: Callable[[str], object], field: str) -> str:
@@ -73,6 +75,7 @@ def parse(text: str) -> WireGuardConfig:
     dns: list[str] = []
     endpoints: list[str] = []
     mtu: int | None = None
+    keepalive = False
     kept: list[str] = []
     section = ""
     for raw in text.splitlines():
@@ -101,5 +104,6 @@ def parse(text: str) -> WireGuardConfig:
         else:
             if key == "endpoint":
                 endpoints.append(value)
+            keepalive |= key == "persistentkeepalive" and value.lower() not in {"0", "off"}
             kept.append(line)
-    return WireGuardConfig(addresses, dns, mtu, "\n".join(kept) + "\n", endpoints)
+    return WireGuardConfig(addresses, dns, mtu, "\n".join(kept) + "\n", endpoints, keepalive)

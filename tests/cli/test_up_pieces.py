@@ -52,6 +52,10 @@ def test_wg_quick_keys_are_applied_by_nodus_and_the_rest_goes_to_wg_setconf() ->
     assert "DNS" not in parsed.setconf
     assert "MTU" not in parsed.setconf
     assert "PersistentKeepalive = 25" in parsed.setconf
+    # With a keepalive the peer starts its handshake unasked, so `nodus up` waits for it.
+    assert parsed.keepalive
+    assert not wgconf.parse(ISSUED.replace("PersistentKeepalive = 25", "")).keepalive
+    assert not wgconf.parse(ISSUED.replace("= 25", "= off")).keepalive
     with pytest.raises(TunnelError):
         wgconf.parse("[Interface]\nPostUp = rm -rf /\nnot a line\n")
     assert "PostUp" not in wgconf.parse("[Interface]\nPostUp = rm -rf /\n").setconf

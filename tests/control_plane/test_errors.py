@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import DBAPIError
 
-from control_plane.errors import install_error_handlers
+from control_plane.error_handlers import install_error_handlers
 
 
 class DriverError(Exception):
