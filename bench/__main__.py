@@ -124,12 +124,14 @@ def main() -> None:
     parser.add_argument("--before", metavar="REF", help="also serve the control plane at git REF "
                         "for P1 (a before/after in the same run), e.g. --before main")  # fmt: skip
     parser.add_argument("--only", default=",".join(SECTIONS), help="e.g. P1,P2")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample the server with "
-                        "py-spy during P2; raw stacks go to DIR, shares to the report")  # fmt: skip
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample the server by py-spy "
+                        "in P2, P8, R9; raw stacks to DIR, shares in the report")  # fmt: skip
     parser.add_argument("--out", type=Path, default=REPORT)
     parser.add_argument("--soak-minutes", type=float, default=10.0, help="P8 and R9's length")
     parser.add_argument("--soak-polls", type=int, default=10_000, help="P8's parked long-polls")
     args = parser.parse_args()
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
     only = {key.strip().upper() for key in args.only.split(",")}
     started_load = load_average()
     sections = {key: Section(key, TITLES[key]) for key in SECTIONS}
@@ -156,7 +158,7 @@ def main() -> None:
             "\n".join(["## P2: ", *(kept or previous_sections(REPORT)).get("P2", [])])
         )
         polls = min(args.soak_polls, 200) if args.quick else args.soak_polls
-        soak.measure_soaks(sections, polls, only, minutes, peak)
+        soak.measure_soaks(sections, polls, only, minutes, peak, args.profile)
     write(args.out, sections, started_load, args.quick, kept)
     print(f"bench: wrote {os.path.relpath(args.out)}", file=sys.stderr)
 

@@ -26,11 +26,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
 
+from bench import http_load, profile
 from bench.profile import cpu_seconds
 from bench.report import Section
 from bench.stack import Stack, random_wg_key
@@ -192,9 +194,16 @@ async def _agent(
 class Issued:
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
+    # How late each request left the load generator (its own loop busy, or no free connection):
+    # what of a latency the server did not cause.
+    send_lags: list[float] = field(default_factory=list)
+    # Seconds after the start at which a request over SLOW_SECONDS was due, to tell a steady
+    # tail from bursts.
+    slow_due: list[float] = field(default_factory=list)
 
 
 ISSUING_CONNECTIONS = 64
+SLOW_SECONDS = 0.1  # P8's target for the p99
 
 
 async def _issue_at_rate(
@@ -218,16 +227,20 @@ async def _issue_at_rate(
                     "public_key": random_wg_key(),
                 }
                 headers = seeded.wallets[n % len(seeded.wallets)]
+                issued.send_lags.append(time.perf_counter() - at)
                 try:
                     response = await http.post("/v1/configs", json=body, headers=headers)
                 except httpx.HTTPError as exc:
                     issued.statuses[type(exc).__name__] += 1
                     continue
-                issued.latencies.append(time.perf_counter() - at)
+                latency = time.perf_counter() - at
+                issued.latencies.append(latency)
+                if latency > SLOW_SECONDS:
+                    issued.slow_due.append(at - start)
                 issued.statuses[str(response.status_code)] += 1
 
-    senders = [asyncio.create_task(connection()) for _ in range(ISSUING_CONNECTIONS)]
     start = time.perf_counter()
+    senders = [asyncio.create_task(connection()) for _ in range(ISSUING_CONNECTIONS)]
     for n in range(int(per_second * seconds)):
         at = start + n / per_second
         delay = at - time.perf_counter()
@@ -275,9 +288,11 @@ async def soak(
     polls: int,
     per_second: float,
     minutes: float,
+    profile_raw: Path | None = None,
 ) -> SoakResult:
     """`polls` agents parked (the first `polls` seeded nodes), then issuance at `per_second`
-    for `minutes`, the server's RSS sampled throughout."""
+    for `minutes`, the server's RSS sampled throughout (and its stacks by py-spy into
+    `profile_raw` during the issuance, if given)."""
     stats = PollStats()
     url = urlsplit(api_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
@@ -300,8 +315,10 @@ async def soak(
     sampler = asyncio.create_task(_sample_rss(server_pid, rss))
     issued = Issued()
     cpu_before = cpu_seconds(server_pid)
+    spy = profile.sampled(server_pid, profile_raw) if profile_raw else contextlib.nullcontext()
     try:
-        await _issue_at_rate(api_url, seeded, per_second, minutes * 60, issued)
+        with spy:
+            await _issue_at_rate(api_url, seeded, per_second, minutes * 60, issued)
         rss.append(_rss_kib(server_pid))
     finally:
         sampler.cancel()
@@ -324,6 +341,20 @@ def _ms(values: list[float], share: float) -> str:
     return f"{1000 * ordered[min(len(ordered) - 1, int(len(ordered) * share))]:,.0f} ms"
 
 
+SLOW_WINDOW_SECONDS = 10
+
+
+def _slow_windows(due: list[float]) -> str:
+    """`12 in 30-40 s, 3 in 90-100 s, ...`: where the slow requests cluster (at most 8 windows,
+    the busiest)."""
+    windows = Counter(int(at // SLOW_WINDOW_SECONDS) for at in due)
+    busiest = sorted(windows.most_common(8))
+    return ", ".join(
+        f"{count:,} in {w * SLOW_WINDOW_SECONDS}-{(w + 1) * SLOW_WINDOW_SECONDS} s"
+        for w, count in busiest
+    )
+
+
 def _mib(kib: int) -> str:
     return f"{kib / 1024:,.0f} MiB"
 
@@ -338,6 +369,11 @@ def report(section: Section, result: SoakResult, target: str) -> None:
         ("issuance statuses", ", ".join(f"{k}: {v:,}" for k, v in sorted(issued.statuses.items()))),
         ("issuance p50 / p99 / max", f"{_ms(issued.latencies, 0.5)} / "
          f"{_ms(issued.latencies, 0.99)} / {_ms(issued.latencies, 1.0)}"),
+        ("of it, the load generator's own send lag p50 / p99 / max",
+         f"{_ms(issued.send_lags, 0.5)} / {_ms(issued.send_lags, 0.99)} / "
+         f"{_ms(issued.send_lags, 1.0)}"),
+        (f"issuances over {SLOW_SECONDS * 1000:.0f} ms, by when they were due",
+         _slow_windows(issued.slow_due) or "none"),
     ]  # fmt: skip
     if result.poll_stats is not None:
         polls = result.poll_stats
@@ -378,16 +414,26 @@ def p2_peak(report_text: str) -> float | None:
     return max(rates) if rates else None
 
 
+def _report_profile(section: Section, profile_dir: Path | None, name: str, label: str) -> None:
+    if profile_dir is not None and (profile_dir / name).exists():
+        http_load.report_profiles(section, [(label, profile.summarize(profile_dir / name))])
+
+
 P8_TARGET = (
     "Target on 2 quiet cores: 0 errors, p99 of issuance at most 100 ms, RSS growth at most 10%."
 )
 
 
 def measure_soaks(
-    sections: dict[str, Section], polls: int, only: set[str], minutes: float, peak: float | None
+    sections: dict[str, Section],
+    polls: int,
+    only: set[str],
+    minutes: float,
+    peak: float | None,
+    profile_dir: Path | None = None,
 ) -> None:
     """P8 (`polls` agents parked) then R9, each against a fresh control plane process on one
-    stack."""
+    stack; with `profile_dir`, py-spy samples the server during each one's issuance."""
     from bench.stack import running_stack, uvicorn_server, wait_indexed
     from control_plane.agent.feed import MAX_WAITERS
     from control_plane.paths import REPO_ROOT
@@ -413,7 +459,8 @@ def measure_soaks(
             seeded = asyncio.run(seed(stack, polls, subscribers))
             if "P8" in only:
                 rate = issues_per_minute / 60
-                run = soak("P8", api.url, api.process.pid, seeded, parked, rate, minutes)
+                raw = profile_dir / "p8.raw.txt" if profile_dir else None
+                run = soak("P8", api.url, api.process.pid, seeded, parked, rate, minutes, raw)
                 result = asyncio.run(run)
         if "P8" in only:
             section = sections["P8"]
@@ -421,6 +468,7 @@ def measure_soaks(
                 cap = f"The control plane parks at most {MAX_WAITERS:,} long-polls per replica"
                 section.add(f"{cap} (agent/feed.py MAX_WAITERS); measured at that cap.", "")
             report(section, result, P8_TARGET)
+            _report_profile(section, profile_dir, "p8.raw.txt", "P8's issuance")
             section.add(
                 f"{polls:,} nodes and {subscribers:,} paying wallets seeded into the database and "
                 "its chain mirror (bench/soak.py says why), one agent token each as agent login "
@@ -437,9 +485,11 @@ def measure_soaks(
                 section.add("Not measured: no P2 figure to halve (run P2 first, or with it).")
                 return
             with serve() as api:
-                run = soak("R9", api.url, api.process.pid, seeded, 0, r9_rate, minutes)
+                raw = profile_dir / "r9.raw.txt" if profile_dir else None
+                run = soak("R9", api.url, api.process.pid, seeded, 0, r9_rate, minutes, raw)
                 result = asyncio.run(run)
             report(section, result, "Issue 14's R9: errors and RSS growth at half the peak.")
+            _report_profile(section, profile_dir, "r9.raw.txt", "R9's issuance")
             section.add(
                 f"Half of P2's peak ({peak:,.0f} configs/s, the best P2 run of this code in the "
                 f"report) is {r9_rate:,.1f}/s, open-loop, over {polls:,} seeded nodes and "
