@@ -278,6 +278,8 @@ class SoakResult:
     server_cpu_seconds: float
     parked_at_start: int
     ramp_seconds: float
+    load_generator_cpu_seconds: float
+    loop_lags: list[float]
 
 
 async def soak(
@@ -314,24 +316,40 @@ async def soak(
     rss: list[int] = []
     sampler = asyncio.create_task(_sample_rss(server_pid, rss))
     issued = Issued()
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before, own_cpu_before = cpu_seconds(server_pid), time.process_time()
+    lags: list[float] = []
+    ticker = asyncio.create_task(_loop_lag(lags))
     spy = profile.sampled(server_pid, profile_raw) if profile_raw else contextlib.nullcontext()
     try:
         with spy:
             await _issue_at_rate(api_url, seeded, per_second, minutes * 60, issued)
         rss.append(_rss_kib(server_pid))
     finally:
+        own_cpu = time.process_time() - own_cpu_before
         sampler.cancel()
+        ticker.cancel()
         for task in agents:
             task.cancel()
-        await asyncio.gather(sampler, *agents, return_exceptions=True)
+        await asyncio.gather(sampler, ticker, *agents, return_exceptions=True)
     for task in agents:
         if task.done() and not task.cancelled() and task.exception() is not None:
             stats.failures[type(task.exception()).__name__] += 1
     return SoakResult(
         label, minutes, polls, per_second, issued, stats if polls else None, rss,
-        cpu_seconds(server_pid) - cpu_before, parked_at_start, ramp_seconds,
+        cpu_seconds(server_pid) - cpu_before, parked_at_start, ramp_seconds, own_cpu, lags,
     )  # fmt: skip
+
+
+LAG_TICK_SECONDS = 0.01
+
+
+async def _loop_lag(lags: list[float]) -> None:
+    """How late the load generator's own event loop wakes a 10 ms sleep: time a response waits
+    in its socket before it is read, which the latencies include but the server did not cause."""
+    while True:
+        before = time.perf_counter()
+        await asyncio.sleep(LAG_TICK_SECONDS)
+        lags.append(time.perf_counter() - before - LAG_TICK_SECONDS)
 
 
 def _ms(values: list[float], share: float) -> str:
@@ -396,6 +414,13 @@ def report(section: Section, result: SoakResult, target: str) -> None:
     cpu = result.server_cpu_seconds
     share = cpu / (result.minutes * 60)
     rows.append(("server CPU during the issuance", f"{cpu:,.0f} s ({share:.0%} of a core)"))
+    own = result.load_generator_cpu_seconds
+    rows += [
+        ("load generator CPU (agents and issuers, one process)",
+         f"{own:,.0f} s ({own / (result.minutes * 60):.0%} of a core)"),
+        ("load generator loop lag p50 / p99 / max", f"{_ms(result.loop_lags, 0.5)} / "
+         f"{_ms(result.loop_lags, 0.99)} / {_ms(result.loop_lags, 1.0)}"),
+    ]  # fmt: skip
     section.table(("measure", "value"), rows)
     section.add(target, "")
 

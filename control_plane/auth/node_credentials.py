@@ -18,20 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from control_plane.auth import repository
 from control_plane.db import unit_of_work
 
-# A node the indexer mirrors: its agent key (lower-case) and, when the node is not usable, why
-# (its NodeRegistry status); None when it is Active.
-NodeState = tuple[str, str | None]
-
 
 class NodeCredentials:
     """The snapshot and its single-flight refresh. `refusal` judges a token from it."""
 
     def __init__(self, max_age_seconds: float) -> None:
         self.max_age_seconds = max_age_seconds
-        self._nodes: Mapping[str, NodeState] = {}
+        self._nodes: Mapping[str, tuple[str, str | None]] = {}
         self._expires = 0.0  # time.monotonic() after which the snapshot is read again
         self._refresh: asyncio.Task[None] | None = None
-        self.reads = 0  # how many times the mirror was read (tests and metrics look)
 
     def fresh(self) -> bool:
         return time.monotonic() < self._expires
@@ -50,14 +45,9 @@ class NodeCredentials:
     async def _read(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         started = time.monotonic()
         async with unit_of_work(sessions) as session:
-            rows = await repository.chain_node_states(session)
-        self._nodes = {
-            node_id: (agent.lower(), None if status == "active" and active else status)
-            for node_id, agent, status, active in rows
-        }
+            self._nodes = await repository.chain_node_states(session)
         # Counted from before the read: a row the read missed is never trusted for longer.
         self._expires = started + self.max_age_seconds
-        self.reads += 1
 
     def refusal(self, node_id: str, agent: str | None) -> str | None:
         """Why a token of `node_id` signed in by `agent` is no longer good, or None. A node the

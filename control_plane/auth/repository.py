@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import and_, case, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -77,14 +77,21 @@ async def operates_active_node(session: AsyncSession, address: str) -> bool:
     return bool((await session.execute(statement)).scalar_one())
 
 
-_CHAIN_NODE_STATES = select(ChainNode.node_id, ChainNode.agent, ChainNode.status, ChainNode.active)
+# The agent key lower-cased and, for a node that is not Active, its status, computed by the
+# database: building the snapshot in Python cost ~60 ms per 10,000 nodes (P8's profile).
+_CHAIN_NODE_STATES = select(
+    ChainNode.node_id,
+    func.lower(ChainNode.agent),
+    case((and_(ChainNode.status == "active", ChainNode.active), None), else_=ChainNode.status),
+)
 
 
-async def chain_node_states(session: AsyncSession) -> list[tuple[str, str, str, bool]]:
-    """Every node the indexer mirrors: its id, agent key, NodeRegistry status and whether it is
-    Active (the node-token snapshot of auth/node_credentials.py)."""
+async def chain_node_states(session: AsyncSession) -> dict[str, tuple[str, str | None]]:
+    """Every node the indexer mirrors: its id -> (agent key in lower case, None if it is Active
+    on-chain else its NodeRegistry status), for the node-token snapshot
+    (auth/node_credentials.py)."""
     rows = await session.execute(_CHAIN_NODE_STATES)
-    return [(node_id, agent, status, active) for node_id, agent, status, active in rows]
+    return {node_id: (agent, unusable) for node_id, agent, unusable in rows}
 
 
 # --- node-agent challenges --------------------------------------------------------------------
