@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench import http_load, profile
 from bench.profile import cpu_seconds
@@ -215,10 +216,8 @@ async def _issue_at_rate(
     is in it, as a user would see it."""
     due: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
 
-    async def connection() -> None:
-        # keep-alive shorter than uvicorn's 5 s: never send on a connection it is closing
-        one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=3)
-        async with httpx.AsyncClient(base_url=api_url, timeout=60, limits=one) as http:
+    async def connection(http: httpx.AsyncClient) -> None:
+        async with http:
             while (job := await due.get()) is not None:
                 n, at = job
                 body = {
@@ -239,8 +238,16 @@ async def _issue_at_rate(
                     issued.slow_due.append(at - start)
                 issued.statuses[str(response.status_code)] += 1
 
+    # keep-alive shorter than uvicorn's 5 s: never send on a connection it is closing
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1, keepalive_expiry=3)
+    # Built before the clock starts: each client loads a TLS context (~20 ms), 64 of them
+    # stalled this loop for over a second, which the first issuances counted as latency.
+    clients = [
+        httpx.AsyncClient(base_url=api_url, timeout=60, limits=one)
+        for _ in range(ISSUING_CONNECTIONS)
+    ]
     start = time.perf_counter()
-    senders = [asyncio.create_task(connection()) for _ in range(ISSUING_CONNECTIONS)]
+    senders = [asyncio.create_task(connection(http)) for http in clients]
     for n in range(int(per_second * seconds)):
         at = start + n / per_second
         delay = at - time.perf_counter()
@@ -280,6 +287,8 @@ class SoakResult:
     ramp_seconds: float
     load_generator_cpu_seconds: float
     loop_lags: list[float]
+    # POST /v1/configs as the server's own middleware timed it: (requests, of them over 100 ms)
+    server_timed: tuple[int, int]
 
 
 async def soak(
@@ -316,6 +325,7 @@ async def soak(
     rss: list[int] = []
     sampler = asyncio.create_task(_sample_rss(server_pid, rss))
     issued = Issued()
+    timed_before = await _server_timed_issuances(api_url)
     cpu_before, own_cpu_before = cpu_seconds(server_pid), time.process_time()
     lags: list[float] = []
     ticker = asyncio.create_task(_loop_lag(lags))
@@ -324,6 +334,7 @@ async def soak(
         with spy:
             await _issue_at_rate(api_url, seeded, per_second, minutes * 60, issued)
         rss.append(_rss_kib(server_pid))
+        timed_after = await _server_timed_issuances(api_url)
     finally:
         own_cpu = time.process_time() - own_cpu_before
         sampler.cancel()
@@ -337,7 +348,30 @@ async def soak(
     return SoakResult(
         label, minutes, polls, per_second, issued, stats if polls else None, rss,
         cpu_seconds(server_pid) - cpu_before, parked_at_start, ramp_seconds, own_cpu, lags,
+        (timed_after[0] - timed_before[0], timed_after[1] - timed_before[1]),
     )  # fmt: skip
+
+
+async def _server_timed_issuances(api_url: str) -> tuple[int, int]:
+    """From the server's /metrics: POST /v1/configs requests so far, and how many of them took
+    over SLOW_SECONDS by its own clock (from the middleware's start to its end: time queued in
+    the server's event loop before that is not in it)."""
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+        text = (await http.get("/metrics")).text
+    total = fast = 0
+    for family in text_string_to_metric_families(text):
+        if family.name != "nodus_http_request_seconds":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            # the route label is the template inside the /v1 router: "/configs"
+            if labels.get("method") != "POST" or labels.get("route") != "/configs":
+                continue
+            if sample.name.endswith("_count"):
+                total = int(sample.value)
+            elif sample.name.endswith("_bucket") and float(labels["le"]) == SLOW_SECONDS:
+                fast = int(sample.value)
+    return total, total - fast
 
 
 LAG_TICK_SECONDS = 0.01
@@ -390,6 +424,8 @@ def report(section: Section, result: SoakResult, target: str) -> None:
         ("of it, the load generator's own send lag p50 / p99 / max",
          f"{_ms(issued.send_lags, 0.5)} / {_ms(issued.send_lags, 0.99)} / "
          f"{_ms(issued.send_lags, 1.0)}"),
+        (f"issuances over {SLOW_SECONDS * 1000:.0f} ms as the server timed them",
+         f"{result.server_timed[1]:,} of {result.server_timed[0]:,}"),
         (f"issuances over {SLOW_SECONDS * 1000:.0f} ms, by when they were due",
          _slow_windows(issued.slow_due) or "none"),
     ]  # fmt: skip

@@ -34,6 +34,7 @@ from control_plane.configs.router import router as configs_router
 from control_plane.db import DatabaseTimeouts, make_engine, make_sessionmaker
 from control_plane.dependencies import ChainDep
 from control_plane.error_handlers import install_error_handlers
+from control_plane.gc_policy import collect_periodically, take_over_full_collections
 from control_plane.indexer.identity import ensure_chain_identity
 from control_plane.instruments import Metrics
 from control_plane.jobs import Job, Services, start_scheduler
@@ -125,9 +126,16 @@ def create_app(
         metrics.longpolls_capacity.set(app.state.feed.max_waiters)
         metrics.watch_pool(engine.sync_engine.pool)
         restore_signals = _release_polls_on_signal(app.state.feed)
+        collector = None
+        if getattr(app.state, "gc_full_collection_seconds", 0) > 0:  # set by build_from_env
+            collector = asyncio.create_task(
+                collect_periodically(app.state.gc_full_collection_seconds)
+            )
         try:
             yield
         finally:
+            if collector is not None:
+                collector.cancel()
             restore_signals()
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
@@ -286,4 +294,8 @@ def build_from_env() -> FastAPI:
     """uvicorn factory: `uvicorn --factory control_plane.app:build_from_env`."""
     settings = Settings()  # type: ignore[call-arg]  # required secrets come from the environment
     configure_logging(settings.log_level)
-    return create_app(settings, tracer_provider=build_tracer_provider(os.environ))
+    app = create_app(settings, tracer_provider=build_tracer_provider(os.environ))
+    if settings.gc_full_collection_seconds > 0:
+        take_over_full_collections()
+        app.state.gc_full_collection_seconds = settings.gc_full_collection_seconds
+    return app

@@ -198,6 +198,9 @@ class Settings(BaseSettings):
     # How long a node token found backed by the chain (agent key, Active) is trusted before the
     # indexer's mirror is read again (per replica).
     node_token_recheck_seconds: float = Field(default=5.0, ge=0)
+    # The server process runs a full garbage collection this often instead of when CPython's
+    # heuristic says (control_plane/gc_policy.py says why); 0 leaves CPython's policy.
+    gc_full_collection_seconds: float = Field(default=300.0, ge=0)
     api_key_secret: SecretStr = Field(min_length=32)
     admin_addresses: list[str] = []
     # Encrypts key material the control plane must keep (OpenVPN CA keys) at rest.
