@@ -15,6 +15,7 @@ from pathlib import Path
 from bench import connect, epoch, external, http_load, indexer, profile, soak
 from bench.report import SECTIONS, Section, load_average, previous_sections, write
 from bench.stack import Server, build_fixture, running_stack, source_of, uvicorn_server
+from control_plane.instruments import MULTIPROCESS_DIR
 from control_plane.paths import REPO_ROOT
 
 REPORT = REPO_ROOT / "bench" / "report.md"
@@ -83,6 +84,19 @@ def http_benchmarks(
             f"{nodes} nodes, {5 * subscribers:,} configs": fixture.node_ids,
         }
         servers_p2 = [("", api)] + ([(f" at {before}", previous)] if previous is not None else [])
+        cores = os.cpu_count() or 1
+        if cores > 1:  # the control plane as `serve` runs it by default: a worker per core
+            metrics_dir = servers.enter_context(tempfile.TemporaryDirectory())
+            by_default = servers.enter_context(
+                uvicorn_server(
+                    "control_plane.app:build_from_env",
+                    {**env, MULTIPROCESS_DIR: metrics_dir},
+                    REPO_ROOT,
+                    factory=True,
+                    workers=cores,
+                )
+            )
+            servers_p2.append((f", {cores} workers (`serve`'s default)", by_default))
         for _, server in servers_p2:
             asyncio.run(http_load.warm_up(stack, server.url, fixture, 64))
         runs = []

@@ -522,7 +522,7 @@ def measure_soaks(
     r9_rate = (peak or 0) / 2
     r9_issues = r9_rate * 60 * minutes if "R9" in only else 0
     p8_issues = issues_per_minute * minutes if "P8" in only else 0
-    # Each wallet may hold NODUS_DEVICE_LIMIT (20) configs: enough wallets for every issue.
+    # A wallet may hold NODUS_DEVICE_LIMIT (40, bench/stack.py) configs: 15 each is well within.
     subscribers = max(100, int((r9_issues + p8_issues) / 15) + 1)
     with running_stack() as stack:
         env = {**stack.env, "NODUS_ARTIFACTS_DIR": str(REPO_ROOT / "contracts" / "out")}

@@ -139,7 +139,7 @@ def server_env(settings: Settings) -> dict[str, str]:
         "NODUS_DATA_KEY": settings.data_key.get_secret_value(),
         "NODUS_ALLOW_PRIVATE_ENDPOINTS": "true",
         "NODUS_PROBER_ENABLED": "false",  # no probe rounds in the middle of a measurement
-        "NODUS_DEVICE_LIMIT": "20",  # P2 issues 5 per subscriber per run, up to 4 runs
+        "NODUS_DEVICE_LIMIT": "40",  # P2 issues 5 per subscriber per run, up to 8 runs
         "NODUS_CONFIG_CHANGES_PER_MINUTE": "100000",
         "NODUS_LOG_LEVEL": "WARNING",
     }
