@@ -40,6 +40,7 @@ from bench.profile import cpu_seconds
 from bench.report import Section
 from bench.stack import Stack, random_wg_key
 from control_plane.agent.feed import asyncpg_dsn
+from control_plane.gc_policy import take_over_full_collections
 from control_plane.tunnel.addresses import default_pools
 from tests.support.builders import agent_of, node_headers, wallet_headers
 
@@ -383,11 +384,9 @@ LAG_TICK_SECONDS = 0.01
 def _no_full_collections() -> Iterator[None]:
     """The load generator holds 10,000 agents' connections too: CPython's full collections
     stopped its loop for up to 0.3 s, which the latencies counted. None run during the
-    measurement (the server's own policy is control_plane/gc_policy.py)."""
-    gc.collect()
-    gc.freeze()
+    measurement: the server's own policy (control_plane/gc_policy.py), then CPython's again."""
     thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], thresholds[1], 2**31 - 1)
+    take_over_full_collections()
     try:
         yield
     finally:

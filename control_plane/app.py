@@ -82,9 +82,12 @@ def create_app(
     settings: Settings,
     chain: ChainReader | None = None,
     tracer_provider: TracerProvider | None = None,
+    gc_full_collection_seconds: float = 0,
 ) -> FastAPI:
     """The application. `chain` replaces the JSON-RPC reader (tests pass one bound to anvil);
-    `tracer_provider` turns traces on (control_plane/tracing.py), None leaves them off."""
+    `tracer_provider` turns traces on (control_plane/tracing.py), None leaves them off;
+    `gc_full_collection_seconds` > 0 runs the timer of control_plane/gc_policy.py (only a
+    process that took over its full collections, as `build_from_env` does)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -127,10 +130,8 @@ def create_app(
         metrics.watch_pool(engine.sync_engine.pool)
         restore_signals = _release_polls_on_signal(app.state.feed)
         collector = None
-        if getattr(app.state, "gc_full_collection_seconds", 0) > 0:  # set by build_from_env
-            collector = asyncio.create_task(
-                collect_periodically(app.state.gc_full_collection_seconds)
-            )
+        if gc_full_collection_seconds > 0:
+            collector = asyncio.create_task(collect_periodically(gc_full_collection_seconds))
         try:
             yield
         finally:
@@ -294,8 +295,11 @@ def build_from_env() -> FastAPI:
     """uvicorn factory: `uvicorn --factory control_plane.app:build_from_env`."""
     settings = Settings()  # type: ignore[call-arg]  # required secrets come from the environment
     configure_logging(settings.log_level)
-    app = create_app(settings, tracer_provider=build_tracer_provider(os.environ))
+    app = create_app(
+        settings,
+        tracer_provider=build_tracer_provider(os.environ),
+        gc_full_collection_seconds=settings.gc_full_collection_seconds,
+    )
     if settings.gc_full_collection_seconds > 0:
-        take_over_full_collections()
-        app.state.gc_full_collection_seconds = settings.gc_full_collection_seconds
+        take_over_full_collections()  # after create_app: the app's own objects are frozen too
     return app

@@ -21,7 +21,6 @@ from control_plane.db import Session, unit_of_work
 from control_plane.dependencies import SettingsDep
 from control_plane.errors import Forbidden, Unauthorized
 from control_plane.openapi import api_key_scheme, node_token_scheme, wallet_token_scheme
-from control_plane.settings import Settings
 
 API_KEY_PREFIX = "nds_"
 
@@ -128,14 +127,6 @@ def require_role(role: Role) -> Callable[..., Awaitable[Principal]]:
     return wallet_dependency
 
 
-def _node_credentials(request: Request, settings: Settings) -> NodeCredentials:
-    credentials: NodeCredentials | None = getattr(request.app.state, "node_credentials", None)
-    if credentials is None:
-        credentials = NodeCredentials(settings.node_token_recheck_seconds)
-        request.app.state.node_credentials = credentials
-    return credentials
-
-
 async def _sessionless_credential(request: Request, settings: SettingsDep) -> Principal:
     """`current_principal` without the request's session, for the agent routes and routes that
     wait on the network: a token is a JWT (no table read); an API key is looked up in its own
@@ -165,7 +156,6 @@ async def node_agent(
     request: Request,
     principal: Annotated[Principal, Depends(_sessionless_credential)],
     _n: NodeTokenScheme,
-    settings: SettingsDep,
 ) -> Principal:
     """A node agent's token, still backed by the chain: the node's NodeRegistry state as the
     indexer mirrors it must show the agent key that signed in, and the node not exiting or
@@ -176,7 +166,7 @@ async def node_agent(
     seen yet passes. Takes no session from the request: a poll with nothing new opens none."""
     if not principal.has(Role.NODE) or principal.node_id is None:
         raise Forbidden(f"this needs the {Role.NODE} role")
-    credentials = _node_credentials(request, settings)
+    credentials: NodeCredentials = request.app.state.node_credentials  # built by create_app
     await credentials.ensure_fresh(request.app.state.sessions)
     refusal = credentials.refusal(principal.node_id, principal.agent)
     if refusal is not None:

@@ -95,7 +95,6 @@ async def probe_node(
     request: Request,
     principal: SessionlessPrincipal,
     services: ServicesDep,
-    settings: SettingsDep,
     chain: ChainDep,
     prober_settings: ProberSettingsDep,
     node_id: NodeIdPath,
@@ -107,7 +106,7 @@ async def probe_node(
     `NODUS_PROBER_ON_DEMAND_INTERVAL_SECONDS` (60; per replica; 429 with `Retry-After`). Not
     stored: it does not count for the score, only the probers' rounds do."""
     if principal.node_id is not None:
-        await node_agent(request, principal, None, settings)
+        await node_agent(request, principal, None)
         caller = health.ProbeCaller(agent_of=principal.node_id.lower())
     else:
         caller = health.ProbeCaller(operator=wallet_of(principal))
