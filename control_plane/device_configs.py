@@ -61,6 +61,13 @@ class DeviceConfig(Base):
             unique=True,
             postgresql_where=text("revoked_at IS NULL AND public_key IS NOT NULL"),
         ),
+        # The device limit's count: a subscriber's live configs, read from its own rows whatever
+        # the table's statistics say (migration 0010).
+        Index(
+            "ix_device_configs_live_subscriber",
+            "subscriber",
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
         # A CA never issues a serial twice (RFC 5280), live or revoked.
         Index(
             "uq_device_configs_cert_serial",
