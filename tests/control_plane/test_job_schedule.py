@@ -53,7 +53,9 @@ async def test_two_schedulers_run_each_job_once_per_interval(
             await engine.dispose()
     starts = sorted(started for _, started in runs)
     assert len(starts) >= 3
-    assert counted == len(starts)
+    # Every recorded run was claimed once; a run claimed just as the schedulers stop may be cut
+    # off before its body records its start.
+    assert counted in (len(starts), len(starts) + 1), (counted, len(starts))
     # Once per interval across both: no two runs closer than the interval (less the slack a
     # tick on another clock may take), where one run per replica per tick would be.
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
