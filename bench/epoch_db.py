@@ -1,7 +1,5 @@
 """P5's database part: what the epoch job's gather step (posting/gather.py) reads for one epoch,
-against a migrated scratch PostgreSQL seeded in-server (INSERT ... SELECT generate_series) with
-one node per operator, three probers' twelve rounds of every node, one paying subscriber's
-WireGuard config per node and its agent's reports (a baseline and two in the epoch).
+against a migrated scratch PostgreSQL seeded with tests/support/epoch_seed.py's epoch.
 
 The seeded samples carry a placeholder signature (signing millions of samples would dominate
 the run); the signature check on read is timed on real signed samples and scaled to the count."""
@@ -11,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import asyncpg
 from eth_account import Account
@@ -24,55 +22,7 @@ from control_plane.prober.signing import Sample, sign_sample, verify_sample
 from control_plane.rewards import repository
 from control_plane.rewards.formula.epoch import prober_views, tally_traffic
 from tests.database import admin_database_url, scratch_database
-
-CHAIN_ID = 31337
-PROBERS = 3
-ROUNDS = 12  # one every five minutes of a one-hour epoch
-START = datetime(2026, 1, 1, tzinfo=UTC)
-END = START + timedelta(hours=1)
-
-# $1: nodes, $2: the epoch's start. Addresses and ids are the node's number in hex.
-SEED = [
-    """INSERT INTO nodes (id, operator, protocols, endpoint, country, ipv4_pool, ipv6_pool,
-           revision, created_at)
-       SELECT '0x' || lpad(to_hex(i), 64, '0'), '0x' || lpad(to_hex(i), 40, '0'),
-              ARRAY['wireguard'], '198.51.100.1:51820', 'DE', '10.0.0.0/16', 'fd00::/64', 0,
-              $2::timestamptz - interval '1 day'
-       FROM generate_series(1, $1::int) AS i""",
-    """INSERT INTO chain_nodes (node_id, operator, agent, stake, status, active, updated_block)
-       SELECT '0x' || lpad(to_hex(i), 64, '0'), '0x' || lpad(to_hex(i), 40, '0'),
-              '0x' || lpad(to_hex(i + 7000000), 40, '0'), 100e18, 'Active', true, 1
-       FROM generate_series(1, $1::int) AS i""",
-    """INSERT INTO probers (address, name)
-       SELECT '0x' || lpad(to_hex(p + 160), 40, '0'), 'prober ' || p
-       FROM generate_series(1, $1::int) AS p""",
-    # PROBERS x ROUNDS samples per node.
-    """INSERT INTO probe_samples (prober, node_id, round_at, attempts, rtt_us, error, signature)
-       SELECT '0x' || lpad(to_hex(p + 160), 40, '0'), '0x' || lpad(to_hex(i), 64, '0'),
-              $2::timestamptz + r * interval '5 minutes', 3,
-              CASE WHEN (i + p + r) % 17 = 0 THEN ARRAY[]::int[]
-                   ELSE ARRAY[20000 + (i * 37) % 50000] END,
-              CASE WHEN (i + p + r) % 17 = 0 THEN 'timeout' END, '0x' || repeat('00', 65)
-       FROM generate_series(1, $1::int) AS i, generate_series(1, 3) AS p,
-            generate_series(0, 11) AS r""",
-    """INSERT INTO subscribers (address, expires_at)
-       SELECT '0x' || lpad(to_hex(i + 20000000), 40, '0'), $2::timestamptz + interval '30 days'
-       FROM generate_series(1, $1::int) AS i""",
-    """INSERT INTO device_configs (id, node_id, subscriber, protocol, public_key, ipv4, ipv6,
-           created_at)
-       SELECT gen_random_uuid(), '0x' || lpad(to_hex(i), 64, '0'),
-              '0x' || lpad(to_hex(i + 20000000), 40, '0'), 'wireguard',
-              rpad('k' || i, 43, 'A') || '=', '10.0.0.2', 'fd00::2',
-              $2::timestamptz - interval '1 day'
-       FROM generate_series(1, $1::int) AS i""",
-    """INSERT INTO peer_metrics (node_id, public_key, reported_at, last_handshake_at, rx_bytes,
-           tx_bytes)
-       SELECT '0x' || lpad(to_hex(i), 64, '0'), rpad('k' || i, 43, 'A') || '=',
-              $2::timestamptz + m * interval '1 second',
-              $2::timestamptz + (m - 30) * interval '1 second',
-              (m + 600) * (i % 97 + 1) * 1000, (m + 600) * (i % 89) * 1000
-       FROM generate_series(1, $1::int) AS i, unnest(ARRAY[-600, 1200, 3000]) AS m""",
-]
+from tests.support.epoch_seed import CHAIN_ID, END, PROBERS, ROUNDS, START, seed_epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,16 +60,14 @@ async def _measure(database_url: str, nodes: int) -> DatabaseTimes:
     started = time.perf_counter()
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        for statement in SEED:
-            count = PROBERS if "INTO probers" in statement else nodes
-            await connection.execute(statement, count, *([START] if "$2" in statement else []))
-        await connection.execute("ANALYZE")
+        await seed_epoch(connection, nodes)
     finally:
         await connection.close()
     seed = time.perf_counter() - started
 
-    # The reads of 100,000 nodes outlast the default 5 s statement timeout (see bench/report.md).
-    engine = make_engine(database_url, DatabaseTimeouts(statement_seconds=600))
+    # The epoch job's own bounds: its reads stream, each fetch within the default statement
+    # timeout (in one statement, the samples of 30,000 nodes outlasted it).
+    engine = make_engine(database_url, DatabaseTimeouts())
     try:
         async with make_sessionmaker(engine)() as session:
             started = time.perf_counter()

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from control_plane.db import ROWS_PER_FETCH, streamed
 from control_plane.indexer.models import ChainNode
 from control_plane.nodes.models import Node
 from control_plane.prober.models import Prober, ProbeSample
@@ -164,12 +165,13 @@ async def insert_samples(session: AsyncSession, samples: Sequence[tuple[Sample, 
 
 
 async def samples_between(
-    session: AsyncSession, start: datetime, end: datetime
+    session: AsyncSession, start: datetime, end: datetime, *, rows_per_fetch: int = ROWS_PER_FETCH
 ) -> list[StoredSample]:
-    """Samples of rounds in `[start, end)` from probers that are not revoked, in no order."""
-    # An epoch reads millions of samples: plain column rows, unpacked, cost a fraction of ORM
-    # entities (no identity map, no instance state).
-    rows = await session.execute(
+    """Samples of rounds in `[start, end)` from probers that are not revoked, in no order; read
+    in fetches of `rows_per_fetch` (an epoch has millions)."""
+    # Plain column rows, unpacked, cost a fraction of ORM entities (no identity map, no
+    # instance state).
+    statement = (
         select(
             ProbeSample.id,
             ProbeSample.round_at,
@@ -187,17 +189,20 @@ async def samples_between(
             Prober.revoked_at.is_(None),
         )
         # No ORDER BY: scoring groups samples per node and prober itself, and sorting an
-        # epoch's millions of rows spilled to disk.
+        # epoch's millions of rows spilled to disk (and would hold the first fetch until done).
     )
-    return [
-        StoredSample(
-            row_id,
-            round_at,
-            Sample(prober, node_id, int(round_at.timestamp()), attempts, tuple(rtt), error),
-            signature,
+    stored: list[StoredSample] = []
+    async for rows in streamed(session, statement, rows_per_fetch):
+        stored.extend(
+            StoredSample(
+                row_id,
+                round_at,
+                Sample(prober, node_id, int(round_at.timestamp()), attempts, tuple(rtt), error),
+                signature,
+            )
+            for row_id, round_at, prober, node_id, attempts, rtt, error, signature in rows
         )
-        for row_id, round_at, prober, node_id, attempts, rtt, error, signature in rows
-    ]
+    return stored
 
 
 async def node_samples(

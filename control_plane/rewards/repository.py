@@ -10,6 +10,7 @@ from sqlalchemy import ScalarSelect, and_, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.agent.models import PeerMetric
+from control_plane.db import ROWS_PER_FETCH, streamed
 from control_plane.device_configs import DeviceConfig
 from control_plane.indexer.models import ChainNode, RewardEpoch
 from control_plane.nodes.models import Node
@@ -31,9 +32,12 @@ class EpochNode:
     stake: int = 0  # wei, as indexed (0: not indexed)
 
 
-async def epoch_nodes(session: AsyncSession, start: datetime, end: datetime) -> list[EpochNode]:
-    """Nodes registered here at some point of `[start, end)`, with their on-chain state."""
-    rows = await session.execute(
+async def epoch_nodes(
+    session: AsyncSession, start: datetime, end: datetime, *, rows_per_fetch: int = ROWS_PER_FETCH
+) -> list[EpochNode]:
+    """Nodes registered here at some point of `[start, end)`, with their on-chain state, in
+    fetches of `rows_per_fetch`."""
+    statement = (
         select(
             Node.id,
             Node.operator,
@@ -46,16 +50,19 @@ async def epoch_nodes(session: AsyncSession, start: datetime, end: datetime) -> 
         .where(Node.created_at < end, or_(Node.deleted_at.is_(None), Node.deleted_at >= start))
         .order_by(Node.id)
     )
-    return [
-        EpochNode(
-            node_id=node_id,
-            operator=(chain_operator or operator).lower(),
-            active=bool(active),
-            agent=None if agent is None else agent.lower(),
-            stake=int(stake or 0),
+    nodes: list[EpochNode] = []
+    async for rows in streamed(session, statement, rows_per_fetch):
+        nodes.extend(
+            EpochNode(
+                node_id=node_id,
+                operator=(chain_operator or operator).lower(),
+                active=bool(active),
+                agent=None if agent is None else agent.lower(),
+                stake=int(stake or 0),
+            )
+            for node_id, operator, chain_operator, active, agent, stake in rows
         )
-        for node_id, operator, chain_operator, active, agent, stake in rows
-    ]
+    return nodes
 
 
 def _paying_wallet() -> ScalarSelect[str]:
@@ -88,9 +95,12 @@ def _paying_wallet() -> ScalarSelect[str]:
     )
 
 
-async def peer_reports(session: AsyncSession, start: datetime, end: datetime) -> list[PeerReport]:
+async def peer_reports(
+    session: AsyncSession, start: datetime, end: datetime, *, rows_per_fetch: int = ROWS_PER_FETCH
+) -> list[PeerReport]:
     """Every per-peer report in `[start, end)`, plus each peer's last report in the day before
-    `start` (its counters' baseline), ordered by node, peer and time."""
+    `start` (its counters' baseline), ordered by node, peer and time; read in fetches of
+    `rows_per_fetch`."""
     peer = func.coalesce("wg:" + PeerMetric.public_key, "ovpn:" + PeerMetric.cert_serial).label(
         "peer"
     )
@@ -134,8 +144,8 @@ async def peer_reports(session: AsyncSession, start: datetime, end: datetime) ->
         before.c.tx_bytes,
     ).where(before.c.newest_first == 1)
     reports: list[tuple[tuple[str, str, datetime, int], PeerReport]] = []
-    for base in await session.execute(baseline):
-        reports.append(
+    async for baseline_rows in streamed(session, baseline, rows_per_fetch):
+        reports.extend(
             (
                 (base.node_id, base.peer, base.reported_at, base.id),
                 PeerReport(
@@ -149,9 +159,10 @@ async def peer_reports(session: AsyncSession, start: datetime, end: datetime) ->
                     baseline=True,
                 ),
             )
+            for base in baseline_rows
         )
-    for row in await session.execute(in_window):
-        reports.append(
+    async for rows in streamed(session, in_window, rows_per_fetch):
+        reports.extend(
             (
                 (row.node_id, row.peer, row.reported_at, row.id),
                 PeerReport(
@@ -165,6 +176,7 @@ async def peer_reports(session: AsyncSession, start: datetime, end: datetime) ->
                     baseline=False,
                 ),
             )
+            for row in rows
         )
     reports.sort(key=lambda item: item[0])
     return [report for _, report in reports]
