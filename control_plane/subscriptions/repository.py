@@ -4,14 +4,15 @@ subscribers' expiries. Never commits."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, String, any_, delete, func, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from control_plane.device_configs import DeviceConfig
 from control_plane.subscriptions.models import Payment, Subscriber
@@ -32,13 +33,16 @@ class PaymentRepository:
         returns how many were new."""
         if not rows:
             return 0
+        # A bulk insert (SQLAlchemy sends it as multi-row statements of a bounded size): one
+        # statement of every row stops at PostgreSQL's 32,767 parameters, 3,276 payments, and
+        # a chunk of blocks as busy as that would stop the indexer for good.
         inserted = await self.session.scalars(
             insert(Payment)
-            .values(list(rows))
             .on_conflict_do_nothing(
                 index_elements=[Payment.chain_id, Payment.tx_hash, Payment.log_index]
             )
-            .returning(Payment.log_index)
+            .returning(Payment.log_index),
+            list(rows),
         )
         return len(inserted.all())
 
@@ -87,6 +91,43 @@ class SubscriberRepository:
             statement = statement.with_for_update()
         row = (await self.session.execute(statement)).one_or_none()
         return None if row is None else SubscriberState(row[0], row[1])
+
+    async def expiries(
+        self, addresses: Sequence[str], *, lock: bool = False
+    ) -> dict[str, datetime]:
+        """The recorded expiry of each of `addresses` that has a row (`lock`: the rows locked
+        until the transaction ends, in address order, as every locker of several takes them)."""
+        statement = (
+            select(Subscriber.address, Subscriber.expires_at)
+            .where(_among(Subscriber.address, addresses))
+            .order_by(Subscriber.address)
+        )
+        if lock:
+            statement = statement.with_for_update()
+        return {
+            address: expires_at for address, expires_at in await self.session.execute(statement)
+        }
+
+    async def create_many(self, expiries: Mapping[str, datetime]) -> set[str]:
+        """Inserts the subscribers, in address order; returns those inserted (not those
+        another transaction inserted first)."""
+        if not expiries:
+            return set()
+        created = await self.session.scalars(
+            insert(Subscriber)
+            .on_conflict_do_nothing(index_elements=[Subscriber.address])
+            .returning(Subscriber.address),
+            [{"address": a, "expires_at": expiries[a]} for a in sorted(expiries)],
+        )
+        return set(created.all())
+
+    async def set_expiries(self, expiries: Mapping[str, datetime]) -> None:
+        """Sets each subscriber's expiry (rows the caller has locked)."""
+        if expiries:
+            await self.session.execute(
+                update(Subscriber),
+                [{"address": a, "expires_at": expiries[a]} for a in sorted(expiries)],
+            )
 
     async def create(self, address: str, expires_at: datetime) -> bool:
         """Inserts the subscriber; False if another transaction did first."""
@@ -145,7 +186,7 @@ class SubscriberRepository:
     async def mark_lapses_processed(self, addresses: Sequence[str]) -> None:
         await self.session.execute(
             update(Subscriber)
-            .where(Subscriber.address.in_(addresses))
+            .where(_among(Subscriber.address, addresses))
             .values(lapse_processed_until=Subscriber.expires_at)
         )
 
@@ -163,3 +204,9 @@ class SubscriberRepository:
         for node_id, config_id in rows:
             by_node.setdefault(node_id, []).append(config_id)
         return by_node
+
+
+def _among(column: InstrumentedAttribute[str], values: Sequence[str]) -> ColumnElement[bool]:
+    """`column = ANY($1)`: one array parameter however many values (an IN list takes one
+    parameter each, and PostgreSQL stops at 32,767)."""
+    return column == any_(literal(list(values), ARRAY(String)))

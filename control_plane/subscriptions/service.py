@@ -14,6 +14,7 @@ from control_plane.subscriptions.expiry import (
     NEVER,
     current_expiry,
     record_expiry,
+    record_grown_expiries,
 )
 from control_plane.subscriptions.repository import PaymentRepository
 from control_plane.subscriptions.schemas import PaymentOut, SubscriptionOut
@@ -68,12 +69,7 @@ async def record_payments(
     latest: dict[str, datetime] = {}
     for payment in payments:
         latest[payment.subscriber] = max(latest.get(payment.subscriber, NEVER), payment.expires_at)
-    renewed = [
-        address
-        for address in sorted(latest)
-        if await record_expiry(session, address, latest[address], now, only_grow=True)
-    ]
-    return PaymentChanges(added, renewed)
+    return PaymentChanges(added, await record_grown_expiries(session, latest, now))
 
 
 async def rollback_payments(
