@@ -9,16 +9,20 @@ everywhere; tests use the real `Web3ChainReader` against anvil.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from eth_typing import BlockNumber
+from eth_utils.address import to_checksum_address
+from hexbytes import HexBytes
 from opentelemetry.trace import NoOpTracer, Tracer
 from web3 import AsyncWeb3
-from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
-from web3.types import FilterParams, LogReceipt
+from web3.exceptions import ContractLogicError, Web3Exception
+from web3.types import FilterParams, LogReceipt, RPCEndpoint
 
 from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.errors import ChainUnavailable
@@ -330,13 +334,21 @@ class Web3ChainReader:
 
     async def get_logs(self, params: FilterParams) -> list[LogReceipt]:
         """Raises LogQueryRejected when the node refuses the query (ask for fewer blocks), and
-        ChainUnavailable when it cannot be reached."""
+        ChainUnavailable when it cannot be reached.
+
+        The logs are read as plain JSON and typed here (web3's result formatters cost about
+        0.5 ms a log: half of a 10,000-event catch-up)."""
+        request = {
+            key: hex(value) if isinstance(value, int) else value for key, value in params.items()
+        }
 
         async def fetch() -> list[LogReceipt]:
-            try:
-                return list(await self.w3.eth.get_logs(params))
-            except Web3RPCError as exc:
-                raise LogQueryRejected(str(exc)) from exc
+            response = await self.w3.provider.make_request(RPCEndpoint("eth_getLogs"), [request])
+            error = response.get("error")
+            if error is not None:
+                message = error.get("message") if isinstance(error, dict) else None
+                raise LogQueryRejected(str(message or error))
+            return [_log_receipt(raw) for raw in response["result"]]
 
         return await self.call(fetch, "eth_getLogs")
 
@@ -350,3 +362,22 @@ class Web3ChainReader:
         except ChainUnavailable:
             return False
         return True
+
+
+# Logs come from a handful of contracts; eth_utils' checksum costs ~150 us an address.
+_checksummed = functools.lru_cache(maxsize=256)(to_checksum_address)
+
+
+def _log_receipt(raw: dict[str, Any]) -> LogReceipt:
+    """A log as eth_getLogs returns it (hex strings), typed as web3 would type it."""
+    return {
+        "address": _checksummed(raw["address"]),
+        "topics": [HexBytes(topic) for topic in raw["topics"]],
+        "data": HexBytes(raw["data"]),
+        "blockNumber": BlockNumber(int(raw["blockNumber"], 16)),
+        "blockHash": HexBytes(raw["blockHash"]),
+        "transactionHash": HexBytes(raw["transactionHash"]),
+        "transactionIndex": int(raw["transactionIndex"], 16),
+        "logIndex": int(raw["logIndex"], 16),
+        "removed": bool(raw.get("removed", False)),
+    }

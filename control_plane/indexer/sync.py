@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from eth_abi.abi import decode as abi_decode
 from eth_typing import ABIEvent
 from eth_utils.abi import event_abi_to_log_topic
 from opentelemetry.trace import Span
@@ -47,6 +46,7 @@ from control_plane.chain.client import (
 from control_plane.chain.clock import later_of_clock_and
 from control_plane.chain.contracts import Deployment, load_abi
 from control_plane.errors import ChainUnavailable
+from control_plane.indexer.abi_words import decode_words
 from control_plane.indexer.identity import identity_still_holds
 from control_plane.indexer.repository import ChainRepository
 from control_plane.jobs import Services
@@ -151,10 +151,10 @@ class EventDecoder:
         for (name, type_), topic in zip(event_type.indexed, topics[1:], strict=True):
             raw = bytes.fromhex(topic[2:])
             # An indexed dynamic value is only its hash in the topic: keep the hash.
-            args[name] = raw if _is_dynamic(type_) else _plain(type_, abi_decode([type_], raw)[0])
-        values = abi_decode([t for _, t in event_type.data], bytes(entry["data"]))
-        for (name, type_), value in zip(event_type.data, values, strict=True):
-            args[name] = _plain(type_, value)
+            args[name] = raw if _is_dynamic(type_) else decode_words([type_], raw)[0]
+        values = decode_words([t for _, t in event_type.data], bytes(entry["data"]))
+        for (name, _), value in zip(event_type.data, values, strict=True):
+            args[name] = value
         return Event(
             contract=event_type.contract,
             name=event_type.name,
@@ -168,11 +168,6 @@ class EventDecoder:
 
 def _is_dynamic(abi_type: str) -> bool:
     return abi_type in ("string", "bytes") or abi_type.endswith("[]") or "(" in abi_type
-
-
-def _plain(abi_type: str, value: object) -> object:
-    """Addresses lower-case, as everywhere in the database."""
-    return value.lower() if abi_type == "address" and isinstance(value, str) else value
 
 
 @dataclass(slots=True)
