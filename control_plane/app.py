@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -51,6 +52,20 @@ from control_plane.settings import Settings
 from control_plane.state_metrics.collector import StateMetrics
 from control_plane.subscriptions.router import router as subscriptions_router
 from control_plane.tracing import build_tracer_provider, trace_engine, tracer_of
+
+API_PREFIX = "/v1"
+API_ROUTERS = (
+    auth_router,
+    subscriptions_router,
+    nodes_router,
+    configs_router,
+    agent_router,
+    openvpn_router,
+    prober_router,
+    rewards_router,
+    rewards_claims_router,
+    rewards_health_router,
+)
 
 
 def scheduled_jobs(settings: Settings) -> dict[str, tuple[float, Job]]:
@@ -167,7 +182,7 @@ def create_app(
     app.state.verified_tokens = VerifiedTokens()
     app.state.node_credentials = NodeCredentials(settings.node_token_recheck_seconds)
     app.add_middleware(UnchangedPollShortcut, state=app.state)
-    _install_observability(app, metrics)
+    _install_observability(app, metrics, api_route_templates())
     if tracer_provider is not None:
         # Outside the request-id/log middleware, so its log lines carry the trace id.
         # No span per ASGI receive/send message: three spans a request cost more than the
@@ -183,19 +198,8 @@ def create_app(
         TrustedProxiesMiddleware, trusted=parse_trusted_proxies(settings.trusted_proxies)
     )
 
-    for router in (
-        auth_router,
-        subscriptions_router,
-        nodes_router,
-        configs_router,
-        agent_router,
-        openvpn_router,
-        prober_router,
-        rewards_router,
-        rewards_claims_router,
-        rewards_health_router,
-    ):
-        app.include_router(router, prefix="/v1")
+    for router in API_ROUTERS:
+        app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -274,8 +278,22 @@ async def _database_ok(request: Request) -> bool:
     return True
 
 
-def _install_observability(app: FastAPI, metrics: Metrics) -> None:
-    app.add_middleware(ObservabilityMiddleware, registry=metrics.registry)
+def api_route_templates() -> dict[int, str]:
+    """The full path template of each API route (`/v1/configs/{config_id}`) by the route's
+    id(), for the route label of /metrics: FastAPI keeps an included router nested, and its
+    routes know only their path inside it."""
+    return {
+        id(route): API_PREFIX + route.path
+        for router in API_ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    }
+
+
+def _install_observability(app: FastAPI, metrics: Metrics, route_templates: dict[int, str]) -> None:
+    app.add_middleware(
+        ObservabilityMiddleware, registry=metrics.registry, route_templates=route_templates
+    )
 
     @app.get("/metrics", tags=["health"], include_in_schema=False)
     async def metrics_page(request: Request) -> Response:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -38,8 +39,16 @@ class ObservabilityMiddleware:
     once: Starlette's catch-all handler would answer and re-raise, and the server would log the
     traceback a second time."""
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: CollectorRegistry,
+        route_templates: Mapping[int, str] | None = None,
+    ) -> None:
         self.app = app
+        # By id() of the route (routes compare by value and are not hashable): its full
+        # template, where its own path lacks the prefix it was included under.
+        self.route_templates = route_templates or {}
         self.requests = Counter(
             "nodus_http_requests",
             "HTTP requests",
@@ -83,7 +92,7 @@ class ObservabilityMiddleware:
                     await response(scope, receive, send_with_id)
         finally:
             route: Any = scope.get("route")
-            path = getattr(route, "path", "unmatched")
+            path = self.route_templates.get(id(route)) or getattr(route, "path", "unmatched")
             method = scope["method"]
             self.latency.labels(method, path).observe(time.perf_counter() - started)
             self.requests.labels(method, path, str(status)).inc()

@@ -31,8 +31,13 @@ async def test_oversized_body_is_rejected_before_reading(client: httpx.AsyncClie
 
 async def test_metrics_count_requests_by_route(client: httpx.AsyncClient) -> None:
     await client.get("/healthz")
+    await client.get("/v1/nodes/0x" + "ab" * 32)
     body = (await client.get("/metrics")).text
     assert 'nodus_http_requests_total{method="GET",route="/healthz",status="200"}' in body
+    # The template a request matched, whole: what the client asked for, with /v1, without the id.
+    assert (
+        'nodus_http_requests_total{method="GET",route="/v1/nodes/{node_id}",status="404"}' in body
+    )
 
 
 async def test_oversized_chunked_body_without_length_is_rejected(client: httpx.AsyncClient) -> None:
