@@ -127,8 +127,8 @@ async def record_grown_expiries(
     session: AsyncSession, expiries: Mapping[str, datetime], now: datetime
 ) -> list[str]:
     """`record_expiry(..., only_grow=True)` for many subscribers in a few statements (the
-    indexer's chunk of payments: one at a time, three round trips each, 10,000 payments took
-    most of a catch-up's 40 s). Returns the subscribers whose expiry changed, sorted."""
+    indexer's chunk of payments: one at a time, three round trips each, 2,000 new subscribers
+    took 8 of a catch-up's 9 s). Returns the subscribers whose expiry changed, sorted."""
     wanted = {address.lower(): expires_at for address, expires_at in expiries.items()}
     repository = SubscriberRepository(session)
     # The common case, payments already known: read without locking.

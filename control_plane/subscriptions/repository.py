@@ -197,7 +197,7 @@ class SubscriberRepository:
             return {}
         rows = await self.session.execute(
             select(DeviceConfig.node_id, DeviceConfig.id)
-            .where(DeviceConfig.subscriber.in_(subscribers), DeviceConfig.revoked_at.is_(None))
+            .where(_among(DeviceConfig.subscriber, subscribers), DeviceConfig.revoked_at.is_(None))
             .order_by(DeviceConfig.node_id, DeviceConfig.id)
         )
         by_node: dict[str, list[uuid.UUID]] = {}
