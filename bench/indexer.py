@@ -20,44 +20,49 @@ from control_plane.chain.contracts import Deployment, Web3Client, contract
 from control_plane.db import make_engine, make_sessionmaker
 from control_plane.indexer.sync import sync_chain
 from control_plane.jobs import Services, run_exclusive
-from tests.support.builders import NDS, fresh_wallet
-from tests.support.devchain import transact
+from tests.support.devchain import dev_account, transact
 
 NAIVE_SAMPLE_BLOCKS = 2_000  # naive polling is timed on this many blocks, then scaled
 # A first payment for a new subscriber takes 94,955 (the README's gas table); room to spare.
 SUBSCRIBE_GAS = 150_000
+# The payers: anvil dev accounts from this one on (each holds 100,000 NDS, 10,000 months).
+FIRST_PAYER = 3
+PAYMENTS_PER_PAYER = 5_000
 
 
 async def _seed(w3: Web3Client, stack_deployment: Deployment, blocks: int, events: int) -> None:
-    """`events` payments (one wallet paying for fresh addresses), `blocks` blocks in all.
+    """`events` payments for fresh addresses, `blocks` blocks in all.
 
-    Each payment is signed here with the next nonce and sent without waiting for its receipt
-    (anvil mines it on arrival), then the gap is mined: waiting for each receipt made 10,000
-    payments take minutes."""
+    Each payment is signed here with its payer's next nonce and sent without waiting for its
+    receipt (anvil mines it on arrival), then the gap is mined: waiting for each receipt made
+    10,000 payments take minutes. A dev account holds 100,000 NDS, so several pay."""
     subscriptions = contract(w3, stack_deployment, "SubscriptionManager")
     token = contract(w3, stack_deployment, "NDSToken")
     price: int = await subscriptions.functions.pricePerPeriod().call()
-    payer = await fresh_wallet(w3, stack_deployment, events * price + NDS)
-    await transact(w3, payer, token.functions.approve(subscriptions.address, events * price))
-    nonce = await w3.eth.get_transaction_count(payer.address, "pending")
     chain_id = await w3.eth.chain_id
     gas_price = await w3.eth.gas_price
     gap = max(0, blocks // events - 1)
     last = b""
-    for i in range(events):
-        beneficiary = w3.to_checksum_address("0x" + secrets.token_hex(20))
-        tx = {
-            "to": subscriptions.address,
-            "data": subscriptions.encode_abi("subscribe", args=[beneficiary, 1, price]),
-            "nonce": nonce + i,
-            "chainId": chain_id,
-            "gas": SUBSCRIBE_GAS,
-            "gasPrice": gas_price * 2,
-            "value": 0,
-        }
-        last = await w3.eth.send_raw_transaction(payer.sign_transaction(tx).raw_transaction)
-        if gap:
-            await w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(gap)])
+    for first in range(0, events, PAYMENTS_PER_PAYER):
+        payer = dev_account(FIRST_PAYER + first // PAYMENTS_PER_PAYER)
+        count = min(PAYMENTS_PER_PAYER, events - first)
+        await transact(w3, payer, token.functions.approve(subscriptions.address, count * price))
+        nonce = await w3.eth.get_transaction_count(payer.address, "pending")
+        for i in range(count):
+            beneficiary = w3.to_checksum_address("0x" + secrets.token_hex(20))
+            tx = {
+                "to": subscriptions.address,
+                "data": subscriptions.encode_abi("subscribe", args=[beneficiary, 1, price]),
+                "nonce": nonce + i,
+                "chainId": chain_id,
+                "gas": SUBSCRIBE_GAS,
+                "gasPrice": gas_price * 2,
+                "value": 0,
+            }
+            raw = payer.sign_transaction(tx).raw_transaction
+            last = await w3.eth.send_raw_transaction(raw)
+            if gap:
+                await w3.provider.make_request(RPCEndpoint("anvil_mine"), [hex(gap)])
     receipt = await w3.eth.wait_for_transaction_receipt(HexBytes(last), timeout=60)
     if receipt["status"] != 1:
         raise RuntimeError("the last seeded payment reverted")
