@@ -43,12 +43,12 @@ class ObservabilityMiddleware:
         self,
         app: ASGIApp,
         registry: CollectorRegistry,
-        route_templates: Mapping[int, str] | None = None,
+        route_templates: Mapping[int, str],
     ) -> None:
         self.app = app
         # By id() of the route (routes compare by value and are not hashable): its full
         # template, where its own path lacks the prefix it was included under.
-        self.route_templates = route_templates or {}
+        self.route_templates = route_templates
         self.requests = Counter(
             "nodus_http_requests",
             "HTTP requests",

@@ -153,8 +153,7 @@ class EventDecoder:
             # An indexed dynamic value is only its hash in the topic: keep the hash.
             args[name] = raw if _is_dynamic(type_) else decode_words([type_], raw)[0]
         values = decode_words([t for _, t in event_type.data], bytes(entry["data"]))
-        for (name, _), value in zip(event_type.data, values, strict=True):
-            args[name] = value
+        args.update(zip((name for name, _ in event_type.data), values, strict=True))
         return Event(
             contract=event_type.contract,
             name=event_type.name,
